@@ -1,0 +1,3 @@
+from bot.transports.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Adapters to the outside world: SendGrid, the database, Slack's directory."""

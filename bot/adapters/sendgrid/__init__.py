@@ -1,0 +1,30 @@
+"""SendGrid clients. `build_backend(settings)` returns the configured one."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.adapters.sendgrid.ratelimit import TokenBucket
+from bot.adapters.sendgrid.v2 import RetryPolicy, SendGridV2Client
+from bot.config import Settings
+from bot.errors import ConfigError
+
+__all__ = ["RetryPolicy", "SendGridV2Client", "TokenBucket", "build_backend"]
+
+
+def build_backend(settings: Settings, *, logger: logging.Logger | None = None) -> SendGridV2Client:
+    """The SendGrid client the settings describe, with its own process-wide limiter."""
+    if not settings.sendgrid_api_user or not settings.sendgrid_api_key:
+        raise ConfigError(
+            "SENDGRID_API_USER and SENDGRID_API_KEY are required (or use `console --demo`)"
+        )
+    return SendGridV2Client(
+        api_user=settings.sendgrid_api_user,
+        api_key=settings.sendgrid_api_key.reveal(),
+        base_url=settings.sendgrid_api_url,
+        mode=settings.sendgrid_mode,
+        fmt=settings.sendgrid_format,
+        timeout=settings.sendgrid_timeout,
+        limiter=TokenBucket(per_minute=settings.sendgrid_rate_limit),
+        logger=logger or logging.getLogger("bot.sendgrid"),
+    )

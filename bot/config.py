@@ -1,0 +1,294 @@
+"""Configuration: read once from the environment (and `.env`), validated, passed down.
+
+This is the only module that reads the environment. `load_settings()` returns a
+frozen `Settings`; a missing or malformed value raises `ConfigError` with one
+line naming the variable and what it expects. Secrets are `Secret` objects whose
+`repr` and `str` never show the value; call `.reveal()` where it must be sent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from dotenv import dotenv_values
+
+from bot.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Secret:
+    """A credential that must not appear in a repr, a log line or a reply."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of design §3, typed. Built by `load_settings()`."""
+
+    slack_bot_token: Secret | None = None
+    slack_signing_secret: Secret | None = None
+    slack_app_token: Secret | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    sendgrid_api_user: str | None = None
+    sendgrid_api_key: Secret | None = None
+    sendgrid_api_url: str = "https://api.sendgrid.com/apiv2/"
+    sendgrid_mode: str = "subuser"
+    sendgrid_format: str = "json"
+    sendgrid_rate_limit: int = 600
+    sendgrid_timeout: float = 10.0
+
+    database_url: str = "sqlite:///credits-bot.sqlite3"
+
+    admins: frozenset[str] = frozenset()
+    approvers: frozenset[str] = frozenset()
+    operators: frozenset[str] = frozenset()
+    viewers: frozenset[str] = frozenset()
+
+    approval_channel: str | None = None
+    auto_approve_max: int = 0
+    approval_ttl: timedelta = timedelta(hours=24)
+
+    alert_channel: str | None = None
+    alert_below: int = 1000
+    alert_percent: float = 10.0
+    alert_schedule: str = "*/15 * * * *"
+    watch: tuple[str, ...] = ()
+
+    port: int = 3000
+    log_level: str = "INFO"
+
+    def secrets(self) -> tuple[str, ...]:
+        """The configured secret values, for log redaction and leak scans."""
+        candidates = (
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.sendgrid_api_key,
+        )
+        return tuple(s.reveal() for s in candidates if s)
+
+    def require(self, *names: str) -> None:
+        """Stop with a ConfigError if any of these settings (env names) is unset."""
+        for name in names:
+            if not getattr(self, _ATTRIBUTE_OF[name]):
+                raise ConfigError(f"{name} is required for this command and is not set")
+
+
+_ATTRIBUTE_OF = {
+    "SLACK_BOT_TOKEN": "slack_bot_token",
+    "SLACK_SIGNING_SECRET": "slack_signing_secret",
+    "SLACK_APP_TOKEN": "slack_app_token",
+    "SENDGRID_API_USER": "sendgrid_api_user",
+    "SENDGRID_API_KEY": "sendgrid_api_key",
+    "CREDITS_APPROVAL_CHANNEL": "approval_channel",
+    "CREDITS_ALERT_CHANNEL": "alert_channel",
+}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env"
+) -> Settings:
+    """Build Settings from `.env` (if present) overlaid by the process environment.
+
+    Pass `environ` to build from an explicit mapping (tests); `.env` is then
+    ignored unless `dotenv_path` is also given explicitly.
+    """
+    values: dict[str, str] = {}
+    if environ is None:
+        if dotenv_path is not None and Path(dotenv_path).is_file():
+            values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        values.update(os.environ)
+    else:
+        values.update(environ)
+    env = _Env(values)
+    return Settings(
+        slack_bot_token=env.secret("SLACK_BOT_TOKEN"),
+        slack_signing_secret=env.secret("SLACK_SIGNING_SECRET"),
+        slack_app_token=env.secret("SLACK_APP_TOKEN"),
+        slack_api_url=env.url("SLACK_API_URL", "https://slack.com/api/"),
+        sendgrid_api_user=env.text("SENDGRID_API_USER"),
+        sendgrid_api_key=env.secret("SENDGRID_API_KEY"),
+        sendgrid_api_url=env.url("SENDGRID_API_URL", "https://api.sendgrid.com/apiv2/"),
+        sendgrid_mode=env.choice("SENDGRID_MODE", ("subuser", "reseller"), "subuser"),
+        sendgrid_format=env.choice("SENDGRID_FORMAT", ("json", "xml"), "json"),
+        sendgrid_rate_limit=env.integer("SENDGRID_RATE_LIMIT", 600, minimum=1),
+        sendgrid_timeout=env.number("SENDGRID_TIMEOUT", 10.0, minimum=0.1),
+        database_url=normalize_database_url(
+            env.text("DATABASE_URL") or "sqlite:///credits-bot.sqlite3"
+        ),
+        admins=env.slack_ids("CREDITS_ADMINS"),
+        approvers=env.slack_ids("CREDITS_APPROVERS"),
+        operators=env.slack_ids("CREDITS_OPERATORS"),
+        viewers=env.slack_ids("CREDITS_VIEWERS"),
+        approval_channel=env.channel("CREDITS_APPROVAL_CHANNEL"),
+        auto_approve_max=env.integer("CREDITS_AUTO_APPROVE_MAX", 0, minimum=0),
+        approval_ttl=env.duration("CREDITS_APPROVAL_TTL", timedelta(hours=24)),
+        alert_channel=env.channel("CREDITS_ALERT_CHANNEL"),
+        alert_below=env.integer("CREDITS_ALERT_BELOW", 1000, minimum=0),
+        alert_percent=env.number("CREDITS_ALERT_PERCENT", 10.0, minimum=0.0, maximum=100.0),
+        alert_schedule=env.cron("CREDITS_ALERT_SCHEDULE", "*/15 * * * *"),
+        watch=env.names("CREDITS_WATCH"),
+        port=env.integer("PORT", 3000, minimum=1, maximum=65535),
+        log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+    )
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept database URLs as hosting platforms hand them out.
+
+    `postgres://` and `postgresql://` become `postgresql+psycopg://` (psycopg 3);
+    an explicit driver (`postgresql+psycopg://`, `sqlite://`) is kept as given.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if not re.match(r"^(sqlite|postgresql\+\w+)://", url):
+        raise ConfigError(
+            "DATABASE_URL: expected sqlite:///PATH or postgres[ql]://USER@HOST/DB, "
+            f"got a URL starting {url.split(':', 1)[0]!r}"
+        )
+    return url
+
+
+_SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+@dataclass
+class _Env:
+    values: Mapping[str, str]
+    _defaults_used: list[str] = field(default_factory=list)
+
+    def text(self, name: str) -> str | None:
+        value = self.values.get(name, "").strip()
+        return value or None
+
+    def secret(self, name: str) -> Secret | None:
+        value = self.text(name)
+        return Secret(value) if value else None
+
+    def _parsed(self, name: str, default: T, parse: Callable[[str], T], expects: str) -> T:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, ConfigError):
+            raise ConfigError(f"{name}: expected {expects}, got {raw!r}") from None
+
+    def url(self, name: str, default: str) -> str:
+        def parse(raw: str) -> str:
+            if not re.match(r"^https?://[^/\s]+", raw):
+                raise ValueError(raw)
+            return raw if raw.endswith("/") else raw + "/"
+
+        return self._parsed(name, default, parse, "an http(s):// URL")
+
+    def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
+        def parse(raw: str) -> str:
+            for option in options:
+                if raw.lower() == option.lower():
+                    return option
+            raise ValueError(raw)
+
+        return self._parsed(name, default, parse, " or ".join(options))
+
+    def integer(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
+        def parse(raw: str) -> int:
+            value = int(raw.replace(",", "").replace("_", ""))
+            if value < minimum or (maximum is not None and value > maximum):
+                raise ValueError(raw)
+            return value
+
+        upper = f" and at most {maximum}" if maximum is not None else ""
+        return self._parsed(name, default, parse, f"a whole number of at least {minimum}{upper}")
+
+    def number(
+        self, name: str, default: float, *, minimum: float, maximum: float | None = None
+    ) -> float:
+        def parse(raw: str) -> float:
+            value = float(raw.rstrip("%"))
+            if not value >= minimum or (maximum is not None and value > maximum):
+                raise ValueError(raw)
+            return value
+
+        upper = f" and at most {maximum:g}" if maximum is not None else ""
+        return self._parsed(name, default, parse, f"a number of at least {minimum:g}{upper}")
+
+    def duration(self, name: str, default: timedelta) -> timedelta:
+        def parse(raw: str) -> timedelta:
+            match = _DURATION.match(raw.lower())
+            if not match or int(match.group(1)) == 0:
+                raise ValueError(raw)
+            unit = _DURATION_UNITS[match.group(2)]
+            return timedelta(**{unit: int(match.group(1))})
+
+        return self._parsed(name, default, parse, "a duration such as 90m, 24h or 2d")
+
+    def cron(self, name: str, default: str) -> str:
+        def parse(raw: str) -> str:
+            # Imported here so that reading settings does not pull in the scheduler.
+            from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
+
+            CronTrigger.from_crontab(raw)
+            return raw
+
+        return self._parsed(name, default, parse, "a 5-field cron expression like */15 * * * *")
+
+    def _list(self, name: str) -> list[str]:
+        raw = self.text(name) or ""
+        return [item.strip() for item in raw.split(",") if item.strip()]
+
+    def slack_ids(self, name: str) -> frozenset[str]:
+        ids = self._list(name)
+        for item in ids:
+            if not _SLACK_ID.match(item):
+                raise ConfigError(
+                    f"{name}: expected Slack user IDs (U…/W…) or user-group IDs (S…), "
+                    f"comma-separated; got {item!r} (usernames are not unique, so not accepted)"
+                )
+        return frozenset(ids)
+
+    def channel(self, name: str) -> str | None:
+        def parse(raw: str) -> str:
+            if not _CHANNEL_ID.match(raw):
+                raise ValueError(raw)
+            return raw
+
+        return self._parsed(name, None, parse, "a channel ID such as C0123456789 (not #name)")
+
+    def names(self, name: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self._list(name)))

@@ -1,0 +1,241 @@
+"""The credits model: balances, overviews, accounts and the changes the bot makes.
+
+Values only; no I/O. `CreditsBackend` is the port a SendGrid client implements,
+and `apply_change` is the one way a change is made: read, write once, re-read.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+from bot.errors import OutcomeUnknown, SendGridError, UserError
+
+# SendGrid documents `credits` as an unsigned integer; 32-bit unsigned is the
+# largest value its v2 endpoints can store.
+MAX_CREDITS = 4_294_967_295
+
+
+class Period(enum.StrEnum):
+    """How often a recurring allowance resets."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A subuser's or customer's credits.
+
+    `unlimited` means SendGrid enforces no limit; the other fields are then None.
+    `allowance` is the recurring reset amount (None when the balance does not
+    recur), `period` how often it resets, when known (v2 does not report it).
+    """
+
+    unlimited: bool
+    remaining: int | None = None
+    allowance: int | None = None
+    period: Period | None = None
+    last_reset: date | None = None
+
+    @classmethod
+    def no_limit(cls) -> Balance:
+        return cls(unlimited=True)
+
+    @property
+    def recurring(self) -> bool:
+        return self.allowance is not None
+
+    def percent_of_allowance(self) -> float | None:
+        """Remaining as a percent of the recurring allowance, or None if not recurring."""
+        if self.remaining is None or not self.allowance:
+            return None
+        return 100.0 * self.remaining / self.allowance
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """A reseller customer's account overview (`reseller.account task=overview`)."""
+
+    package: str | None
+    reputation: float | None
+    requests: int | None
+    credits_allowed: int | None
+    credits_used: int | None
+    credits_remain: int | None
+    credits_overage: int | None
+    billing_start: date | None
+    billing_end: date | None
+    billing_process: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A subuser (subuser mode) or reseller customer (reseller mode)."""
+
+    username: str
+    email: str | None
+    active: bool
+
+
+class ChangeKind(enum.StrEnum):
+    """The writes the bot can make, named after the `/credits` subcommands."""
+
+    ADD = "add"
+    REMOVE = "remove"
+    SET = "set"
+    RECURRING = "recurring"
+    UNLIMIT = "unlimit"
+
+
+@dataclass(frozen=True, slots=True)
+class CreditChange:
+    """One change to one account's credits, as requested.
+
+    `credits` is required for every kind except UNLIMIT; `period` and the
+    optional `start`, `end`, `initial` belong to RECURRING only.
+    """
+
+    kind: ChangeKind
+    user: str
+    credits: int | None = None
+    period: Period | None = None
+    start: date | None = None
+    end: date | None = None
+    initial: int | None = None
+
+    def __post_init__(self) -> None:
+        needs_credits = self.kind is not ChangeKind.UNLIMIT
+        if needs_credits != (self.credits is not None):
+            raise UserError(f"`{self.kind}` {'needs' if needs_credits else 'takes no'} credits")
+        for value in (self.credits, self.initial):
+            if value is not None and not 0 <= value <= MAX_CREDITS:
+                raise UserError(f"credits must be between 0 and {MAX_CREDITS:,}")
+        if (self.kind is ChangeKind.RECURRING) != (self.period is not None):
+            raise UserError("a period goes with `recurring` and only with it")
+        if self.kind is not ChangeKind.RECURRING and (self.start or self.end or self.initial):
+            raise UserError("start, end and initial go with `recurring` only")
+        if self.start and self.end and self.end < self.start:
+            raise UserError("the end date is before the start date")
+
+    def expected_after(self, before: Balance) -> Balance | None:
+        """The balance this change should produce from `before`, if predictable."""
+        credits = self.credits or 0
+        if self.kind is ChangeKind.UNLIMIT:
+            return Balance.no_limit()
+        if self.kind is ChangeKind.SET:
+            return Balance(unlimited=False, remaining=credits)
+        if self.kind is ChangeKind.RECURRING:
+            initial = credits if self.initial is None else self.initial
+            return Balance(
+                unlimited=False, remaining=initial, allowance=credits, period=self.period
+            )
+        if before.unlimited or before.remaining is None:
+            return None
+        if self.kind is ChangeKind.ADD:
+            return Balance(unlimited=False, remaining=before.remaining + credits)
+        return Balance(unlimited=False, remaining=max(0, before.remaining - credits))
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """What a change did: the balance before and after (after = re-read from SendGrid).
+
+    `outcome_unknown` is True when the write may or may not have been applied;
+    `after` is then the balance re-read afterwards (None if that failed too),
+    and `error` says what went wrong.
+    """
+
+    change: CreditChange
+    before: Balance
+    after: Balance | None
+    outcome_unknown: bool = False
+    error: SendGridError | None = None
+
+
+class CreditsBackend(Protocol):
+    """The port to SendGrid: what the domain needs from a credits API."""
+
+    def get_balance(self, user: str) -> Balance: ...
+
+    def get_overview(self, user: str) -> Overview: ...
+
+    def list_accounts(self) -> Iterator[Account]: ...
+
+    def increment_credits(self, user: str, credits: int) -> None: ...
+
+    def decrement_credits(self, user: str, credits: int) -> None: ...
+
+    def set_total_credits(self, user: str, credits: int) -> None: ...
+
+    def set_recurring_credits(
+        self,
+        user: str,
+        credits: int,
+        period: Period,
+        *,
+        start: date | None = None,
+        end: date | None = None,
+        initial: int | None = None,
+    ) -> None: ...
+
+    def remove_limit(self, user: str) -> None: ...
+
+
+def send_change(backend: CreditsBackend, change: CreditChange) -> None:
+    """Send exactly one write for `change`; never retried here."""
+    credits = change.credits or 0
+    match change.kind:
+        case ChangeKind.ADD:
+            backend.increment_credits(change.user, credits)
+        case ChangeKind.REMOVE:
+            backend.decrement_credits(change.user, credits)
+        case ChangeKind.SET:
+            backend.set_total_credits(change.user, credits)
+        case ChangeKind.RECURRING:
+            assert change.period is not None  # guaranteed by CreditChange
+            backend.set_recurring_credits(
+                change.user,
+                credits,
+                change.period,
+                start=change.start,
+                end=change.end,
+                initial=change.initial,
+            )
+        case ChangeKind.UNLIMIT:
+            backend.remove_limit(change.user)
+
+
+def apply_change(backend: CreditsBackend, change: CreditChange) -> ChangeResult:
+    """Read the balance, send the write once, and re-read it.
+
+    SendGrid v2 writes return no balance, so `after` always comes from a fresh
+    read. If the write's outcome is unknown (sent, no answer), the result says
+    so with whatever the re-read shows; it is never sent a second time. Other
+    SendGrid errors propagate: nothing was changed.
+    """
+    before = backend.get_balance(change.user)
+    try:
+        send_change(backend, change)
+    except OutcomeUnknown as unknown:
+        return ChangeResult(
+            change=change,
+            before=before,
+            after=_reread_quietly(backend, change.user),
+            outcome_unknown=True,
+            error=unknown,
+        )
+    return ChangeResult(change=change, before=before, after=_reread_quietly(backend, change.user))
+
+
+def _reread_quietly(backend: CreditsBackend, user: str) -> Balance | None:
+    # The write is done (or unknowable); a failing re-read must not turn a
+    # success into an error, so the reply shows "balance unavailable" instead.
+    try:
+        return backend.get_balance(user)
+    except SendGridError:
+        return None

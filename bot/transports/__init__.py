@@ -1,0 +1,1 @@
+"""Transports: Slack (HTTP, Socket Mode), the console, and the command line."""
