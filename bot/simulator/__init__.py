@@ -35,6 +35,7 @@ def sample_state(
     api_key: str = DEMO_API_KEY,
     data: str | None = None,
     rate_limit: int | None = 600,
+    rate_window: float = 60.0,
 ) -> SimulatorState:
     """A simulator state loaded with the bundled sample accounts (or `data`)."""
     subusers, customers = load_accounts(data)
@@ -44,4 +45,5 @@ def sample_state(
         subusers=subusers,
         customers=customers,
         rate_limit=rate_limit,
+        rate_window=rate_window,
     )

@@ -51,6 +51,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server: SimulatorHTTPServer
+    _api_key_seen = ""
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
         logger.debug("simulator %s - " + format, self.address_string(), *args)
@@ -96,6 +97,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def _api(self, module: str, fmt: str, params: dict[str, str]) -> None:
         state = self.server.state
         key = params.get("api_key", "")
+        self._api_key_seen = key
         password, _, fault_spec = key.partition("~")
         if params.get("api_user") != state.api_user or password != state.api_key:
             self._record(module, fmt, params, 200, "unauthorized", applied=False)
@@ -170,6 +172,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 "application/json",
                 headers={"Retry-After": retry_after, "X-RateLimit-Remaining": "0"},
             )
+        elif kind == "error200" and fault.arg == "echo":
+            # A careless server echoing the request back; the client must scrub it.
+            echoed = f"Invalid request: api_key={self._api_key_seen}"
+            self._reply(fmt, 200, {"message": "error", "errors": [echoed]})
         elif kind == "error200":
             self._reply(fmt, 200, _ERROR_SHAPES.get(fault.arg or "1", _ERROR_SHAPES["1"]))
         elif kind == "xml-error":
@@ -270,7 +276,10 @@ class SimulatorServer:
 
     def start(self) -> SimulatorServer:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="sendgrid-simulator", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="sendgrid-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self

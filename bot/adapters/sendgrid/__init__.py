@@ -25,6 +25,6 @@ def build_backend(settings: Settings, *, logger: logging.Logger | None = None) -
         mode=settings.sendgrid_mode,
         fmt=settings.sendgrid_format,
         timeout=settings.sendgrid_timeout,
-        limiter=TokenBucket(per_minute=settings.sendgrid_rate_limit),
+        limiter=TokenBucket(limit=settings.sendgrid_rate_limit),
         logger=logger or logging.getLogger("bot.sendgrid"),
     )

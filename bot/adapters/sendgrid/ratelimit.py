@@ -6,8 +6,8 @@ should never be the cause of a 429, so every request takes a token first.
 `TokenBucket` refills continuously. With a burst of `B` tokens and a refill
 rate `r`, any window of `W` seconds admits at most `B + r·W` requests; the
 refill is set to `(limit − B) / (W + slack)` so that even a fixed window on
-SendGrid's side, with a second of network jitter, never sees more than
-`limit` requests. `pause_for()` makes everyone wait after SendGrid said 429.
+SendGrid's side, with a little network jitter (a second per minute), never
+sees more than `limit` requests. `pause_for()` makes everyone wait after SendGrid said 429.
 """
 
 from __future__ import annotations
@@ -17,27 +17,35 @@ import time
 from collections.abc import Callable
 
 Clock = Callable[[], float]
+_EPSILON = 1e-9
+_MIN_SLEEP = 1e-4
 Sleep = Callable[[float], None]
 
 
 class TokenBucket:
-    """Thread-safe token bucket: `acquire()` blocks until a request may be sent."""
+    """Thread-safe token bucket: `acquire()` blocks until a request may be sent.
+
+    At most `limit` requests in any `window` seconds (default: per minute).
+    """
 
     def __init__(
         self,
         *,
-        per_minute: int,
-        burst: int | None = None,
+        limit: int,
         window: float = 60.0,
-        slack: float = 1.0,
+        burst: int | None = None,
+        slack: float | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
     ) -> None:
-        if per_minute < 1:
-            raise ValueError("per_minute must be at least 1")
-        self.per_minute = per_minute
-        self.burst = max(1, min(burst if burst is not None else per_minute // 60, per_minute // 2))
-        self.rate = (per_minute - self.burst) / (window + slack)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self.window = window
+        # Defaults scale with the window; for 600/minute: a burst of 10, a slack of 1 s.
+        self.burst = max(1, min(burst if burst is not None else limit // 60, limit // 2))
+        slack = window / 60 if slack is None else slack
+        self.rate = (limit - self.burst) / (window + slack)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -54,11 +62,13 @@ class TokenBucket:
                 self._refill(now)
                 if now < self._paused_until:
                     delay = self._paused_until - now
-                elif self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                elif self._tokens >= 1.0 - _EPSILON:
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     return waited
                 else:
                     delay = (1.0 - self._tokens) / self.rate
+            # A floor on the sleep: a deficit of 1e-17 s would not move the clock.
+            delay = max(delay, _MIN_SLEEP)
             self._sleep(delay)
             waited += delay
 

@@ -77,6 +77,7 @@ class SendGridV2Client:
         logger: logging.Logger | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        page_size: int = RESELLER_PAGE_SIZE,
     ) -> None:
         if mode not in ("subuser", "reseller"):
             raise ValueError(f"mode must be subuser or reseller, not {mode!r}")
@@ -88,11 +89,17 @@ class SendGridV2Client:
         self.mode = mode
         self.fmt = fmt
         self.timeout = timeout
-        self._limiter: Limiter = limiter or TokenBucket(per_minute=600)
+        self._limiter: Limiter = limiter or TokenBucket(limit=600)
         self._retry = retry or RetryPolicy()
         self._logger = logger or logging.getLogger(__name__)
         self._session = session or _new_session()
         self._sleep = sleep
+        self._page_size = page_size
+        self._backoff = wait_exponential_jitter(
+            multiplier=self._retry.backoff_initial,
+            max=self._retry.backoff_max,
+            jitter=self._retry.backoff_initial,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -130,12 +137,12 @@ class SendGridV2Client:
                 self._call(
                     "reseller.manage",
                     "profile",
-                    {"task": "get", "limit": str(RESELLER_PAGE_SIZE), "offset": str(offset)},
+                    {"task": "get", "limit": str(self._page_size), "offset": str(offset)},
                     write=False,
                 )
             )
             yield from page
-            if len(page) < RESELLER_PAGE_SIZE:
+            if len(page) < self._page_size:
                 return
             offset += len(page)
 
@@ -184,9 +191,16 @@ class SendGridV2Client:
         return "reseller.manage", "limit"
 
     def _write(self, user: str, **params: str) -> None:
-        responses.expect_success(
-            self._call(*self._limit_endpoint(), {"user": user, **params}, write=True)
-        )
+        try:
+            responses.expect_success(
+                self._call(*self._limit_endpoint(), {"user": user, **params}, write=True)
+            )
+        except BadResponse as exc:
+            # An answer we cannot read says nothing about whether the change happened.
+            raise OutcomeUnknown(
+                f"SendGrid's answer to the change could not be read ({exc}); "
+                "it may or may not have been applied"
+            ) from None
 
     def _call(
         self, module: str, method: str | None, params: Mapping[str, str], *, write: bool
@@ -247,7 +261,7 @@ class SendGridV2Client:
                 f"no complete answer from SendGrid after the change was sent ({kind}); "
                 "it may or may not have been applied"
             )
-        if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.ContentDecodingError):
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
             return BadResponse(f"SendGrid's answer was cut short ({kind})")
         if isinstance(exc, requests.Timeout):
             return Unavailable(f"SendGrid did not answer within {self.timeout:g} s")
@@ -267,10 +281,7 @@ class SendGridV2Client:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RateLimited):
             return 0.0  # the limiter holds every caller until Retry-After has passed
-        backoff = wait_exponential_jitter(
-            initial=self._retry.backoff_initial, max=self._retry.backoff_max
-        )
-        return float(backoff(state))
+        return float(self._backoff(state))
 
     def _scrub(self, exc: SendGridError) -> SendGridError:
         """Remove the API key from anything SendGrid echoed back into an error."""
