@@ -13,6 +13,7 @@ or add `FaultRule`s to the state (in-process, or `POST /_sim/faults` with JSON).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -53,7 +54,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     server: SimulatorHTTPServer
     _api_key_seen = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("simulator %s - " + format, self.address_string(), *args)
 
     def do_GET(self) -> None:
@@ -135,7 +136,13 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         self._reply(fmt, 200, result, root=_xml_root(module, params))
 
     def _record(
-        self, module: str, fmt: str, params: dict[str, str], status: int, outcome: str, *,
+        self,
+        module: str,
+        fmt: str,
+        params: dict[str, str],
+        status: int,
+        outcome: str,
+        *,
         applied: bool,
     ) -> CallRecord:
         return self.server.state.record(
@@ -200,10 +207,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
 
     def _drop(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     # --- control endpoints (tests and tools; not part of SendGrid) -------------------
 
@@ -267,7 +272,8 @@ class SimulatorServer:
     def __init__(self, state: SimulatorState, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = state
         self._httpd = SimulatorHTTPServer((host, port), state)
-        self.host, self.port = self._httpd.server_address[:2]  # type: ignore[misc]
+        address = self._httpd.server_address
+        self.host, self.port = str(address[0]), int(address[1])
         self._thread: threading.Thread | None = None
 
     @property
@@ -335,7 +341,8 @@ def _to_xml(result: Any, root: str) -> bytes:
         _fill(ET.SubElement(element, "overview"), result)
     else:
         _fill(element, result)
-    return ET.tostring(element, encoding="ISO-8859-1")
+    xml: bytes = ET.tostring(element, encoding="ISO-8859-1")
+    return xml
 
 
 def _fill(element: ET.Element, value: Any) -> None:

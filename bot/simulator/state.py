@@ -139,7 +139,9 @@ def parse_key_faults(suffix: str) -> list[FaultRule]:
 class SlidingWindowLimit:
     """At most `limit` accepted requests per `window` seconds, per API user."""
 
-    def __init__(self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.limit = limit
         self.window = window
         self._clock = clock
@@ -381,7 +383,9 @@ def _date_param(params: dict[str, str], name: str) -> str | None:
         raise SimulatedError(f"{name} must be in YYYY-mm-dd format") from None
 
 
-def load_accounts(path: str | Path | None = None) -> tuple[list[SimulatedAccount], list[SimulatedAccount]]:
+def load_accounts(
+    path: str | Path | None = None,
+) -> tuple[list[SimulatedAccount], list[SimulatedAccount]]:
     """Subusers and customers from a JSON file (default: the bundled sample data)."""
     if path is None:
         text = resources.files("bot.simulator").joinpath("sample_data.json").read_text("utf-8")

@@ -27,9 +27,21 @@ from bot.errors import (
 
 ERROR_BODIES: list[tuple[int, bytes, type[SendGridError]]] = [
     # reference §1.3, recorded and documented shapes; every one also with HTTP 200
-    (200, b'{"message":"error","errors":["Invalid username and\\/or password"]}', AuthenticationFailed),
-    (200, b'{"error":{"code":401,"message":"Permission denied, not authorized"}}', AuthenticationFailed),
-    (200, b'{"errors":["Permission denied, wrong credentials"],"message":"error"}', AuthenticationFailed),
+    (
+        200,
+        b'{"message":"error","errors":["Invalid username and\\/or password"]}',
+        AuthenticationFailed,
+    ),
+    (
+        200,
+        b'{"error":{"code":401,"message":"Permission denied, not authorized"}}',
+        AuthenticationFailed,
+    ),
+    (
+        200,
+        b'{"errors":["Permission denied, wrong credentials"],"message":"error"}',
+        AuthenticationFailed,
+    ),
     (400, b'{"error": "error in end_date: end date is in the future"}', RequestRejected),
     (200, b'{"error": "error in end_date: end date is in the future"}', RequestRejected),
     (200, b'{"message":"error","errors":["User does not exist"]}', UnknownAccount),
@@ -63,8 +75,10 @@ XML_ERRORS: list[tuple[bytes, type[SendGridError]]] = [
         b"<result><error><code>401</code><message>Permission denied</message></error></result>",
         AuthenticationFailed,
     ),
-    (b"<result><message>error</message><errors><error>a</error><error>b</error></errors></result>",
-     RequestRejected),
+    (
+        b"<result><message>error</message><errors><error>a</error><error>b</error></errors></result>",
+        RequestRejected,
+    ),
     (b"<credits><credit>1</credit>", BadResponse),
     (b'<!DOCTYPE x [<!ENTITY a "aaaa">]><credits>&a;</credits>', BadResponse),
 ]

@@ -127,7 +127,7 @@ def parse_balance(body: Decoded) -> Balance:
         if len(body) != 1:
             raise BadResponse(f"expected one balance, got {len(body)}")
         body = body[0]
-    if body is None or body == "" or body == {}:
+    if body is None or body in ("", {}):
         return Balance.no_limit()
     if not isinstance(body, dict):
         raise BadResponse(f"unexpected balance body: {_preview(body)}")
@@ -172,7 +172,7 @@ def parse_overview(body: Decoded) -> Overview:
 
 def parse_accounts(body: Decoded) -> list[Account]:
     """`customer.profile task=get` / `reseller.manage method=profile task=get` → accounts."""
-    if body is None or body == "" or body == {}:
+    if body is None or body in ("", {}):
         return []
     if isinstance(body, dict) and len(body) == 1:
         # XML `<users><user>…</user></users>` with a single user decodes as {"user": {...}}.
@@ -186,9 +186,7 @@ def parse_accounts(body: Decoded) -> list[Account]:
             raise BadResponse(f"account without a username: {_preview(item)}")
         email = item.get("email")
         active = str(item.get("active", "true")).strip().lower() not in ("false", "0", "no")
-        accounts.append(
-            Account(username=item["username"], email=email or None, active=active)
-        )
+        accounts.append(Account(username=item["username"], email=email or None, active=active))
     return accounts
 
 
@@ -256,8 +254,9 @@ def _messages(errors: Any) -> tuple[str, ...]:
     out = []
     for item in errors:
         if isinstance(item, dict):  # v3-style {"field":…, "message":…}
-            item = item.get("message") or item.get("error") or item
-        out.append(_text(item))
+            out.append(_text(item.get("message") or item.get("error") or item))
+        else:
+            out.append(_text(item))
     return tuple(out)
 
 
@@ -265,7 +264,9 @@ def _classify(messages: tuple[str, ...], *, code: int | None, status: int) -> Se
     joined = "; ".join(messages)
     lowered = joined.lower()
     if code in (401, 403) or status in (401, 403) or any(p in lowered for p in _AUTH_PHRASES):
-        return AuthenticationFailed(f"SendGrid refused the credentials: {joined}", messages=messages)
+        return AuthenticationFailed(
+            f"SendGrid refused the credentials: {joined}", messages=messages
+        )
     if any(p in lowered for p in _UNKNOWN_ACCOUNT_PHRASES):
         return UnknownAccount(f"SendGrid does not know this account: {joined}", messages=messages)
     if "too many requests" in lowered or code == 429:

@@ -119,9 +119,7 @@ class SendGridV2Client:
 
     def get_overview(self, user: str) -> Overview:
         """A reseller customer's overview (`reseller.account task=overview`)."""
-        body = self._call(
-            "reseller.account", None, {"task": "overview", "user": user}, write=False
-        )
+        body = self._call("reseller.account", None, {"task": "overview", "user": user}, write=False)
         return responses.parse_overview(body)
 
     def list_accounts(self) -> Iterator[Account]:
@@ -217,9 +215,7 @@ class SendGridV2Client:
         )
         return retrying(self._attempt, module, call_params, write=write)
 
-    def _attempt(
-        self, module: str, params: Mapping[str, str], *, write: bool
-    ) -> responses.Decoded:
+    def _attempt(self, module: str, params: Mapping[str, str], *, write: bool) -> responses.Decoded:
         url = f"{self.base_url}{module}.{self.fmt}"
         label = f"{module} {' '.join(f'{k}={v}' for k, v in params.items() if k != 'user')}"
         self._limiter.acquire()
@@ -261,7 +257,9 @@ class SendGridV2Client:
                 f"no complete answer from SendGrid after the change was sent ({kind}); "
                 "it may or may not have been applied"
             )
-        if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        if isinstance(
+            exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
+        ):
             return BadResponse(f"SendGrid's answer was cut short ({kind})")
         if isinstance(exc, requests.Timeout):
             return Unavailable(f"SendGrid did not answer within {self.timeout:g} s")
