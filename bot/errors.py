@@ -4,6 +4,7 @@
 BotError
 ├── ConfigError            a setting is missing or malformed; start-up stops
 ├── UserError              the caller can fix it: bad input, not allowed, conflicts
+├── DirectoryError         Slack could not say who is in a user group (roles fail closed)
 ├── SendGridError          talking to SendGrid failed
 │   ├── AuthenticationFailed   SendGrid refused the configured credentials
 │   ├── UnknownAccount         no such subuser / customer under this account
@@ -40,6 +41,18 @@ class ConfigError(BotError):
 
 class UserError(BotError):
     """Something the caller can fix: bad input, missing role, approval conflicts."""
+
+
+class DirectoryError(BotError):
+    """Slack could not say who is in a user group; roles that depend on it are denied.
+
+    `reason` is Slack's error code (`plan_upgrade_required`, `ratelimited`, …)
+    or a short description of the failure.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StoreError(BotError):

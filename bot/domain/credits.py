@@ -213,12 +213,21 @@ def send_change(backend: CreditsBackend, change: CreditChange) -> None:
 def apply_change(backend: CreditsBackend, change: CreditChange) -> ChangeResult:
     """Read the balance, send the write once, and re-read it.
 
+    Adding to or removing from an unlimited account is refused (UserError):
+    it would quietly turn a limit on.
+
     SendGrid v2 writes return no balance, so `after` always comes from a fresh
     read. If the write's outcome is unknown (sent, no answer), the result says
     so with whatever the re-read shows; it is never sent a second time. Other
     SendGrid errors propagate: nothing was changed.
     """
     before = backend.get_balance(change.user)
+    if before.unlimited and change.kind in (ChangeKind.ADD, ChangeKind.REMOVE):
+        # Adding to "no limit" would silently start limiting the account.
+        raise UserError(
+            f"{change.user} has no credit limit, so there is nothing to {change.kind} to. "
+            f"To start limiting it, use `set {change.user} N`."
+        )
     try:
         send_change(backend, change)
     except OutcomeUnknown as unknown:

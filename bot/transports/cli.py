@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from bot.config import Settings, load_settings
+from bot.config import Secret, Settings, load_settings
 from bot.errors import ConfigError
 from bot.logs import configure_logging
 
@@ -60,7 +60,105 @@ def _parser() -> argparse.ArgumentParser:
         help="requests per minute per API user before HTTP 429; 0 turns it off (default 600)",
     )
     simulator.set_defaults(run=_run_simulator)
+
+    console = commands.add_parser(
+        "console", help="chat with the bot without Slack: one command a line on stdin"
+    )
+    console.add_argument(
+        "--as",
+        dest="user_id",
+        default=CONSOLE_USER,
+        help=f"Slack user ID to act as ({CONSOLE_USER})",
+    )
+    console.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the embedded SendGrid simulator with sample data and act as an admin",
+    )
+    console.set_defaults(run=_run_console)
+
+    serve = commands.add_parser(
+        "serve", help="HTTP mode: POST /slack/events and GET /healthz, under gunicorn"
+    )
+    serve.add_argument("--port", type=int, help="port (default: $PORT, else 3000)")
+    serve.add_argument("--host", default="0.0.0.0", help="address (default 0.0.0.0)")
+    serve.set_defaults(run=_run_serve)
+
+    socket = commands.add_parser("socket", help="Socket Mode (needs SLACK_APP_TOKEN)")
+    socket.set_defaults(run=_run_socket)
     return parser
+
+
+CONSOLE_USER = "UCONSOLE"
+
+
+def _run_console(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+    import logging as logging_module
+
+    from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer, sample_state
+    from bot.transports.assembly import build_service
+    from bot.transports.console import run_console
+
+    interactive = sys.stdin.isatty()
+    if not args.demo:
+        service = build_service(settings)
+        return run_console(
+            service,
+            user_id=args.user_id,
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            interactive=interactive,
+        )
+    # Demo: quiet logs, an in-process simulator with sample data, the caller an admin.
+    logging_module.getLogger().setLevel(logging_module.ERROR)
+    demo_settings = dataclasses.replace(
+        settings,
+        sendgrid_api_user=DEMO_API_USER,
+        sendgrid_api_key=Secret(DEMO_API_KEY),
+        sendgrid_api_url="",  # set below, once the simulator has a port
+        admins=settings.admins | {args.user_id},
+    )
+    with SimulatorServer(sample_state()).running() as simulator:
+        demo_settings = dataclasses.replace(demo_settings, sendgrid_api_url=simulator.url)
+        accounts = ", ".join(sorted(simulator.state.subusers)[:6])
+        print(
+            f"credits-bot console (demo): SendGrid simulator at {simulator.url}; "
+            f"you are {args.user_id}, an admin.\n"
+            f"Try: help | show acme-eu | add globex 500 | overview alice@example.com "
+            f"(reseller mode only)\nSample subusers: {accounts}, …\n",
+            flush=True,
+        )
+        service = build_service(demo_settings)
+        return run_console(
+            service,
+            user_id=args.user_id,
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            interactive=interactive,
+        )
+
+
+def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.transports.slack.server import serve_with_gunicorn
+
+    settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    port = args.port if args.port is not None else settings.port
+    serve_with_gunicorn(settings, host=args.host, port=port)
+    return 0
+
+
+def _run_socket(args: argparse.Namespace, settings: Settings) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.transports.slack.app import create_app
+
+    settings.require("SLACK_APP_TOKEN", "SLACK_BOT_TOKEN")
+    assert settings.slack_app_token is not None
+    app = create_app(settings, socket_mode=True)
+    logger.info("connecting to Slack in Socket Mode")
+    SocketModeHandler(app, settings.slack_app_token.reveal()).start()  # type: ignore[no-untyped-call]
+    return 0
 
 
 def _run_simulator(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,208 @@
+"""`/credits` text → `Command`. Pure: no I/O, no Slack, no SendGrid.
+
+USER arrives as typed (`acme-eu`), as an e-mail, or as Slack escapes it
+(`<mailto:a@b.com|a@b.com>`, `&amp;`). N is a positive whole number, with an
+optional thousands separator (`1,500`). Anything else raises `UsageError`,
+whose message says what was wrong and whose `usage` shows the right form.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from bot.commands import messages
+from bot.domain.credits import MAX_CREDITS, CreditChange, Period
+from bot.domain.policy import Verb
+from bot.errors import UserError
+
+MAX_TEXT = 500
+MAX_USER = 64
+_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\-]*$")
+_NUMBER = re.compile(r"^(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)$")
+_MAILTO = re.compile(r"^<mailto:([^|>]+)(?:\|[^>]*)?>$")
+_OPTION_NAMES = ("start", "end", "initial")
+
+USAGE: dict[Verb, str] = {
+    Verb.HELP: "/credits help",
+    Verb.SHOW: "/credits show USER",
+    Verb.OVERVIEW: "/credits overview USER",
+    Verb.ADD: "/credits add USER N",
+    Verb.REMOVE: "/credits remove USER N",
+    Verb.SET: "/credits set USER N",
+    Verb.RECURRING: (
+        "/credits recurring USER N daily|weekly|monthly "
+        "[start=YYYY-MM-DD] [end=YYYY-MM-DD] [initial=N]"
+    ),
+    Verb.UNLIMIT: "/credits unlimit USER",
+}
+
+
+class UsageError(UserError):
+    """The command text is malformed. `usage` is the right form, when one applies."""
+
+    def __init__(self, message: str, *, usage: str | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class UnknownSubcommand(UsageError):
+    """The first word is not a subcommand; the reply shows help along with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A parsed `/credits` command: the verb, its USER, and the change it asks for."""
+
+    verb: Verb
+    user: str | None = None
+    change: CreditChange | None = None
+    topic: Verb | None = None  # for `help SUBCOMMAND`
+
+    @property
+    def credits(self) -> int | None:
+        return self.change.credits if self.change else None
+
+
+def parse(text: str) -> Command:
+    """Parse the text after `/credits` (a leading `/credits` is tolerated)."""
+    if len(text) > MAX_TEXT:
+        raise UsageError(messages.TOO_LONG.format(limit=MAX_TEXT))
+    if "\n" in text or "\r" in text:
+        raise UsageError(messages.ONE_LINE)
+    words = html.unescape(text).split()
+    if words and words[0].lower() == "/credits":
+        words = words[1:]
+    if not words:
+        return Command(Verb.HELP)
+    name, args = words[0].lower(), words[1:]
+    try:
+        verb = Verb(name)
+    except ValueError:
+        raise _unknown(name) from None
+    if verb is Verb.HELP:
+        return Command(Verb.HELP, topic=_help_topic(args))
+    usage = USAGE[verb]
+    if verb in (Verb.SHOW, Verb.OVERVIEW, Verb.UNLIMIT):
+        _arity(args, 1, usage)
+        user = parse_user(args[0], usage)
+        change = CreditChange(verb.change_kind, user) if verb.change_kind else None
+        return Command(verb, user=user, change=change)
+    if verb is Verb.RECURRING:
+        return _recurring(args, usage)
+    _arity(args, 2, usage)
+    user = parse_user(args[0], usage)
+    credits = parse_credits(args[1], usage)
+    kind = verb.change_kind
+    assert kind is not None  # add / remove / set
+    return Command(verb, user=user, change=CreditChange(kind, user, credits))
+
+
+def parse_user(raw: str, usage: str) -> str:
+    """A SendGrid username or customer e-mail, unwrapped from Slack's formatting."""
+    mailto = _MAILTO.match(raw)
+    if mailto:
+        raw = mailto.group(1)
+    elif raw.startswith("<") and raw.endswith(">"):
+        raise UsageError(messages.USER_IS_A_LINK, usage=usage)
+    if len(raw) > MAX_USER:
+        raise UsageError(messages.USER_TOO_LONG.format(limit=MAX_USER), usage=usage)
+    if not _USER.match(raw):
+        raise UsageError(messages.USER_CHARACTERS.format(user=_quote(raw)), usage=usage)
+    return raw
+
+
+def parse_credits(raw: str, usage: str, *, allow_zero: bool = False) -> int:
+    """A positive whole number of credits, `1500` or `1,500`, at most MAX_CREDITS."""
+    if not _NUMBER.match(raw):
+        raise UsageError(messages.NOT_A_NUMBER.format(value=_quote(raw)), usage=usage)
+    value = int(raw.replace(",", ""))
+    if value == 0 and not allow_zero:
+        raise UsageError(messages.ZERO_CREDITS, usage=usage)
+    if value > MAX_CREDITS:
+        raise UsageError(messages.TOO_MANY_CREDITS.format(limit=MAX_CREDITS), usage=usage)
+    return value
+
+
+def _recurring(args: list[str], usage: str) -> Command:
+    if len(args) < 3:
+        raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
+    user = parse_user(args[0], usage)
+    credits = parse_credits(args[1], usage)
+    try:
+        period = Period(args[2].lower())
+    except ValueError:
+        raise UsageError(messages.BAD_PERIOD.format(value=_quote(args[2])), usage=usage) from None
+    options: dict[str, str] = {}
+    for word in args[3:]:
+        key, equals, value = word.partition("=")
+        key = key.lower()
+        if not equals or key not in _OPTION_NAMES:
+            raise UsageError(messages.UNKNOWN_OPTION.format(value=_quote(word)), usage=usage)
+        if key in options:
+            raise UsageError(messages.REPEATED_OPTION.format(name=key), usage=usage)
+        options[key] = value
+    start = _date(options, "start", usage)
+    end = _date(options, "end", usage)
+    initial = options.get("initial")
+    change = CreditChange(
+        kind=Verb.RECURRING.change_kind,  # type: ignore[arg-type]
+        user=user,
+        credits=credits,
+        period=period,
+        start=start,
+        end=end,
+        initial=parse_credits(initial, usage, allow_zero=True) if initial is not None else None,
+    )
+    return Command(Verb.RECURRING, user=user, change=change)
+
+
+def _date(options: dict[str, str], name: str, usage: str) -> date | None:
+    raw = options.get(name)
+    if raw is None:
+        return None
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
+        raise UsageError(messages.BAD_DATE.format(name=name, value=_quote(raw)), usage=usage)
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise UsageError(
+            messages.BAD_DATE.format(name=name, value=_quote(raw)), usage=usage
+        ) from None
+
+
+def _arity(args: list[str], expected: int, usage: str) -> None:
+    if len(args) < expected:
+        raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
+    if len(args) > expected:
+        extra = " ".join(args[expected:])
+        raise UsageError(messages.EXTRA_ARGUMENTS.format(extra=_quote(extra)), usage=usage)
+
+
+def _help_topic(args: list[str]) -> Verb | None:
+    if not args:
+        return None
+    try:
+        return Verb(args[0].lower())
+    except ValueError:
+        return None
+
+
+def _unknown(name: str) -> UnknownSubcommand:
+    names = [verb.value for verb in Verb]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return UnknownSubcommand(
+            messages.DID_YOU_MEAN.format(value=_quote(name), suggestion=close[0])
+        )
+    return UnknownSubcommand(messages.UNKNOWN_SUBCOMMAND.format(value=_quote(name)))
+
+
+def _quote(value: str, limit: int = 40) -> str:
+    """User text made safe to echo back inside `code`: short, no backticks or markup."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in value).replace("`", "'")
+    cleaned = cleaned.replace("<", "‹").replace(">", "›").replace("&", "＆")
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"

@@ -1,0 +1,97 @@
+"""Every sentence the bot says to a person, in one place (tone, review, translation).
+
+Templates use `str.format` fields. Slack mrkdwn is allowed (`*bold*`, `code`);
+the console renderer strips what it cannot show.
+"""
+
+from __future__ import annotations
+
+# --- grammar -------------------------------------------------------------------------
+TOO_LONG = "That is too long for a command (over {limit} characters)."
+ONE_LINE = "Send one command per message, on one line."
+USER_IS_A_LINK = "USER should be a SendGrid username or e-mail, not a Slack mention or link."
+USER_TOO_LONG = "USER is longer than SendGrid allows ({limit} characters)."
+USER_CHARACTERS = "`{user}` is not a SendGrid username: use letters, digits and `. - _ @ +` only."
+NOT_A_NUMBER = "`{value}` is not a whole number of credits. Write it as `1500` or `1,500`."
+ZERO_CREDITS = "The number of credits must be at least 1."
+TOO_MANY_CREDITS = "That is more credits than SendGrid accepts (at most {limit:,})."
+BAD_PERIOD = "`{value}` is not a period: use `daily`, `weekly` or `monthly`."
+UNKNOWN_OPTION = "`{value}` is not an option here: use `start=`, `end=` or `initial=`."
+REPEATED_OPTION = "`{name}=` is given twice."
+BAD_DATE = "`{name}={value}` is not a date: write it as YYYY-MM-DD."
+MISSING_ARGUMENTS = "Something is missing."
+EXTRA_ARGUMENTS = "Unexpected extra words: `{extra}`."
+DID_YOU_MEAN = "There is no `{value}` subcommand. Did you mean `{suggestion}`?"
+UNKNOWN_SUBCOMMAND = "There is no `{value}` subcommand."
+USAGE_LINE = "Usage: `{usage}`"
+
+# --- help ----------------------------------------------------------------------------
+HELP_TITLE = "Credits bot"
+HELP_INTRO = "Look after SendGrid customers' email credits. Your role: *{role}*."
+HELP_NO_ROLE = (
+    "You have no role yet, so you can only read this help. "
+    "Ask an admin to add your Slack user ID ({user_id}) or one of your user groups."
+)
+HELP_DESCRIPTIONS = {
+    "help": "this help",
+    "show": "balance, allowance and last reset",
+    "overview": "a reseller customer's account overview",
+    "add": "add N credits",
+    "remove": "take N credits away",
+    "set": "set the balance to exactly N",
+    "recurring": "reset the balance to N every day, week or month",
+    "unlimit": "remove the credit limit",
+}
+HELP_OPERATOR_NOTE = "Changes other than `add` up to {limit:,} credits need an approver."
+HELP_OPERATOR_NOTE_NO_AUTO = "Your changes need an approver."
+
+# --- refusals ------------------------------------------------------------------------
+REFUSED = "`{verb}` needs the *{role}* role; you have {current}."
+REFUSED_UNVERIFIED = (
+    "`{verb}` needs the *{role}* role. Your user groups could not be checked "
+    "({reason}), so to be safe only {current} is assumed."
+)
+NEEDS_APPROVAL_UNAVAILABLE = (
+    "`{verb}` by an operator needs approval by an approver — not available yet. "
+    "Ask an approver or admin to run it."
+)
+
+# --- balances and changes -----------------------------------------------------------
+UNLIMITED = "No limit: this account can send without a credit cap."
+REMAINING = "*{remaining}* credits remaining"
+OF_ALLOWANCE = "of {allowance} {period}"
+PERIOD_UNKNOWN = "recurring"
+NOT_RECURRING = "One-off balance (no recurring reset)."
+LAST_RESET = "Last reset {date}"
+CHANGE_DONE = "{verb} done for *{user}*."
+CHANGE_AUTO = "Applied without approval (within the {limit:,}-credit auto-approve limit)."
+CHANGE_UNKNOWN = (
+    "SendGrid did not confirm this change, and it *may or may not have been applied*. "
+    "It was not retried. Check the balance below before trying again."
+)
+BALANCE_UNREADABLE = "The balance could not be read back from SendGrid; run `/credits show {user}`."
+BEFORE_AFTER = "{before} → {after}"
+
+# --- overview ------------------------------------------------------------------------
+OVERVIEW_TITLE = "Overview: {user}"
+
+# --- errors --------------------------------------------------------------------------
+ERROR_TITLE = "That did not work"
+SG_AUTH = "SendGrid refused the bot's credentials."
+SG_AUTH_NEXT = "An admin should check SENDGRID_API_USER and SENDGRID_API_KEY."
+SG_UNKNOWN_ACCOUNT = "SendGrid has no subuser or customer called `{user}`."
+SG_UNKNOWN_ACCOUNT_NEXT = "Check the spelling; reseller customers are e-mail addresses."
+SG_REJECTED = "SendGrid refused the request: {detail}"
+SG_RATE_LIMITED = "SendGrid is rate-limiting the bot right now."
+SG_RATE_LIMITED_NEXT = "Try again in {seconds} seconds."
+SG_RATE_LIMITED_NEXT_SOON = "Try again in a minute."
+SG_UNAVAILABLE = "SendGrid could not be reached or failed; nothing was changed."
+SG_UNAVAILABLE_NEXT = "Try again in a few minutes."
+SG_BAD_RESPONSE = "SendGrid sent an answer the bot could not read; nothing was changed."
+SG_OUTCOME_UNKNOWN = CHANGE_UNKNOWN
+DIRECTORY_FAILED = (
+    "Your role could not be checked because Slack's user groups are unavailable ({reason}). "
+    "Nothing was done."
+)
+UNEXPECTED = "Something went wrong on the bot's side. Nothing was changed."
+UNEXPECTED_NEXT = "If it keeps happening, give this error id to an admin: `{error_id}`."

@@ -1,0 +1,55 @@
+"""What a command answers, as values. Transports render them (Block Kit, text)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.domain.credits import Balance, ChangeResult, Overview
+from bot.domain.policy import Role, Verb
+
+
+@dataclass(frozen=True, slots=True)
+class HelpReply:
+    """Usage of the subcommands `role` may use (or of one `topic`)."""
+
+    role: Role
+    verbs: tuple[Verb, ...]
+    user_id: str
+    auto_approve_max: int
+    topic: Verb | None = None
+    notice: str | None = None  # e.g. "There is no `shwo` subcommand. Did you mean `show`?"
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceReply:
+    user: str
+    balance: Balance
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewReply:
+    user: str
+    overview: Overview
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeReply:
+    """A change that was sent: before → after, or an unknown outcome with a re-read."""
+
+    verb: Verb
+    result: ChangeResult
+    auto_approved: bool = False
+    auto_approve_max: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """Something the person should know went wrong, and what to do next."""
+
+    message: str
+    next_step: str | None = None
+    usage: str | None = None
+    error_id: str | None = None
+
+
+Reply = HelpReply | BalanceReply | OverviewReply | ChangeReply | ErrorReply

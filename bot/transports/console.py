@@ -1,0 +1,65 @@
+"""The console transport: one command a line on stdin, replies as text on stdout.
+
+A second converter around the same `CommandService.handle` the Slack app uses:
+`/credits show acme` and `show acme` both work.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TextIO
+
+from bot.commands.formatting import Content, layout
+from bot.commands.replies import Reply
+from bot.commands.service import Actor, CommandService
+
+PROMPT = "credits> "
+_MARKUP = re.compile(r"[*`]")
+
+
+def render_text(reply: Reply) -> str:
+    """A Reply as plain text: headline, sections, fields, then small print."""
+    return content_text(layout(reply))
+
+
+def content_text(content: Content) -> str:
+    marker = "! " if content.warning else ""
+    lines = [f"{marker}{content.headline}", "-" * min(60, len(marker + content.headline))]
+    for section in content.sections:
+        if section.text:
+            lines.extend(_plain(section.text).splitlines())
+        width = max((len(label) for label, _ in section.fields), default=0)
+        lines.extend(f"{label.ljust(width)}  {_plain(value)}" for label, value in section.fields)
+    lines.extend(f"  {_plain(note)}" for note in content.notes)
+    return "\n".join(lines)
+
+
+def run_console(
+    service: CommandService,
+    *,
+    user_id: str,
+    stdin: TextIO,
+    stdout: TextIO,
+    interactive: bool = False,
+) -> int:
+    """Answer each line of `stdin` until it ends (or `exit`). Returns the exit code."""
+    actor = Actor(user_id=user_id)
+    while True:
+        if interactive:
+            stdout.write(PROMPT)
+            stdout.flush()
+        line = stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text in ("exit", "quit"):
+            break
+        stdout.write(render_text(service.handle(actor, text)) + "\n\n")
+        stdout.flush()
+    return 0
+
+
+def _plain(text: str) -> str:
+    return _MARKUP.sub("", text)

@@ -1,0 +1,1 @@
+"""The Slack transport: Bolt app factory, routing table, Block Kit, WSGI and Socket Mode."""

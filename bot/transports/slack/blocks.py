@@ -1,0 +1,65 @@
+"""Replies → Block Kit messages, built with slack-sdk's block models.
+
+`to_dict()` on those models validates Slack's limits (section text ≤ 3,000,
+fields ≤ 10 of ≤ 2,000, header ≤ 150), so an over-long reply fails here and
+not in Slack; `_fit` truncates before that can happen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.commands.formatting import Content, Section, escape, layout
+from bot.commands.replies import Reply
+
+MAX_BLOCKS = 50
+HEADER_MAX = 150
+SECTION_MAX = 3000
+FIELD_MAX = 2000
+FIELDS_MAX = 10
+CONTEXT_ELEMENTS_MAX = 10
+FALLBACK_MAX = 3000
+
+
+def render_message(reply: Reply) -> dict[str, Any]:
+    """`text` (notification fallback) and `blocks` for chat.postMessage / respond()."""
+    content = layout(reply)
+    return {"text": _fit(escape(content.fallback), FALLBACK_MAX), "blocks": blocks_for(content)}
+
+
+def blocks_for(content: Content) -> list[dict[str, Any]]:
+    blocks: list[Block] = []
+    headline = (":warning: " if content.warning else "") + content.headline
+    blocks.append(HeaderBlock(text=PlainTextObject(text=_fit(headline, HEADER_MAX), emoji=True)))
+    blocks.extend(_section(section) for section in content.sections)
+    if content.notes:
+        elements = [
+            MarkdownTextObject(text=_fit(escape(note), SECTION_MAX))
+            for note in content.notes[:CONTEXT_ELEMENTS_MAX]
+        ]
+        blocks.append(ContextBlock(elements=elements))
+    return [block.to_dict() for block in blocks[:MAX_BLOCKS]]
+
+
+def _section(section: Section) -> SectionBlock:
+    fields = [
+        MarkdownTextObject(text=_fit(f"*{escape(label)}*\n{escape(value)}", FIELD_MAX))
+        for label, value in section.fields[:FIELDS_MAX]
+    ]
+    text = (
+        MarkdownTextObject(text=_fit(escape(section.text), SECTION_MAX)) if section.text else None
+    )
+    return SectionBlock(text=text, fields=fields or None)
+
+
+def _fit(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
