@@ -125,8 +125,8 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"credits-bot console (demo): SendGrid simulator at {simulator.url}; "
             f"you are {args.user_id}, an admin.\n"
-            f"Try: help | show acme-eu | add globex 500 | overview alice@example.com "
-            f"(reseller mode only)\nSample subusers: {accounts}, …\n",
+            f"Try: help | show acme-eu | add globex 500 | recurring hooli 3,000 weekly\n"
+            f"Sample subusers: {accounts}, …  (exit or Ctrl-D to leave)\n",
             flush=True,
         )
         service = build_service(demo_settings)
