@@ -1,0 +1,178 @@
+"""A fake Slack Web API on 127.0.0.1, in the style of bolt-python's mock server.
+
+Serves `{url}/api/<method>` (GET query, form or JSON bodies) and records every
+call; `{url}/response/<id>` stands in for a command's `response_url`. Scenarios
+are chosen per test: `groups` maps user-group IDs to members, or to an error
+code string (`"plan_upgrade_required"`) that `usergroups.users.list` returns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+VALID_TOKEN_PREFIX = "xoxb-"
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    method: str
+    payload: dict[str, Any]
+    token: str | None
+
+
+@dataclass
+class FakeSlackState:
+    groups: dict[str, list[str] | str] = field(default_factory=dict)
+    calls: list[SlackCall] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    condition: threading.Condition = field(init=False)
+    ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self.condition = threading.Condition(self.lock)
+
+    def record(self, call: SlackCall | None = None, response: dict[str, Any] | None = None) -> None:
+        with self.condition:
+            if call is not None:
+                self.calls.append(call)
+            if response is not None:
+                self.responses.append(response)
+            self.condition.notify_all()
+
+    def wait_for_responses(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        with self.condition:
+            if not self.condition.wait_for(lambda: len(self.responses) >= count, timeout):
+                raise AssertionError(
+                    f"expected {count} response_url posts within {timeout} s, got "
+                    f"{len(self.responses)}"
+                )
+            return list(self.responses)
+
+    def calls_to(self, method: str) -> list[SlackCall]:
+        with self.lock:
+            return [c for c in self.calls if c.method == method]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        payload: dict[str, Any] = dict(parse_qsl(url.query))
+        if raw:
+            if "json" in (self.headers.get("Content-Type") or ""):
+                payload.update(json.loads(raw))
+            else:
+                payload.update(parse_qsl(raw.decode()))
+        state = self.server.state
+        if url.path.startswith("/response/"):
+            state.record(response=payload)
+            self._send(200, "ok", "text/plain")
+            return
+        if not url.path.startswith("/api/"):
+            self._send(404, "not found", "text/plain")
+            return
+        method = url.path.removeprefix("/api/")
+        auth = self.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else payload.get("token")
+        state.record(call=SlackCall(method, payload, token))
+        if not token or not token.startswith(VALID_TOKEN_PREFIX) or token.endswith("-invalid"):
+            self._json({"ok": False, "error": "invalid_auth"})
+            return
+        self._json(self._answer(method, payload))
+
+    def _answer(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+        state = self.server.state
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "url": "https://example.slack.com/",
+                "team": "Example",
+                "user": "credits-bot",
+                "team_id": "T0EXAMPLE",
+                "user_id": "UBOT",
+                "bot_id": "BBOT",
+            }
+        if method == "usergroups.users.list":
+            members = state.groups.get(payload.get("usergroup", ""))
+            if members is None:
+                return {"ok": False, "error": "no_such_subteam"}
+            if isinstance(members, str):
+                return {"ok": False, "error": members}
+            return {"ok": True, "users": members}
+        if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+            return {
+                "ok": True,
+                "channel": payload.get("channel"),
+                "ts": f"1700000000.{next(state.ts):06d}",
+            }
+        return {"ok": True}
+
+    def _json(self, body: dict[str, Any]) -> None:
+        self._send(200, json.dumps(body), "application/json; charset=utf-8")
+
+    def _send(self, status: int, body: str, content_type: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, state: FakeSlackState) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = state
+
+
+class FakeSlack:
+    """The fake Web API on a background thread."""
+
+    def __init__(self, state: FakeSlackState | None = None) -> None:
+        self.state = state or FakeSlackState()
+        self._server = _Server(self.state)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def response_url(self, name: str = "cmd") -> str:
+        return f"http://127.0.0.1:{self.port}/response/{name}"
+
+    @contextmanager
+    def running(self) -> Iterator[FakeSlack]:
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._server.shutdown()
+            self._server.server_close()

@@ -1,0 +1,134 @@
+"""Scenario fixtures: the real WSGI app on 127.0.0.1, the simulator, the fake Slack.
+
+`bot` returns a `BotUnderTest`; `bot.command(text, user)` sends a signed slash
+command and waits for the reply the app posts to the response_url.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from bot.config import load_settings
+from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer
+from bot.transports.slack.wsgi import build_wsgi_app
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import post_signed, slash_command_body
+from tests.fakes.wsgi_server import serving
+
+SIGNING_SECRET = "test-signing-secret-0123456789"
+BOT_TOKEN = "xoxb-test-token-0123456789"
+
+USERS = {
+    "none": "U0NOBODY1",
+    "viewer": "U0VIEWER1",
+    "operator": "U0OPERAT1",
+    "approver": "U0APPROV1",
+    "admin": "U0ADMIN01",
+}
+ONCALL_GROUP = "S0ONCALL1"
+ONCALL_MEMBER = "U0ONCALL1"
+
+ROLE_ENV = {
+    "CREDITS_VIEWERS": USERS["viewer"],
+    "CREDITS_OPERATORS": USERS["operator"],
+    "CREDITS_APPROVERS": f"{USERS['approver']},{ONCALL_GROUP}",
+    "CREDITS_ADMINS": USERS["admin"],
+}
+
+
+@dataclass
+class Reply:
+    status: int  # the HTTP answer to the slash command
+    body: str
+    message: dict[str, Any]  # what the app posted to response_url
+
+    @property
+    def text(self) -> str:
+        """Everything a person would read: fallback text and all block texts."""
+        parts = [self.message.get("text", "")]
+        for block in self.message.get("blocks", []):
+            for key in ("text",):
+                if isinstance(block.get(key), dict):
+                    parts.append(block[key]["text"])
+            parts.extend(f["text"] for f in block.get("fields") or [])
+            parts.extend(e.get("text", "") for e in block.get("elements") or [])
+        return "\n".join(parts)
+
+
+@dataclass
+class BotUnderTest:
+    url: str
+    slack: FakeSlack
+    simulator: SimulatorServer
+    _names: Iterator[int]
+
+    @property
+    def events_url(self) -> str:
+        return self.url + "/slack/events"
+
+    def send(self, text: str, user: str, *, response_name: str | None = None) -> requests.Response:
+        name = response_name or f"r{next(self._names)}"
+        body = slash_command_body(
+            text=text, user_id=user, response_url=self.slack.response_url(name)
+        )
+        return post_signed(self.events_url, SIGNING_SECRET, body)
+
+    def command(self, text: str, user: str = USERS["admin"]) -> Reply:
+        """Send a signed `/credits text` and wait for the reply at the response_url."""
+        before = len(self.slack.state.responses)
+        response = self.send(text, user)
+        assert response.status_code == 200, response.text
+        messages = self.slack.state.wait_for_responses(before + 1)
+        return Reply(response.status_code, response.text, messages[before])
+
+
+BotFactory = Callable[..., BotUnderTest]
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    with FakeSlack().running() as slack:
+        slack.state.groups[ONCALL_GROUP] = [ONCALL_MEMBER]
+        yield slack
+
+
+@pytest.fixture
+def start_bot(
+    simulator: SimulatorServer, fake_slack: FakeSlack
+) -> Iterator[BotFactory]:
+    """Start the app with extra environment; returns a BotUnderTest."""
+    stack: list[Any] = []
+
+    def start(**env: str) -> BotUnderTest:
+        settings = load_settings(
+            {
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "SLACK_API_URL": fake_slack.api_url,
+                "SENDGRID_API_USER": DEMO_API_USER,
+                "SENDGRID_API_KEY": DEMO_API_KEY,
+                "SENDGRID_API_URL": simulator.url,
+                "SENDGRID_TIMEOUT": "8",
+                **ROLE_ENV,
+                **env,
+            }
+        )
+        context = serving(build_wsgi_app(settings))
+        url = context.__enter__()
+        stack.append(context)
+        return BotUnderTest(url, fake_slack, simulator, itertools.count(1))
+
+    yield start
+    for context in reversed(stack):
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def bot(start_bot: BotFactory) -> BotUnderTest:
+    return start_bot()

@@ -1,0 +1,321 @@
+"""`/credits` end to end: signed HTTP requests in, response_url posts out.
+
+The app runs on 127.0.0.1 as Slack would reach it; SendGrid is the simulator,
+Slack's Web API is the fake; nothing in the project is patched.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from slack_sdk.models.blocks import Block
+
+from bot.simulator import FaultRule
+from tests.fakes.slack_requests import post_signed, signed_headers, slash_command_body
+from tests.scenarios.conftest import (
+    BOT_TOKEN,
+    ONCALL_GROUP,
+    ONCALL_MEMBER,
+    SIGNING_SECRET,
+    USERS,
+    BotFactory,
+    BotUnderTest,
+)
+
+COMMANDS = {
+    "help": "help",
+    "show": "show acme-eu",
+    "overview": "overview alice@example.com",
+    "add": "add acme-us 500",
+    "remove": "remove acme-eu 100",
+    "set": "set globex 5,000",
+    "recurring": "recurring soylent 6000 monthly start=2026-12-01",
+    "unlimit": "unlimit hooli",
+}
+# What each outcome looks like to the person who typed the command.
+SEEN = {
+    "help": "Credits bot",
+    "show": "credits remaining",
+    "overview": "Package",
+    "change": "done for",
+    "needs viewer": "needs the *viewer* role",
+    "needs operator": "needs the *operator* role",
+    "approval": "needs approval",
+}
+READS = ("show", "overview")
+CHANGES = ("add", "remove", "set", "recurring", "unlimit")
+
+
+def expected(role: str, verb: str) -> str:
+    if verb == "help":
+        return "help"
+    if verb in READS:
+        return "needs viewer" if role == "none" else verb
+    if role in ("none", "viewer"):
+        return "needs operator"
+    return "approval" if role == "operator" else "change"
+
+
+TABLE = [(role, verb, expected(role, verb)) for role in USERS for verb in COMMANDS]
+
+
+@pytest.mark.parametrize(("role", "verb", "outcome"), TABLE)
+def test_every_subcommand_for_every_role(bot: BotUnderTest, role: str, verb: str, outcome: str):
+    reply = bot.command(COMMANDS[verb], user=USERS[role])
+    assert SEEN[outcome] in reply.text
+    writes = bot.simulator.state.writes()
+    assert len(writes) == (1 if outcome == "change" else 0)
+    if outcome == "change":
+        assert writes[0].task == {
+            "add": "increment",
+            "remove": "decrement",
+            "set": "total",
+            "recurring": "recurring",
+            "unlimit": "none",
+        }[verb]
+
+
+def test_help_lists_only_what_the_caller_may_use(bot: BotUnderTest):
+    viewer = bot.command("help", user=USERS["viewer"]).text
+    assert "/credits show USER" in viewer
+    assert "/credits add" not in viewer
+    nobody = bot.command("", user=USERS["none"]).text
+    assert "no role yet" in nobody
+    assert USERS["none"] in nobody
+    assert "/credits show" not in nobody
+
+
+def test_change_reply_shows_before_and_after(bot: BotUnderTest):
+    reply = bot.command("add acme-us 1,500")
+    assert "Add done for *acme-us*" in reply.text
+    assert "120,000 credits → 121,500 credits" in reply.text
+    assert reply.message["response_type"] == "ephemeral"
+
+
+def test_operator_add_within_auto_approve_limit_applies_at_once(start_bot: BotFactory):
+    bot = start_bot(CREDITS_AUTO_APPROVE_MAX="1000")
+    small = bot.command("add initech 1,000", user=USERS["operator"])
+    assert "done for" in small.text
+    assert "auto-approve limit" in small.text
+    large = bot.command("add initech 1,001", user=USERS["operator"])
+    assert "needs approval" in large.text
+    remove = bot.command("remove initech 1", user=USERS["operator"])
+    assert "needs approval" in remove.text
+    assert [w.params["credits"] for w in bot.simulator.state.writes()] == ["1000"]
+
+
+def test_user_group_member_gets_the_group_role_and_lookups_are_cached(bot: BotUnderTest):
+    assert "done for" in bot.command("add acme-us 5", user=ONCALL_MEMBER).text
+    assert "done for" in bot.command("add acme-us 5", user=ONCALL_MEMBER).text
+    assert len(bot.slack.state.calls_to("usergroups.users.list")) == 1
+
+
+@pytest.mark.parametrize("error", ["plan_upgrade_required", "ratelimited", "missing_scope"])
+def test_group_lookup_failure_fails_closed_and_says_why(bot: BotUnderTest, error: str):
+    bot.slack.state.groups[ONCALL_GROUP] = error
+    reply = bot.command("add acme-us 5", user=ONCALL_MEMBER)
+    assert "needs the *operator* role" in reply.text
+    assert error in reply.text
+    assert bot.simulator.state.writes() == []
+    # Someone granted a role directly is not affected.
+    assert "done for" in bot.command("add acme-us 5", user=USERS["admin"]).text
+
+
+def test_unknown_subcommand_suggests_and_shows_help(bot: BotUnderTest):
+    text = bot.command("shwo acme-eu").text
+    assert "Did you mean `show`?" in text
+    assert "/credits show USER" in text
+
+
+# --- Slack's 3-second rule -------------------------------------------------------------
+
+
+def test_slow_sendgrid_does_not_delay_the_ack(bot: BotUnderTest):
+    bot.simulator.state.add_fault(FaultRule(kind="latency", arg="4000", task="retrieve"))
+    started = time.monotonic()
+    response = bot.send("show globex", USERS["viewer"], response_name="slow")
+    acked = time.monotonic() - started
+    assert response.status_code == 200
+    assert acked < 1.0
+    [message] = bot.slack.state.wait_for_responses(1, timeout=15)
+    assert time.monotonic() - started >= 4.0
+    assert "640" in message["text"]
+
+
+# --- signatures ------------------------------------------------------------------------
+
+
+def _sentinel(bot: BotUnderTest) -> None:
+    """A valid command after the forged ones: once its reply is in, nothing else came."""
+    bot.command("show globex", user=USERS["viewer"])
+    assert len(bot.slack.state.responses) == 1
+    assert [c.task for c in bot.simulator.state.calls()] == ["retrieve"]
+
+
+def test_forged_signature_is_401_and_nothing_happens(bot: BotUnderTest):
+    body = slash_command_body(
+        text="add acme-us 500", user_id=USERS["admin"], response_url=bot.slack.response_url()
+    )
+    forged = post_signed(bot.events_url, "not-the-signing-secret", body)
+    assert forged.status_code == 401
+    _sentinel(bot)
+
+
+def test_stale_signature_is_401(bot: BotUnderTest):
+    body = slash_command_body(
+        text="add acme-us 500", user_id=USERS["admin"], response_url=bot.slack.response_url()
+    )
+    stale = post_signed(bot.events_url, SIGNING_SECRET, body, timestamp=int(time.time()) - 600)
+    assert stale.status_code == 401
+    _sentinel(bot)
+
+
+def test_body_changed_after_signing_is_401(bot: BotUnderTest):
+    body = slash_command_body(
+        text="show acme-eu", user_id=USERS["viewer"], response_url=bot.slack.response_url()
+    )
+    headers = signed_headers(SIGNING_SECRET, body)
+    tampered = body.replace("show+acme-eu", "unlimit+acme-eu")
+    assert tampered != body
+    response = requests.post(bot.events_url, data=tampered, headers=headers, timeout=10)
+    assert response.status_code == 401
+    _sentinel(bot)
+
+
+def test_unsigned_request_is_401(bot: BotUnderTest):
+    body = slash_command_body(text="help", user_id=USERS["admin"], response_url="http://x/")
+    response = requests.post(
+        bot.events_url,
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    assert response.status_code == 401
+    _sentinel(bot)
+
+
+# --- bad input: a clear answer, no write -------------------------------------------------
+
+BAD_INPUT = [
+    ("add acme-eu 0", "at least 1"),
+    ("add acme-eu -5", "not a whole number"),
+    ("add acme-eu 1.5", "not a whole number"),
+    ("add acme-eu abc", "not a whole number"),
+    ("add acme-eu 99999999999999999999", "more credits than SendGrid accepts"),
+    ("add acme-eu 1,50", "not a whole number"),
+    ("add acme-eu +5", "not a whole number"),
+    ("add acme-eu 1e3", "not a whole number"),
+    ("add acme-eu １２３", "not a whole number"),
+    ("add", "Something is missing"),
+    ("add acme-eu", "Something is missing"),
+    ("show", "Something is missing"),
+    ("add acme-eu 5 6", "Unexpected extra words"),
+    ("show acme-eu globex", "Unexpected extra words"),
+    ("unlimit acme-eu now", "Unexpected extra words"),
+    ("add alice&task=none 5", "not a SendGrid username"),
+    ("add alice&amp;task=none 5", "not a SendGrid username"),
+    ("unlimit acme-eu%26task=none", "not a SendGrid username"),
+    ("add acme-eu 5\nunlimit acme-eu", "one command per message"),
+    ("add " + "a" * 5000 + " 5", "too long"),
+    ("show ácme", "not a SendGrid username"),
+    ("show 💸", "not a SendGrid username"),
+    ("show <@U0ADMIN01>", "not a Slack mention or link"),
+    ("show " + "x" * 65, "longer than SendGrid allows"),
+    ("recurring acme-eu 5 yearly", "not a period"),
+    ("recurring acme-eu 5 daily start=tomorrow", "not a date"),
+    ("recurring acme-eu 5 daily start=2026-02-30", "not a date"),
+    ("recurring acme-eu 5 daily start=2026-03-01 end=2026-02-01", "end date is before"),
+    ("recurring acme-eu 5 daily every=2", "not an option"),
+    ("recurring acme-eu 5 daily initial=1 initial=2", "given twice"),
+    ("frobnicate acme-eu", "no `frobnicate` subcommand"),
+]
+
+
+@pytest.mark.parametrize(("text", "seen"), BAD_INPUT)
+def test_bad_input_gets_a_clear_reply_and_no_write(bot: BotUnderTest, text: str, seen: str):
+    reply = bot.command(text)
+    assert seen in reply.text
+    assert bot.simulator.state.calls() == []
+
+
+def test_slack_mailto_formatting_is_unwrapped(start_bot: BotFactory):
+    reseller = start_bot(SENDGRID_MODE="reseller")
+    reply = reseller.command("show <mailto:alice@example.com|alice@example.com>")
+    assert "*2,000* credits remaining" in reply.text
+    assert reseller.simulator.state.calls()[0].user == "alice@example.com"
+
+
+# --- SendGrid trouble, as the person sees it ---------------------------------------------
+
+
+def test_unknown_account(bot: BotUnderTest):
+    assert "no subuser or customer called `nobody`" in bot.command("show nobody").text
+
+
+def test_unlimited_account_cannot_be_added_to(bot: BotUnderTest):
+    reply = bot.command("add stark-industries 5")
+    assert "has no credit limit" in reply.text
+    assert bot.simulator.state.writes() == []
+
+
+def test_wrong_sendgrid_credentials_are_explained_without_the_key(start_bot: BotFactory):
+    bot = start_bot(SENDGRID_API_KEY="definitely-wrong-key")
+    reply = bot.command("show acme-eu")
+    assert "refused the bot's credentials" in reply.text
+    assert "definitely-wrong-key" not in str(reply.message)
+
+
+def test_write_timing_out_is_reported_as_unknown_and_reread(start_bot: BotFactory):
+    bot = start_bot(SENDGRID_TIMEOUT="0.5")
+    bot.simulator.state.add_fault(FaultRule(kind="slow-write", arg="1500", task="increment"))
+    reply = bot.command("add globex 500")
+    assert "may or may not have been applied" in reply.text
+    assert "*1,140* credits remaining" in reply.text  # the re-read shows it did apply
+    assert len(bot.simulator.state.writes(task="increment")) == 1
+
+
+def test_sendgrid_down_says_nothing_changed(bot: BotUnderTest):
+    bot.simulator.state.add_fault(FaultRule(kind="status", arg="503"))
+    reply = bot.command("add globex 500")
+    assert "nothing was changed" in reply.text
+    assert bot.simulator.state.writes() == []
+
+
+# --- Block Kit ---------------------------------------------------------------------------
+
+
+def test_long_names_and_large_numbers_stay_within_block_kit_limits(bot: BotUnderTest):
+    name = "massive-dynamic-international-holdings-transactional-mail-eu"
+    reply = bot.command(f"show {name}")
+    assert "12,345,678" in reply.text
+    blocks = reply.message["blocks"]
+    assert 0 < len(blocks) <= 50
+    for block in blocks:
+        Block.parse(block).validate_json()  # raises SlackObjectFormationError if over a limit
+    header = blocks[0]
+    assert header["type"] == "header"
+    assert name in header["text"]["text"]
+    assert len(header["text"]["text"]) <= 150
+
+
+def test_every_reply_kind_is_valid_block_kit(bot: BotUnderTest):
+    for text in ("help", "show acme-eu", "overview bob@example.org", "add acme-us 5", "add x 0"):
+        for block in bot.command(text).message["blocks"]:
+            Block.parse(block).validate_json()
+
+
+# --- the HTTP app itself ------------------------------------------------------------------
+
+
+def test_healthz(bot: BotUnderTest):
+    response = requests.get(bot.url + "/healthz", timeout=5)
+    assert (response.status_code, response.json()) == (200, {"ok": True})
+
+
+def test_slack_api_url_is_honoured(bot: BotUnderTest):
+    bot.command("help")
+    tokens = {call.token for call in bot.slack.state.calls}
+    assert tokens == {BOT_TOKEN}
+    assert bot.slack.state.calls_to("auth.test")
