@@ -43,6 +43,8 @@ def post_signed(
     url: str, secret: str, body: str, *, timestamp: int | None = None, timeout: float = 10
 ) -> requests.Response:
     return requests.post(
-        url, data=body.encode(), headers=signed_headers(secret, body, timestamp=timestamp),
+        url,
+        data=body.encode(),
+        headers=signed_headers(secret, body, timestamp=timestamp),
         timeout=timeout,
     )

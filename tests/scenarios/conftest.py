@@ -99,9 +99,7 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
-def start_bot(
-    simulator: SimulatorServer, fake_slack: FakeSlack
-) -> Iterator[BotFactory]:
+def start_bot(simulator: SimulatorServer, fake_slack: FakeSlack) -> Iterator[BotFactory]:
     """Start the app with extra environment; returns a BotUnderTest."""
     stack: list[Any] = []
 

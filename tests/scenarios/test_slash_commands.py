@@ -68,13 +68,16 @@ def test_every_subcommand_for_every_role(bot: BotUnderTest, role: str, verb: str
     writes = bot.simulator.state.writes()
     assert len(writes) == (1 if outcome == "change" else 0)
     if outcome == "change":
-        assert writes[0].task == {
-            "add": "increment",
-            "remove": "decrement",
-            "set": "total",
-            "recurring": "recurring",
-            "unlimit": "none",
-        }[verb]
+        assert (
+            writes[0].task
+            == {
+                "add": "increment",
+                "remove": "decrement",
+                "set": "total",
+                "recurring": "recurring",
+                "unlimit": "none",
+            }[verb]
+        )
 
 
 def test_help_lists_only_what_the_caller_may_use(bot: BotUnderTest):

@@ -1,19 +1,23 @@
 """The Bolt app: `create_app(settings)` builds it, `register_listeners` routes it.
 
-Slack needs an answer within 3 seconds. Every listener acks first; SendGrid is
-called after the ack, on Bolt's listener executor, and the reply goes back
-through `respond()` (the command's `response_url`). The executor is sized so
-that a burst of slow commands does not hold up the acks of the next ones.
+Slack needs an answer within 3 seconds. Every listener acks first and hands
+the SendGrid work to a separate work pool; the reply goes back through
+`respond()` (the command's `response_url`, valid for 30 minutes). Bolt's
+listener executor therefore only ever runs acks, so a burst of slow commands —
+SendGrid slow, or the client's rate limiter holding requests back — cannot
+queue the acks of the next ones behind it.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.adapters.slack_directory import SlackUserGroups, build_web_client
 from bot.commands.service import Actor, CommandService
@@ -22,10 +26,13 @@ from bot.domain.credits import CreditsBackend
 from bot.transports.assembly import build_service
 from bot.transports.slack.blocks import render_message
 
-# Each in-flight command holds one worker from its ack until SendGrid answers
-# (up to the SendGrid timeout); 64 covers a burst of 50 slow commands with room
-# for the acks of new ones.
-LISTENER_WORKERS = 64
+# Listener threads only parse Slack's payload and ack; work threads wait on
+# SendGrid (up to its timeout, plus the rate limiter). Sized for a burst of
+# 50 commands in flight at once.
+LISTENER_WORKERS = 16
+WORK_WORKERS = 48
+
+logger = logging.getLogger("bot.slack")
 
 
 def create_app(
@@ -35,6 +42,7 @@ def create_app(
     web_client: WebClient | None = None,
     socket_mode: bool = False,
     listener_workers: int = LISTENER_WORKERS,
+    work_workers: int = WORK_WORKERS,
 ) -> App:
     """Build the Bolt app and everything behind it from settings.
 
@@ -58,23 +66,42 @@ def create_app(
         listener_executor=ThreadPoolExecutor(
             max_workers=listener_workers, thread_name_prefix="bolt-listener"
         ),
-        logger=logging.getLogger("bot.slack"),
+        logger=logger,
     )
-    register_listeners(app, service)
+    work = ThreadPoolExecutor(max_workers=work_workers, thread_name_prefix="credits-work")
+    register_listeners(app, service, work)
     return app
 
 
-def credits_command(service: CommandService) -> Any:
+def after_ack(work: Executor, task: Callable[[], None], what: str) -> None:
+    """Run `task` on the work pool; a failure to deliver is logged, never lost silently."""
+
+    def run() -> None:
+        try:
+            task()
+        except (SlackApiError, SlackRequestError, OSError):
+            logger.exception("could not deliver the answer to %s", what)
+
+    work.submit(run)
+
+
+def credits_command(service: CommandService, work: Executor) -> Any:
     """`/credits …`: ack at once, then run the command and answer via response_url."""
 
     def handle_credits(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         ack()
-        reply = service.handle(Actor(user_id=command["user_id"]), command.get("text") or "")
-        respond(response_type="ephemeral", **render_message(reply))
+        actor = Actor(user_id=command["user_id"])
+        text = command.get("text") or ""
+
+        def answer() -> None:
+            reply = service.handle(actor, text)
+            respond(response_type="ephemeral", **render_message(reply))
+
+        after_ack(work, answer, f"/credits from {actor.user_id}")
 
     return handle_credits
 
 
-def register_listeners(app: App, service: CommandService) -> None:
+def register_listeners(app: App, service: CommandService, work: Executor) -> None:
     """Every command, action and event this app answers."""
-    app.command("/credits")(credits_command(service))
+    app.command("/credits")(credits_command(service, work))

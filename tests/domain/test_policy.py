@@ -1,0 +1,118 @@
+"""Roles and decisions, table-driven (errbot's ACL table style)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.domain.policy import (
+    GroupDirectory,
+    Outcome,
+    ResolvedRole,
+    Role,
+    RoleBook,
+    Verb,
+    allowed_verbs,
+    decide,
+)
+from bot.errors import DirectoryError
+
+A, R, Q = Outcome.ALLOW, Outcome.REFUSE, Outcome.NEEDS_APPROVAL  # Q: queued for approval
+# role → (help, show, overview, add 10, add 5000, remove, set, recurring, unlimit)
+TABLE = {
+    Role.NONE: (A, R, R, R, R, R, R, R, R),
+    Role.VIEWER: (A, A, A, R, R, R, R, R, R),
+    Role.OPERATOR: (A, A, A, A, Q, Q, Q, Q, Q),
+    Role.APPROVER: (A, A, A, A, A, A, A, A, A),
+    Role.ADMIN: (A, A, A, A, A, A, A, A, A),
+}
+CASES = [
+    (Verb.HELP, None),
+    (Verb.SHOW, None),
+    (Verb.OVERVIEW, None),
+    (Verb.ADD, 10),
+    (Verb.ADD, 5000),
+    (Verb.REMOVE, 10),
+    (Verb.SET, 10),
+    (Verb.RECURRING, 10),
+    (Verb.UNLIMIT, None),
+]
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_decision_table(role: Role):
+    outcomes = tuple(
+        decide(verb, ResolvedRole(role), credits=credits, auto_approve_max=100).outcome
+        for verb, credits in CASES
+    )
+    assert outcomes == TABLE[role]
+
+
+def test_auto_approved_add_is_marked():
+    decision = decide(Verb.ADD, ResolvedRole(Role.OPERATOR), credits=100, auto_approve_max=100)
+    assert decision.auto_approved
+    admin = decide(Verb.ADD, ResolvedRole(Role.ADMIN), credits=100, auto_approve_max=100)
+    assert not admin.auto_approved
+
+
+def test_refusal_names_the_role_needed():
+    decision = decide(Verb.SET, ResolvedRole(Role.VIEWER), credits=1, auto_approve_max=0)
+    assert (decision.outcome, decision.required) == (Outcome.REFUSE, Role.OPERATOR)
+
+
+class Groups:
+    """A GroupDirectory with fixed answers (a test double of the port, not project code)."""
+
+    def __init__(self, members: dict[str, frozenset[str] | str]) -> None:
+        self.members_of = members
+        self.asked: list[str] = []
+
+    def members(self, group_id: str) -> frozenset[str]:
+        self.asked.append(group_id)
+        answer = self.members_of[group_id]
+        if isinstance(answer, str):
+            raise DirectoryError("no", reason=answer)
+        return answer
+
+
+BOOK = RoleBook(
+    admins=frozenset({"UADMIN", "SADMINS"}),
+    approvers=frozenset({"SONCALL"}),
+    operators=frozenset({"UOPS"}),
+    viewers=frozenset({"UVIEW", "SSUPPORT"}),
+)
+
+
+def test_direct_grant_needs_no_lookup_when_it_is_the_highest():
+    groups = Groups({})
+    assert BOOK.resolve("UADMIN", groups) == ResolvedRole(Role.ADMIN)
+    assert groups.asked == []
+
+
+def test_group_grant_found_highest_first():
+    groups = Groups(
+        {"SADMINS": frozenset(), "SONCALL": frozenset({"UOPS"}), "SSUPPORT": frozenset()}
+    )
+    assert BOOK.resolve("UOPS", groups) == ResolvedRole(Role.APPROVER)
+    assert groups.asked == ["SADMINS", "SONCALL"]
+
+
+def test_failed_lookup_keeps_only_what_is_proven():
+    directory: GroupDirectory = Groups({"SADMINS": "plan_upgrade_required"})
+    resolved = BOOK.resolve("UOPS", directory)
+    assert resolved.role is Role.OPERATOR
+    assert resolved.unverified is not None
+    assert resolved.unverified.reason == "plan_upgrade_required"
+    assert BOOK.resolve("USTRANGER", directory).role is Role.NONE
+
+
+def test_no_directory_means_groups_cannot_grant():
+    resolved = BOOK.resolve("UANYONE", None)
+    assert resolved.role is Role.NONE
+    assert resolved.unverified is not None
+
+
+def test_help_lists_by_role():
+    assert allowed_verbs(Role.NONE) == [Verb.HELP]
+    assert Verb.SHOW in allowed_verbs(Role.VIEWER)
+    assert Verb.ADD not in allowed_verbs(Role.VIEWER)
+    assert allowed_verbs(Role.OPERATOR) == list(Verb)

@@ -1,0 +1,120 @@
+"""The processes a person starts: console (demo), serve (gunicorn), socket (config check)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import requests
+
+from bot.simulator import DEMO_API_KEY, DEMO_API_USER
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import post_signed, slash_command_body
+from tests.helpers import wait_until
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SENDGRID_", "SLACK_", "CREDITS_", "DATABASE_"))
+    }
+    return {**env, **extra}
+
+
+def test_console_demo_answers_help_show_and_add():
+    script = "help\n/credits show acme-eu\nadd globex 500\nshow globex\nadd globex 1.5\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--demo"],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=60,
+        check=True,
+    )
+    out = result.stdout
+    assert "Your role: admin" in out
+    assert "31,200 credits remaining of 50,000" in out
+    assert "640 credits → 1,140 credits" in out
+    assert "1,140 credits remaining" in out
+    assert "1.5 is not a whole number of credits" in out
+    assert "Traceback" not in out + result.stderr
+
+
+def test_console_without_a_role_only_helps():
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--as", "U0STRANGER"],
+        input="show acme-eu\n",
+        capture_output=True,
+        text=True,
+        env=_clean_env(SENDGRID_API_USER="x", SENDGRID_API_KEY="y"),
+        timeout=60,
+        check=True,
+    )
+    assert "needs the viewer role; you have no role" in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_runs_the_app_under_gunicorn(simulator):
+    secret = "serve-signing-secret"
+    with FakeSlack().running() as slack:
+        port = _free_port()
+        env = _clean_env(
+            SLACK_BOT_TOKEN="xoxb-serve",
+            SLACK_SIGNING_SECRET=secret,
+            SLACK_API_URL=slack.api_url,
+            SENDGRID_API_USER=DEMO_API_USER,
+            SENDGRID_API_KEY=DEMO_API_KEY,
+            SENDGRID_API_URL=simulator.url,
+            CREDITS_VIEWERS="U0VIEWER1",
+        )
+        with subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--port", str(port), "--host", "127.0.0.1"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ) as server:
+            try:
+                base = f"http://127.0.0.1:{port}"
+
+                def healthy() -> bool:
+                    try:
+                        return requests.get(base + "/healthz", timeout=1).ok
+                    except requests.ConnectionError:
+                        return False
+
+                wait_until(healthy, timeout=30)
+                body = slash_command_body(
+                    text="show globex", user_id="U0VIEWER1", response_url=slack.response_url()
+                )
+                assert post_signed(base + "/slack/events", secret, body).status_code == 200
+                [message] = slack.state.wait_for_responses(1)
+                assert "640" in message["text"]
+                assert post_signed(base + "/slack/events", "forged", body).status_code == 401
+            finally:
+                server.terminate()
+                server.wait(timeout=20)
+
+
+def test_socket_mode_without_an_app_token_stops_with_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "socket"],
+        capture_output=True,
+        text=True,
+        env=_clean_env(SLACK_BOT_TOKEN="xoxb-1"),
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "credits-bot: configuration error: SLACK_APP_TOKEN is required for this command "
+        "and is not set"
+    )
