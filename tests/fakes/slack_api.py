@@ -86,6 +86,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 payload.update(parse_qsl(raw.decode()))
         state = self.server.state
+        if url.path == "/_fake/responses":
+            self._send(200, json.dumps({"count": len(state.responses)}), "application/json")
+            return
         if url.path.startswith("/response/"):
             state.record(response=payload)
             self._send(200, "ok", "text/plain")
@@ -176,3 +179,17 @@ class FakeSlack:
         finally:
             self._server.shutdown()
             self._server.server_close()
+
+
+def main() -> None:
+    """Run the fake on its own (benchmarks): prints its base URL, serves until killed.
+
+    `GET /_fake/responses` answers with the number of response_url posts so far.
+    """
+    slack = FakeSlack()
+    print(f"http://127.0.0.1:{slack.port}", flush=True)
+    slack._server.serve_forever(poll_interval=0.05)
+
+
+if __name__ == "__main__":
+    main()

@@ -118,3 +118,62 @@ def test_socket_mode_without_an_app_token_stops_with_one_line():
         "credits-bot: configuration error: SLACK_APP_TOKEN is required for this command "
         "and is not set"
     )
+
+
+def test_procfile_web_line_serves_the_same_app(simulator):
+    import pathlib
+    import shlex
+
+    procfile = pathlib.Path(__file__).parents[2] / "Procfile"
+    [web] = [line for line in procfile.read_text().splitlines() if line.startswith("web:")]
+    port = _free_port()
+    command = shlex.split(web.removeprefix("web:").replace("$PORT", str(port)))
+    assert command[0] == "gunicorn"
+    command = [sys.executable, "-m", "gunicorn", *command[1:]]
+    secret = "procfile-secret"
+    with FakeSlack().running() as slack:
+        env = _clean_env(
+            SLACK_BOT_TOKEN="xoxb-procfile",
+            SLACK_SIGNING_SECRET=secret,
+            SLACK_API_URL=slack.api_url,
+            SENDGRID_API_USER=DEMO_API_USER,
+            SENDGRID_API_KEY=DEMO_API_KEY,
+            SENDGRID_API_URL=simulator.url,
+        )
+        with subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ) as server:
+            try:
+                base = f"http://127.0.0.1:{port}"
+
+                def healthy() -> bool:
+                    try:
+                        return requests.get(base + "/healthz", timeout=1).ok
+                    except requests.ConnectionError:
+                        return False
+
+                wait_until(healthy, timeout=30)
+                body = slash_command_body(
+                    text="help", user_id="U0ANYONE1", response_url=slack.response_url()
+                )
+                assert post_signed(base + "/slack/events", secret, body).status_code == 200
+                [message] = slack.state.wait_for_responses(1)
+                assert "no role yet" in str(message)
+            finally:
+                server.terminate()
+                server.wait(timeout=20)
+
+
+def test_manifest_declares_the_command_and_matches_the_http_mode():
+    import pathlib
+
+    import yaml
+
+    manifest = yaml.safe_load((pathlib.Path(__file__).parents[2] / "manifest.yml").read_text())
+    [command] = manifest["features"]["slash_commands"]
+    assert command["command"] == "/credits"
+    assert command["url"].endswith("/slack/events")
+    assert command["usage_hint"]
+    assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+    assert manifest["settings"]["socket_mode_enabled"] is False
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "usergroups:read"}

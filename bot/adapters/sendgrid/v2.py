@@ -309,7 +309,7 @@ class SendGridV2Client:
 def _new_session() -> requests.Session:
     session = requests.Session()
     # No retries inside urllib3: the retry policy above decides, per read/write.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

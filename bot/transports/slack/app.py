@@ -6,13 +6,20 @@ the SendGrid work to a separate work pool; the reply goes back through
 listener executor therefore only ever runs acks, so a burst of slow commands —
 SendGrid slow, or the client's rate limiter holding requests back — cannot
 queue the acks of the next ones behind it.
+
+Acks also come first for the CPU: Python runs one thread at a time, so work
+started while a burst of requests is still being acknowledged would slow
+those acks down. `AckFirst` lets work wait, briefly, until no request is
+mid-acknowledgement (the WSGI app tells it when requests enter and leave).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -32,7 +39,36 @@ from bot.transports.slack.blocks import render_message
 LISTENER_WORKERS = 16
 WORK_WORKERS = 48
 
+# Work waits at most this long for acks in progress, so it is never starved.
+ACK_FIRST_MAX_WAIT = 0.25
+
 logger = logging.getLogger("bot.slack")
+
+
+class AckFirst:
+    """Counts requests being acknowledged; post-ack work waits until there are none."""
+
+    def __init__(self, *, max_wait: float = ACK_FIRST_MAX_WAIT) -> None:
+        self._max_wait = max_wait
+        self._acknowledging = 0
+        self._quiet = threading.Condition()
+
+    @contextmanager
+    def acknowledging(self) -> Iterator[None]:
+        """Wrap the handling of one incoming request (until its HTTP answer is ready)."""
+        with self._quiet:
+            self._acknowledging += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._acknowledging -= 1
+                if not self._acknowledging:
+                    self._quiet.notify_all()
+
+    def wait_for_acks(self) -> None:
+        with self._quiet:
+            self._quiet.wait_for(lambda: not self._acknowledging, timeout=self._max_wait)
 
 
 def create_app(
@@ -43,11 +79,13 @@ def create_app(
     socket_mode: bool = False,
     listener_workers: int = LISTENER_WORKERS,
     work_workers: int = WORK_WORKERS,
+    ack_first: AckFirst | None = None,
 ) -> App:
     """Build the Bolt app and everything behind it from settings.
 
     HTTP mode needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; Socket Mode needs
     SLACK_BOT_TOKEN (and SLACK_APP_TOKEN, checked by the socket runner).
+    `ack_first` is shared with the WSGI app that serves this app (HTTP mode).
     """
     settings.require("SLACK_BOT_TOKEN")
     if not socket_mode:
@@ -69,23 +107,31 @@ def create_app(
         logger=logger,
     )
     work = ThreadPoolExecutor(max_workers=work_workers, thread_name_prefix="credits-work")
-    register_listeners(app, service, work)
+    register_listeners(app, service, PostAckWork(work, ack_first))
     return app
 
 
-def after_ack(work: Executor, task: Callable[[], None], what: str) -> None:
-    """Run `task` on the work pool; a failure to deliver is logged, never lost silently."""
+class PostAckWork:
+    """The pool that runs what follows an ack, after the acks in progress."""
 
-    def run() -> None:
+    def __init__(self, pool: Executor, ack_first: AckFirst | None) -> None:
+        self._pool = pool
+        self._ack_first = ack_first
+
+    def submit(self, task: Callable[[], None], what: str) -> None:
+        """Run `task` soon; a failure to deliver the answer is logged, never lost silently."""
+        self._pool.submit(self._run, task, what)
+
+    def _run(self, task: Callable[[], None], what: str) -> None:
+        if self._ack_first is not None:
+            self._ack_first.wait_for_acks()
         try:
             task()
         except (SlackApiError, SlackRequestError, OSError):
             logger.exception("could not deliver the answer to %s", what)
 
-    work.submit(run)
 
-
-def credits_command(service: CommandService, work: Executor) -> Any:
+def credits_command(service: CommandService, work: PostAckWork) -> Any:
     """`/credits …`: ack at once, then run the command and answer via response_url."""
 
     def handle_credits(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
@@ -97,11 +143,11 @@ def credits_command(service: CommandService, work: Executor) -> Any:
             reply = service.handle(actor, text)
             respond(response_type="ephemeral", **render_message(reply))
 
-        after_ack(work, answer, f"/credits from {actor.user_id}")
+        work.submit(answer, f"/credits from {actor.user_id}")
 
     return handle_credits
 
 
-def register_listeners(app: App, service: CommandService, work: Executor) -> None:
+def register_listeners(app: App, service: CommandService, work: PostAckWork) -> None:
     """Every command, action and event this app answers."""
     app.command("/credits")(credits_command(service, work))

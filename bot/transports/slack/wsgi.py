@@ -15,7 +15,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 from bot.config import Settings, load_settings
 from bot.logs import configure_logging
-from bot.transports.slack.app import create_app
+from bot.transports.slack.app import AckFirst, create_app
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -23,8 +23,12 @@ if TYPE_CHECKING:
 EVENTS_PATH = "/slack/events"
 
 
-def create_wsgi_app(bolt_app: App) -> WSGIApplication:
-    """Wrap a Bolt app: Slack's requests go to Bolt, `/healthz` answers here."""
+def create_wsgi_app(bolt_app: App, *, ack_first: AckFirst | None = None) -> WSGIApplication:
+    """Wrap a Bolt app: Slack's requests go to Bolt, `/healthz` answers here.
+
+    With `ack_first`, every request to Bolt is counted while it is being
+    acknowledged, so post-ack work can let it go first.
+    """
     slack = SlackRequestHandler(bolt_app, path=EVENTS_PATH)
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -35,13 +39,20 @@ def create_wsgi_app(bolt_app: App) -> WSGIApplication:
                 [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
             )
             return [body]
-        return slack(environ, start_response)
+        if ack_first is None:
+            return slack(environ, start_response)
+        with ack_first.acknowledging():
+            return slack(environ, start_response)
 
     return application
 
 
 def build_wsgi_app(settings: Settings, **overrides: Any) -> WSGIApplication:
-    return create_wsgi_app(create_app(settings, **overrides))
+    """The HTTP-mode app for these settings (collaborators may be overridden)."""
+    ack_first = AckFirst()
+    return create_wsgi_app(
+        create_app(settings, ack_first=ack_first, **overrides), ack_first=ack_first
+    )
 
 
 def application_from_environment() -> WSGIApplication:
