@@ -5,6 +5,7 @@ BotError
 ├── ConfigError            a setting is missing or malformed; start-up stops
 ├── UserError              the caller can fix it: bad input, not allowed, conflicts
 ├── DirectoryError         Slack could not say who is in a user group (roles fail closed)
+├── NotifyError            Slack could not take a message (approval channel, requester DM)
 ├── SendGridError          talking to SendGrid failed
 │   ├── AuthenticationFailed   SendGrid refused the configured credentials
 │   ├── UnknownAccount         no such subuser / customer under this account
@@ -49,6 +50,14 @@ class DirectoryError(BotError):
     `reason` is Slack's error code (`plan_upgrade_required`, `ratelimited`, …)
     or a short description of the failure.
     """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NotifyError(BotError):
+    """Slack refused or could not take a message. `reason` is Slack's error code."""
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)

@@ -10,14 +10,19 @@ from dataclasses import dataclass
 from bot.commands import messages
 from bot.commands.grammar import USAGE
 from bot.commands.replies import (
+    ApprovalRequestedReply,
+    AuditReply,
     BalanceReply,
     ChangeReply,
     ErrorReply,
     HelpReply,
+    NoticeReply,
     OverviewReply,
+    PendingReply,
     Reply,
 )
-from bot.domain.credits import Balance
+from bot.domain.approvals import ApprovalRequest, AuditEvent, RequestStatus
+from bot.domain.credits import Balance, CreditChange
 from bot.domain.policy import Role, Verb
 
 BAR_WIDTH = 20
@@ -80,6 +85,19 @@ def layout(reply: Reply) -> Content:
             return _change(reply)
         case ErrorReply():
             return _error(reply)
+        case NoticeReply():
+            return Content(
+                headline=messages.ERROR_TITLE if reply.warning else messages.HELP_TITLE,
+                sections=(Section(reply.message),),
+                fallback=reply.message,
+                warning=reply.warning,
+            )
+        case ApprovalRequestedReply():
+            return _approval_requested(reply)
+        case PendingReply():
+            return _pending(reply)
+        case AuditReply():
+            return _audit(reply)
 
 
 def _help(reply: HelpReply) -> Content:
@@ -145,7 +163,7 @@ def _overview(reply: OverviewReply) -> Content:
     o = reply.overview
     billing = f"{o.billing_start} – {o.billing_end}" if o.billing_start and o.billing_end else "—"
     fields = (
-        ("Package", o.package or "—"),
+        ("Package", escape(o.package) if o.package else "—"),
         ("Reputation", f"{o.reputation:g}%" if o.reputation is not None else "—"),
         ("Credits allowed", number(o.credits_allowed)),
         ("Credits used", number(o.credits_used)),
@@ -158,7 +176,8 @@ def _overview(reply: OverviewReply) -> Content:
     return Content(
         headline=messages.OVERVIEW_TITLE.format(user=reply.user),
         sections=(Section(fields=fields),),
-        fallback=f"{reply.user}: {o.package or 'no package'}, {number(o.credits_remain)} left",
+        fallback=f"{reply.user}: {escape(o.package or 'no package')}, "
+        f"{number(o.credits_remain)} left",
     )
 
 
@@ -202,3 +221,201 @@ def _error(reply: ErrorReply) -> Content:
         fallback=reply.message,
         warning=True,
     )
+
+
+# --- approvals ---------------------------------------------------------------------------
+
+
+def change_summary(change: CreditChange) -> str:
+    """`add 5,000`, `recurring 3,000 weekly from 2026-12-01`, `unlimit`."""
+    parts = [change.kind.value]
+    if change.credits is not None:
+        parts.append(number(change.credits))
+    if change.period:
+        parts.append(change.period.value)
+    if change.start:
+        parts.append(f"from {change.start.isoformat()}")
+    if change.end:
+        parts.append(f"until {change.end.isoformat()}")
+    if change.initial is not None:
+        parts.append(f"starting at {number(change.initial)}")
+    return " ".join(parts)
+
+
+def request_summary(request: ApprovalRequest) -> str:
+    return f"{change_summary(request.change)} for {request.change.user}"
+
+
+def approval_request_content(
+    request: ApprovalRequest, *, current: Balance | None, expected: Balance | None
+) -> Content:
+    """The approval message's text (the Slack transport adds the buttons)."""
+    asks = messages.APPROVAL_ASKS.format(
+        requester=request.requester_id,
+        what=change_summary(request.change),
+        user=request.change.user,
+    )
+    sections = [Section(asks)]
+    if current is not None:
+        sections.append(
+            Section(
+                fields=(
+                    ("Balance now", balance_summary(current)),
+                    ("If approved", balance_summary(expected) if expected else "—"),
+                )
+            )
+        )
+    when = request.expires_at.strftime("%Y-%m-%d %H:%M")
+    return Content(
+        headline=messages.APPROVAL_TITLE.format(id=request.id),
+        sections=tuple(sections),
+        notes=(messages.APPROVAL_EXPIRES.format(when=when),),
+        fallback=(
+            f"Request #{request.id}: {request_summary(request)} (from <@{request.requester_id}>)"
+        ),
+    )
+
+
+def approval_outcome_content(request: ApprovalRequest) -> Content:
+    """The approval message once decided: what happened, who decided, before → after."""
+    base = approval_request_content(request, current=None, expected=None)
+    lines = []
+    if request.status is RequestStatus.EXPIRED:
+        lines.append(messages.OUTCOME_EXPIRED)
+    else:
+        outcome = messages.STATUS_TEXT[request.status.value]
+        lines.append(
+            messages.OUTCOME_LINE.format(outcome=outcome.capitalize(), by=request.decided_by)
+        )
+    if request.reason:
+        lines.append(messages.OUTCOME_REASON.format(reason=escape(request.reason)))
+    if request.before is not None or request.after is not None:
+        lines.append(
+            messages.BEFORE_AFTER.format(
+                before=balance_summary(request.before) if request.before else "?",
+                after=balance_summary(request.after) if request.after else "?",
+            )
+        )
+    if request.detail and request.status in (RequestStatus.FAILED, RequestStatus.UNKNOWN):
+        lines.append(messages.OUTCOME_DETAIL.format(detail=escape(request.detail)))
+    return Content(
+        headline=base.headline,
+        sections=(base.sections[0], Section("\n".join(lines))),
+        fallback=f"Request #{request.id}: {messages.STATUS_TEXT[request.status.value]}",
+        warning=request.status in (RequestStatus.FAILED, RequestStatus.UNKNOWN),
+    )
+
+
+def requester_notice(request: ApprovalRequest) -> str:
+    text = messages.REQUESTER_NOTICE.format(
+        id=request.id,
+        summary=request_summary(request),
+        outcome=messages.STATUS_TEXT[request.status.value],
+    )
+    if request.reason:
+        text += " " + messages.OUTCOME_REASON.format(reason=escape(request.reason))
+    if request.after is not None:
+        text += f" Balance now: {balance_summary(request.after)}."
+    return text
+
+
+def _approval_requested(reply: ApprovalRequestedReply) -> Content:
+    request = reply.request
+    if reply.posted_to:
+        first = messages.APPROVAL_SENT.format(id=request.id, channel=reply.posted_to)
+    else:
+        first = messages.APPROVAL_NOT_POSTED.format(id=request.id, reason=reply.post_error)
+    would = messages.APPROVAL_WOULD_GIVE.format(
+        before=balance_summary(reply.before),
+        expected=balance_summary(reply.expected) if reply.expected else "?",
+    )
+    return Content(
+        headline=messages.APPROVAL_TITLE.format(id=request.id),
+        sections=(Section(f"{first}\n{request_summary(request)}: {would}"),),
+        notes=(
+            messages.APPROVAL_EXPIRES.format(when=request.expires_at.strftime("%Y-%m-%d %H:%M")),
+        ),
+        fallback=first,
+        warning=reply.posted_to is None,
+    )
+
+
+def _pending(reply: PendingReply) -> Content:
+    if not reply.requests:
+        return Content(
+            headline=messages.PENDING_TITLE,
+            sections=(Section(messages.PENDING_NONE),),
+            fallback=messages.PENDING_NONE,
+        )
+    lines = []
+    for request in reply.requests:
+        expiry = (
+            f", expires {request.expires_at.strftime('%Y-%m-%d %H:%M')} UTC"
+            if request.status is RequestStatus.PENDING
+            else ""
+        )
+        lines.append(
+            messages.PENDING_LINE.format(
+                id=request.id,
+                summary=request_summary(request),
+                requester=request.requester_id,
+                status=messages.STATUS_TEXT[request.status.value],
+                expiry=expiry,
+            )
+        )
+    return Content(
+        headline=messages.PENDING_TITLE,
+        sections=_chunked(lines),
+        fallback=f"{len(reply.requests)} open request(s)",
+    )
+
+
+def _audit(reply: AuditReply) -> Content:
+    title = (
+        messages.AUDIT_TITLE_FOR.format(user=reply.target) if reply.target else messages.AUDIT_TITLE
+    )
+    if not reply.events:
+        return Content(headline=title, sections=(Section(messages.AUDIT_NONE),), fallback=title)
+    return Content(
+        headline=title,
+        sections=_chunked([_audit_line(event) for event in reply.events]),
+        fallback=f"{title}: {len(reply.events)} events",
+    )
+
+
+def _audit_line(event: AuditEvent) -> str:
+    arguments = event.arguments or {}
+    shown = {k: v for k, v in arguments.items() if k not in ("kind", "user")}
+    args = " " + " ".join(f"{k}={v}" for k, v in shown.items()) if shown else ""
+    balances = ""
+    if event.before is not None or event.after is not None:
+        before = balance_summary(event.before) if event.before else "?"
+        after = balance_summary(event.after) if event.after else "?"
+        balances = f" ({before} → {after})"
+    return messages.AUDIT_LINE.format(
+        at=event.at.strftime("%Y-%m-%d %H:%M:%S"),
+        actor=event.actor_id,
+        action=event.action.value,
+        target=f" {event.target}" if event.target else "",
+        request=f" #{event.request_id}" if event.request_id else "",
+        args=escape(args),
+        outcome=f" — {escape(event.outcome)}" if event.outcome else "",
+        balances=balances,
+    )
+
+
+def _chunked(lines: list[str], limit: int = 2900) -> tuple[Section, ...]:
+    """Lines grouped into sections that each fit Slack's 3,000-character section text."""
+    sections: list[Section] = []
+    current: list[str] = []
+    size = 0
+    for full_line in lines:
+        line = full_line[:limit]
+        if current and size + len(line) + 1 > limit:
+            sections.append(Section("\n".join(current)))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + 1
+    if current:
+        sections.append(Section("\n".join(current)))
+    return tuple(sections)

@@ -38,6 +38,8 @@ USAGE: dict[Verb, str] = {
         "[start=YYYY-MM-DD] [end=YYYY-MM-DD] [initial=N]"
     ),
     Verb.UNLIMIT: "/credits unlimit USER",
+    Verb.PENDING: "/credits pending",
+    Verb.AUDIT: "/credits audit [USER]",
 }
 
 
@@ -86,6 +88,13 @@ def parse(text: str) -> Command:
     if verb is Verb.HELP:
         return Command(Verb.HELP, topic=_help_topic(args))
     usage = USAGE[verb]
+    if verb is Verb.PENDING:
+        _arity(args, 0, usage)
+        return Command(Verb.PENDING)
+    if verb is Verb.AUDIT:
+        if len(args) > 1:
+            _arity(args, 1, usage)
+        return Command(Verb.AUDIT, user=parse_user(args[0], usage) if args else None)
     if verb in (Verb.SHOW, Verb.OVERVIEW, Verb.UNLIMIT):
         _arity(args, 1, usage)
         user = parse_user(args[0], usage)

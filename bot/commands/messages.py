@@ -41,6 +41,8 @@ HELP_DESCRIPTIONS = {
     "set": "set the balance to exactly N",
     "recurring": "reset the balance to N every day, week or month",
     "unlimit": "remove the credit limit",
+    "pending": "open approval requests",
+    "audit": "the latest 20 changes and decisions (for one USER, if given)",
 }
 HELP_OPERATOR_NOTE = "Changes other than `add` up to {limit:,} credits need an approver."
 HELP_OPERATOR_NOTE_NO_AUTO = "Your changes need an approver."
@@ -51,10 +53,11 @@ REFUSED_UNVERIFIED = (
     "`{verb}` needs the *{role}* role. Your user groups could not be checked "
     "({reason}), so to be safe only {current} is assumed."
 )
-NEEDS_APPROVAL_UNAVAILABLE = (
-    "`{verb}` by an operator needs approval by an approver — not available yet. "
-    "Ask an approver or admin to run it."
+NEEDS_APPROVAL_NO_STORE = (
+    "`{verb}` by an operator needs approval, and this bot has no database for approval "
+    "requests. Ask an approver or admin to run it."
 )
+NO_STORE = "This bot runs without a database, so it keeps no requests or audit trail."
 
 # --- balances and changes -----------------------------------------------------------
 UNLIMITED = "No limit: this account can send without a credit cap."
@@ -93,5 +96,61 @@ DIRECTORY_FAILED = (
     "Your role could not be checked because Slack's user groups are unavailable ({reason}). "
     "Nothing was done."
 )
-UNEXPECTED = "Something went wrong on the bot's side. Nothing was changed."
+UNEXPECTED = (
+    "Something went wrong on the bot's side. If you asked for a change, check the balance "
+    "with `/credits show` before trying again."
+)
+STORE_FAILED = "The bot's database is not answering, so nothing was done."
 UNEXPECTED_NEXT = "If it keeps happening, give this error id to an admin: `{error_id}`."
+
+# --- approvals ---------------------------------------------------------------------
+APPROVAL_SENT = "Sent for approval as request *#{id}* in <#{channel}>."
+APPROVAL_NOT_POSTED = (
+    "Recorded as request *#{id}*, but it could not be posted for approval ({reason}). "
+    "Approvers can still find it with `/credits pending`; let them know."
+)
+APPROVAL_WOULD_GIVE = "{before} now → {expected} if approved"
+APPROVAL_EXPIRES = "Expires {when} UTC unless an approver decides."
+APPROVAL_TITLE = "Credit change request #{id}"
+APPROVAL_ASKS = "<@{requester}> asks to *{what}* for *{user}*."
+APPROVAL_CONFIRM_TITLE = "Approve #{id}?"
+APPROVAL_CONFIRM_TEXT = "This sends `{what}` for {user} to SendGrid now."
+APPROVE = "Approve"
+DENY = "Deny"
+DENY_MODAL_TITLE = "Deny request #{id}"
+DENY_REASON_LABEL = "Reason (optional, the requester sees it)"
+DENY_SUBMIT = "Deny"
+CANCEL = "Cancel"
+NO_SUCH_REQUEST = "There is no request #{id}."
+OWN_REQUEST = "You cannot decide your own request; another approver has to."
+NOT_AN_APPROVER = "Only approvers and admins can decide requests; you have {role}."
+DECIDE_UNVERIFIED = (
+    "Only approvers and admins can decide requests, and your user groups could not be "
+    "checked ({reason}), so nothing was changed."
+)
+ALREADY_HANDLED = "Request #{id} was already handled by {by}: {outcome}."
+REQUEST_EXPIRED = (
+    "Request #{id} has expired; nothing was changed. Ask for it again if still needed."
+)
+DECIDED_BY_YOU = "Request #{id} ({summary}): {outcome}."
+STATUS_TEXT = {
+    "pending": "waiting for approval",
+    "executing": "approved, being applied now",
+    "approved": "approved and applied",
+    "failed": "approved, but SendGrid did not apply it",
+    "unknown": "approved, but SendGrid did not confirm it — verify the balance",
+    "denied": "denied",
+    "expired": "expired",
+}
+OUTCOME_LINE = "*{outcome}* by <@{by}>"
+OUTCOME_EXPIRED = "*Expired* — nobody decided in time."
+OUTCOME_REASON = "Reason: {reason}"
+OUTCOME_DETAIL = "SendGrid: {detail}"
+REQUESTER_NOTICE = "Your request #{id} ({summary}): {outcome}."
+PENDING_TITLE = "Open requests"
+PENDING_NONE = "No open requests."
+PENDING_LINE = "*#{id}* {summary} — <@{requester}>, {status}{expiry}"
+AUDIT_TITLE = "Audit trail"
+AUDIT_TITLE_FOR = "Audit trail: {user}"
+AUDIT_NONE = "Nothing recorded yet."
+AUDIT_LINE = "`{at}` <@{actor}> *{action}*{target}{request}{args}{outcome}{balances}"

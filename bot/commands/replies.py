@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.domain.approvals import ApprovalRequest, AuditEvent
 from bot.domain.credits import Balance, ChangeResult, Overview
 from bot.domain.policy import Role, Verb
 
@@ -52,4 +53,44 @@ class ErrorReply:
     error_id: str | None = None
 
 
-Reply = HelpReply | BalanceReply | OverviewReply | ChangeReply | ErrorReply
+@dataclass(frozen=True, slots=True)
+class NoticeReply:
+    """A short answer: a decision taken, something done."""
+
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequestedReply:
+    """An operator's change recorded as an approval request."""
+
+    request: ApprovalRequest
+    before: Balance
+    expected: Balance | None
+    posted_to: str | None = None
+    post_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReply:
+    requests: tuple[ApprovalRequest, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReply:
+    events: tuple[AuditEvent, ...]
+    target: str | None = None
+
+
+Reply = (
+    HelpReply
+    | BalanceReply
+    | OverviewReply
+    | ChangeReply
+    | ErrorReply
+    | NoticeReply
+    | ApprovalRequestedReply
+    | PendingReply
+    | AuditReply
+)

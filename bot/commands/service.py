@@ -13,12 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.commands import messages
+from bot.commands.changes import ChangeService
+from bot.commands.formatting import escape
 from bot.commands.grammar import USAGE, Command, UnknownSubcommand, UsageError, parse
 from bot.commands.replies import (
     BalanceReply,
     ChangeReply,
     ErrorReply,
     HelpReply,
+    NoticeReply,
     OverviewReply,
     Reply,
 )
@@ -41,6 +44,7 @@ from bot.errors import (
     RateLimited,
     RequestRejected,
     SendGridError,
+    StoreError,
     UnknownAccount,
     UserError,
 )
@@ -62,6 +66,7 @@ class CommandService:
         backend: CreditsBackend,
         roles: RoleBook,
         directory: GroupDirectory | None,
+        changes: ChangeService | None = None,
         auto_approve_max: int = 0,
         logger: logging.Logger | None = None,
         new_error_id: Callable[[], str] = lambda: uuid.uuid4().hex[:10],
@@ -69,35 +74,22 @@ class CommandService:
         self._backend = backend
         self._roles = roles
         self._directory = directory
+        self._changes = changes
         self._auto_approve_max = auto_approve_max
         self._logger = logger or logging.getLogger("bot.commands")
         self._new_error_id = new_error_id
 
     def handle(self, actor: Actor, text: str) -> Reply:
         """Answer one command. Never raises: every failure becomes an ErrorReply."""
-        command: Command | None = None
-        try:
+        parsed: list[Command] = []
+
+        def run() -> Reply:
             command = parse(text)
-            reply = self._run(actor, command)
-        except UnknownSubcommand as error:
-            reply = self._help(actor, notice=str(error))
-        except UsageError as error:
-            reply = ErrorReply(
-                str(error),
-                usage=messages.USAGE_LINE.format(usage=error.usage) if error.usage else None,
-            )
-        except UserError as error:
-            reply = ErrorReply(str(error))
-        except DirectoryError as error:
-            reply = ErrorReply(messages.DIRECTORY_FAILED.format(reason=error.reason))
-        except SendGridError as error:
-            reply = _sendgrid_reply(error, command)
-        except Exception:  # the central handler: log it, answer with an error id
-            error_id = self._new_error_id()
-            self._logger.exception("unexpected error %s handling a command", error_id)
-            reply = ErrorReply(
-                messages.UNEXPECTED, next_step=messages.UNEXPECTED_NEXT.format(error_id=error_id)
-            )
+            parsed.append(command)
+            return self._run(actor, command)
+
+        reply = self._safely(run, actor, lambda: parsed[0] if parsed else None)
+        command = parsed[0] if parsed else None
         self._logger.info(
             "command user=%s verb=%s target=%s reply=%s",
             actor.user_id,
@@ -106,6 +98,60 @@ class CommandService:
             type(reply).__name__,
         )
         return reply
+
+    def approve(self, actor: Actor, request_id: int) -> Reply:
+        """An Approve click: execute the request at most once, or say why not."""
+        return self._safely(lambda: self._desk().approve(request_id, actor.user_id), actor)
+
+    def deny(self, actor: Actor, request_id: int, reason: str | None) -> Reply:
+        return self._safely(lambda: self._desk().deny(request_id, actor.user_id, reason), actor)
+
+    def refusal_to_decide(self, actor: Actor, request_id: int) -> ErrorReply | None:
+        """Before opening the Deny dialog: why this person may not decide, if so."""
+        reply = self._safely(
+            lambda: self._desk().refusal(request_id, actor.user_id) or NoticeReply(""), actor
+        )
+        return reply if isinstance(reply, ErrorReply) else None
+
+    def _desk(self) -> ChangeService:
+        if self._changes is None:
+            raise UserError(messages.NO_STORE)
+        return self._changes
+
+    def _safely(
+        self,
+        run: Callable[[], Reply],
+        actor: Actor,
+        command: Callable[[], Command | None] = lambda: None,
+    ) -> Reply:
+        """The one place where failures become replies."""
+        try:
+            return run()
+        except UnknownSubcommand as error:
+            return self._help(actor, notice=str(error))
+        except UsageError as error:
+            return ErrorReply(
+                str(error),
+                usage=messages.USAGE_LINE.format(usage=error.usage) if error.usage else None,
+            )
+        except UserError as error:
+            return ErrorReply(str(error))
+        except DirectoryError as error:
+            return ErrorReply(messages.DIRECTORY_FAILED.format(reason=error.reason))
+        except SendGridError as error:
+            return _sendgrid_reply(error, command())
+        except StoreError:
+            error_id = self._new_error_id()
+            self._logger.exception("database failure %s", error_id)
+            return ErrorReply(
+                messages.STORE_FAILED, next_step=messages.UNEXPECTED_NEXT.format(error_id=error_id)
+            )
+        except Exception:  # the central handler: log it, answer with an error id
+            error_id = self._new_error_id()
+            self._logger.exception("unexpected error %s", error_id)
+            return ErrorReply(
+                messages.UNEXPECTED, next_step=messages.UNEXPECTED_NEXT.format(error_id=error_id)
+            )
 
     def _run(self, actor: Actor, command: Command) -> Reply:
         if command.verb is Verb.HELP:
@@ -120,11 +166,10 @@ class CommandService:
         if decision.outcome is Outcome.REFUSE:
             return _refusal(command, decision, resolved)
         if decision.outcome is Outcome.NEEDS_APPROVAL:
-            return ErrorReply(
-                messages.NEEDS_APPROVAL_UNAVAILABLE.format(verb=command.verb.value),
-                usage=None,
-            )
-        return self._execute(command, decision)
+            if self._changes is None or command.change is None:
+                return ErrorReply(messages.NEEDS_APPROVAL_NO_STORE.format(verb=command.verb.value))
+            return self._changes.request_approval(actor.user_id, command.change)
+        return self._execute(actor, command, decision)
 
     def _help(self, actor: Actor, *, topic: Verb | None = None, notice: str | None = None) -> Reply:
         resolved = self._roles.resolve(actor.user_id, self._directory)
@@ -137,14 +182,25 @@ class CommandService:
             notice=notice,
         )
 
-    def _execute(self, command: Command, decision: Decision) -> Reply:
-        assert command.user is not None  # every verb past help names a USER
+    def _execute(self, actor: Actor, command: Command, decision: Decision) -> Reply:
+        if command.verb in (Verb.PENDING, Verb.AUDIT):
+            if self._changes is None:
+                return ErrorReply(messages.NO_STORE)
+            if command.verb is Verb.PENDING:
+                return self._changes.pending()
+            return self._changes.audit(command.user)
+        assert command.user is not None  # every other verb names a USER
         if command.verb is Verb.SHOW:
             return BalanceReply(command.user, self._backend.get_balance(command.user))
         if command.verb is Verb.OVERVIEW:
             return OverviewReply(command.user, self._backend.get_overview(command.user))
         assert command.change is not None
-        result = apply_change(self._backend, command.change)
+        if self._changes is not None:
+            result = self._changes.apply_directly(
+                actor.user_id, command.change, auto_approved=decision.auto_approved
+            )
+        else:
+            result = apply_change(self._backend, command.change)
         if result.outcome_unknown:
             self._logger.warning(
                 "outcome unknown: %s %s for %s; re-read balance %s",
@@ -184,7 +240,7 @@ def _sendgrid_reply(error: SendGridError, command: Command | None) -> ErrorReply
             next_step=messages.SG_UNKNOWN_ACCOUNT_NEXT,
         )
     if isinstance(error, RequestRejected):
-        detail = "; ".join(error.messages) or str(error)
+        detail = escape("; ".join(error.messages) or str(error))
         return ErrorReply(messages.SG_REJECTED.format(detail=detail))
     if isinstance(error, RateLimited):
         seconds = round(error.retry_after) if error.retry_after else None

@@ -186,6 +186,30 @@ class CreditsBackend(Protocol):
     def remove_limit(self, user: str) -> None: ...
 
 
+def check_applicable(change: CreditChange, before: Balance) -> None:
+    """Refuse a change that makes no sense on this balance (UserError)."""
+    if before.unlimited and change.kind in (ChangeKind.ADD, ChangeKind.REMOVE):
+        # Adding to "no limit" would silently start limiting the account.
+        raise UserError(
+            f"{change.user} has no credit limit, so there is nothing to {change.kind} to. "
+            f"To start limiting it, use `set {change.user} N`."
+        )
+
+
+def change_arguments(change: CreditChange) -> dict[str, object]:
+    """What a change sends, for the audit trail (never a credential)."""
+    arguments: dict[str, object] = {"kind": change.kind.value, "user": change.user}
+    optional = {
+        "credits": change.credits,
+        "period": change.period.value if change.period else None,
+        "start": change.start.isoformat() if change.start else None,
+        "end": change.end.isoformat() if change.end else None,
+        "initial": change.initial,
+    }
+    arguments.update({k: v for k, v in optional.items() if v is not None})
+    return arguments
+
+
 def send_change(backend: CreditsBackend, change: CreditChange) -> None:
     """Send exactly one write for `change`; never retried here."""
     credits = change.credits or 0
@@ -222,12 +246,7 @@ def apply_change(backend: CreditsBackend, change: CreditChange) -> ChangeResult:
     SendGrid errors propagate: nothing was changed.
     """
     before = backend.get_balance(change.user)
-    if before.unlimited and change.kind in (ChangeKind.ADD, ChangeKind.REMOVE):
-        # Adding to "no limit" would silently start limiting the account.
-        raise UserError(
-            f"{change.user} has no credit limit, so there is nothing to {change.kind} to. "
-            f"To start limiting it, use `set {change.user} N`."
-        )
+    check_applicable(change, before)
     try:
         send_change(backend, change)
     except OutcomeUnknown as unknown:

@@ -43,6 +43,8 @@ class Verb(enum.StrEnum):
     SET = "set"
     RECURRING = "recurring"
     UNLIMIT = "unlimit"
+    PENDING = "pending"
+    AUDIT = "audit"
 
     @property
     def change_kind(self) -> ChangeKind | None:
@@ -61,6 +63,8 @@ REQUIRED_ROLE: dict[Verb, Role] = {
     Verb.SET: Role.OPERATOR,
     Verb.RECURRING: Role.OPERATOR,
     Verb.UNLIMIT: Role.OPERATOR,
+    Verb.PENDING: Role.VIEWER,
+    Verb.AUDIT: Role.VIEWER,
 }
 
 

@@ -2,7 +2,9 @@
 
 `to_dict()` on those models validates Slack's limits (section text ≤ 3,000,
 fields ≤ 10 of ≤ 2,000, header ≤ 150), so an over-long reply fails here and
-not in Slack; `_fit` truncates before that can happen.
+not in Slack; `_fit` truncates before that can happen. Text arrives as mrkdwn
+with outside values already escaped (`formatting.escape`), so mentions such as
+`<@U…>` written by the bot stay mentions.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.commands.formatting import Content, Section, escape, layout
+from bot.commands.formatting import Content, Section, layout
 from bot.commands.replies import Reply
 
 MAX_BLOCKS = 50
@@ -33,7 +35,7 @@ FALLBACK_MAX = 3000
 def render_message(reply: Reply) -> dict[str, Any]:
     """`text` (notification fallback) and `blocks` for chat.postMessage / respond()."""
     content = layout(reply)
-    return {"text": _fit(escape(content.fallback), FALLBACK_MAX), "blocks": blocks_for(content)}
+    return {"text": _fit(content.fallback, FALLBACK_MAX), "blocks": blocks_for(content)}
 
 
 def blocks_for(content: Content) -> list[dict[str, Any]]:
@@ -43,7 +45,7 @@ def blocks_for(content: Content) -> list[dict[str, Any]]:
     blocks.extend(_section(section) for section in content.sections)
     if content.notes:
         elements = [
-            MarkdownTextObject(text=_fit(escape(note), SECTION_MAX))
+            MarkdownTextObject(text=_fit(note, SECTION_MAX))
             for note in content.notes[:CONTEXT_ELEMENTS_MAX]
         ]
         blocks.append(ContextBlock(elements=elements))
@@ -52,12 +54,10 @@ def blocks_for(content: Content) -> list[dict[str, Any]]:
 
 def _section(section: Section) -> SectionBlock:
     fields = [
-        MarkdownTextObject(text=_fit(f"*{escape(label)}*\n{escape(value)}", FIELD_MAX))
+        MarkdownTextObject(text=_fit(f"*{label}*\n{value}", FIELD_MAX))
         for label, value in section.fields[:FIELDS_MAX]
     ]
-    text = (
-        MarkdownTextObject(text=_fit(escape(section.text), SECTION_MAX)) if section.text else None
-    )
+    text = MarkdownTextObject(text=_fit(section.text, SECTION_MAX)) if section.text else None
     return SectionBlock(text=text, fields=fields or None)
 
 

@@ -1,0 +1,62 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations create and change it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("credits", BigInteger),
+    Column("period", String(16)),
+    Column("start_date", Date),
+    Column("end_date", Date),
+    Column("initial_credits", BigInteger),
+    Column("requester_id", String(32), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decided_by", String(32)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("reason", Text),
+    Column("executor", String(120)),
+    Column("channel_id", String(32)),
+    Column("message_ts", String(32)),
+    Column("before_balance", Text),
+    Column("after_balance", Text),
+    Column("detail", Text),
+    Index("ix_approval_requests_status", "status"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor_id", String(32), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("target", String(64)),
+    Column("request_id", Integer),
+    Column("arguments", Text),
+    Column("outcome", Text),
+    Column("before_balance", Text),
+    Column("after_balance", Text),
+    Index("ix_audit_events_at", "at"),
+    Index("ix_audit_events_target", "target"),
+)

@@ -1,0 +1,171 @@
+"""Approval requests: the state machine, who may decide, and the audit trail's events.
+
+```
+            approve (one conditional UPDATE)      SendGrid ok
+pending ──────────────────────────────► executing ─────────────► approved
+   │  deny                                 │  │ SendGrid said no
+   ├──────► denied                         │  └──────────────────► failed
+   │  TTL passed                           │ no answer after the write was sent,
+   └──────► expired                        │ or the process died mid-write
+                                           └──────────────────────► unknown
+```
+
+Only `pending → executing` can start a SendGrid write, and it is a single
+conditional update, so a request executes at most once however many people
+click, on however many instances. `unknown` is never retried: a person checks
+the balance and acts.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.domain.credits import Balance, CreditChange
+from bot.domain.policy import Role
+
+
+class RequestStatus(enum.StrEnum):
+    PENDING = "pending"
+    EXECUTING = "executing"
+    APPROVED = "approved"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    DENIED = "denied"
+    EXPIRED = "expired"
+
+    @property
+    def is_open(self) -> bool:
+        """Still needs someone: waiting for a decision, running, or to be verified."""
+        return self in (RequestStatus.PENDING, RequestStatus.EXECUTING, RequestStatus.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """A change an operator asked for, and what became of it."""
+
+    id: int
+    change: CreditChange
+    requester_id: str
+    requested_at: datetime
+    expires_at: datetime
+    status: RequestStatus = RequestStatus.PENDING
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    channel_id: str | None = None
+    message_ts: str | None = None
+    before: Balance | None = None
+    after: Balance | None = None
+    detail: str | None = None
+
+    def expired_at(self, now: datetime) -> bool:
+        return self.status is RequestStatus.PENDING and now >= self.expires_at
+
+
+class Refusal(enum.Enum):
+    """Why someone may not decide a request."""
+
+    NOT_AN_APPROVER = "not_an_approver"
+    OWN_REQUEST = "own_request"
+
+
+def may_decide(actor_id: str, role: Role, request: ApprovalRequest) -> Refusal | None:
+    """Approvers and admins decide others' requests; nobody decides their own."""
+    if role < Role.APPROVER:
+        return Refusal.NOT_AN_APPROVER
+    if actor_id == request.requester_id:
+        return Refusal.OWN_REQUEST
+    return None
+
+
+class AuditAction(enum.StrEnum):
+    REQUESTED = "requested"  # an operator's change, waiting for approval
+    APPROVED = "approved"  # an approver clicked Approve (execution follows)
+    DENIED = "denied"
+    EXPIRED = "expired"
+    EXECUTED = "executed"  # SendGrid applied an approved change
+    CHANGED = "changed"  # a direct change (approver/admin, or auto-approved add)
+    FAILED = "failed"  # SendGrid refused or could not be reached; nothing changed
+    UNKNOWN = "unknown"  # the write may or may not have been applied
+    ORPHANED = "orphaned"  # found executing after a restart; marked unknown
+    REFUSED = "refused"  # someone tried to decide without the right
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One line of the audit trail. Never holds a secret."""
+
+    at: datetime
+    actor_id: str
+    action: AuditAction
+    target: str | None = None
+    request_id: int | None = None
+    arguments: dict[str, Any] | None = None
+    outcome: str | None = None
+    before: Balance | None = None
+    after: Balance | None = None
+    id: int | None = None
+
+
+class Store(Protocol):
+    """The port to durable state: approval requests and the audit trail."""
+
+    def create_request(
+        self, change: CreditChange, *, requester_id: str, now: datetime, expires_at: datetime
+    ) -> ApprovalRequest: ...
+
+    def attach_message(self, request_id: int, *, channel_id: str, message_ts: str) -> None: ...
+
+    def get_request(self, request_id: int) -> ApprovalRequest | None: ...
+
+    def claim(
+        self, request_id: int, *, approver_id: str, now: datetime, executor: str
+    ) -> ApprovalRequest | None:
+        """`pending → executing` if still pending and unexpired; None if someone else won."""
+        ...
+
+    def finish(
+        self,
+        request_id: int,
+        *,
+        status: RequestStatus,
+        executor: str,
+        before: Balance | None,
+        after: Balance | None,
+        detail: str | None,
+    ) -> ApprovalRequest | None: ...
+
+    def deny(
+        self, request_id: int, *, approver_id: str, reason: str | None, now: datetime
+    ) -> ApprovalRequest | None:
+        """`pending → denied`; None if it was no longer pending."""
+        ...
+
+    def expire_due(self, now: datetime) -> list[ApprovalRequest]: ...
+
+    def orphans_to_unknown(self, *, live_executor: str, now: datetime) -> list[ApprovalRequest]:
+        """Requests left `executing` by a process that is gone → `unknown`."""
+        ...
+
+    def open_requests(self) -> list[ApprovalRequest]: ...
+
+    def record(self, event: AuditEvent) -> int:
+        """Append an event; returns its id."""
+        ...
+
+    def complete(
+        self,
+        event_id: int,
+        *,
+        action: AuditAction,
+        outcome: str,
+        before: Balance | None,
+        after: Balance | None,
+    ) -> None:
+        """Fill in the outcome of an event written before a SendGrid call."""
+        ...
+
+    def audit(self, *, target: str | None = None, limit: int = 20) -> list[AuditEvent]: ...
