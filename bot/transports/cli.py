@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from bot.config import Secret, Settings, load_settings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
 from bot.logs import configure_logging
 
 logger = logging.getLogger("bot")
@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"credits-bot: configuration error: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f"credits-bot: database error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -86,7 +89,22 @@ def _parser() -> argparse.ArgumentParser:
 
     socket = commands.add_parser("socket", help="Socket Mode (needs SLACK_APP_TOKEN)")
     socket.set_defaults(run=_run_socket)
+
+    migrate = commands.add_parser(
+        "migrate", help="apply database migrations to DATABASE_URL (also done at start-up)"
+    )
+    migrate.set_defaults(run=_run_migrate)
     return parser
+
+
+def _run_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.adapters.store import create_store_engine, migrate
+
+    engine = create_store_engine(settings.database_url)
+    migrate(engine)
+    engine.dispose()
+    print(f"database is up to date ({settings.database_url.split('://', 1)[0]})")
+    return 0
 
 
 CONSOLE_USER = "UCONSOLE"
@@ -95,14 +113,15 @@ CONSOLE_USER = "UCONSOLE"
 def _run_console(args: argparse.Namespace, settings: Settings) -> int:
     import dataclasses
     import logging as logging_module
+    import tempfile
 
     from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer, sample_state
-    from bot.transports.assembly import build_service
+    from bot.transports.assembly import build_services
     from bot.transports.console import run_console
 
     interactive = sys.stdin.isatty()
     if not args.demo:
-        service = build_service(settings)
+        service = build_services(settings).commands
         return run_console(
             service,
             user_id=args.user_id,
@@ -119,8 +138,15 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
         sendgrid_api_url="",  # set below, once the simulator has a port
         admins=settings.admins | {args.user_id},
     )
-    with SimulatorServer(sample_state()).running() as simulator:
-        demo_settings = dataclasses.replace(demo_settings, sendgrid_api_url=simulator.url)
+    with (
+        SimulatorServer(sample_state()).running() as simulator,
+        tempfile.TemporaryDirectory(prefix="credits-bot-demo-") as scratch,
+    ):
+        demo_settings = dataclasses.replace(
+            demo_settings,
+            sendgrid_api_url=simulator.url,
+            database_url=f"sqlite:///{scratch}/demo.sqlite3",
+        )
         accounts = ", ".join(sorted(simulator.state.subusers)[:6])
         print(
             f"credits-bot console (demo): SendGrid simulator at {simulator.url}; "
@@ -129,7 +155,7 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
             f"Sample subusers: {accounts}, …  (exit or Ctrl-D to leave)\n",
             flush=True,
         )
-        service = build_service(demo_settings)
+        service = build_services(demo_settings).commands
         return run_console(
             service,
             user_id=args.user_id,

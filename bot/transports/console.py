@@ -15,6 +15,7 @@ from bot.commands.service import Actor, CommandService
 
 PROMPT = "credits> "
 _MARKUP = re.compile(r"[*`]")
+_MENTION = re.compile(r"<([@#])([A-Z0-9]+)(?:\|[^>]*)?>")
 
 
 def render_text(reply: Reply) -> str:
@@ -62,4 +63,6 @@ def run_console(
 
 
 def _plain(text: str) -> str:
-    return _MARKUP.sub("", text)
+    """mrkdwn → plain text: no bold/code markers, `<@U123>` → `@U123`."""
+    text = _MENTION.sub(lambda m: m.group(1) + m.group(2), _MARKUP.sub("", text))
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

@@ -123,13 +123,21 @@ def test_finish_records_balances_and_only_for_the_executor(store: SqlStore):
     before, after = Balance(False, 100), Balance(False, 600)
     assert (
         store.finish(
-            request.id, status=RequestStatus.APPROVED, executor="someone-else",
-            before=before, after=after, detail=None,
+            request.id,
+            status=RequestStatus.APPROVED,
+            executor="someone-else",
+            before=before,
+            after=after,
+            detail=None,
         )
         is None
     )
     done = store.finish(
-        request.id, status=RequestStatus.APPROVED, executor="me", before=before, after=after,
+        request.id,
+        status=RequestStatus.APPROVED,
+        executor="me",
+        before=before,
+        after=after,
         detail="ok",
     )
     assert done is not None
@@ -144,8 +152,12 @@ def test_orphans_become_unknown_but_their_executor_can_still_finish(store: SqlSt
     assert store.orphans_to_unknown(live_executor="new-process", now=NOW) == []
     assert [r.id for r in store.open_requests()] == [request.id]
     late = store.finish(
-        request.id, status=RequestStatus.APPROVED, executor="old-process",
-        before=None, after=Balance(False, 1), detail=None,
+        request.id,
+        status=RequestStatus.APPROVED,
+        executor="old-process",
+        before=None,
+        after=Balance(False, 1),
+        detail=None,
     )
     assert late is not None
     assert late.status is RequestStatus.APPROVED
@@ -171,11 +183,16 @@ def test_audit_is_newest_first_filtered_and_completed(store: SqlStore):
         AuditEvent(at=NOW, actor_id="U9", action=AuditAction.CHANGED, target="x", outcome="sent")
     )
     store.complete(
-        event_id, action=AuditAction.UNKNOWN, outcome="timeout", before=Balance(False, 1),
+        event_id,
+        action=AuditAction.UNKNOWN,
+        outcome="timeout",
+        before=Balance(False, 1),
         after=Balance.no_limit(),
     )
     [event] = store.audit(target="x")
     assert (event.action, event.outcome, event.after) == (
-        AuditAction.UNKNOWN, "timeout", Balance.no_limit(),
+        AuditAction.UNKNOWN,
+        "timeout",
+        Balance.no_limit(),
     )
     assert event.at == NOW

@@ -26,11 +26,13 @@ class SlackCall:
     method: str
     payload: dict[str, Any]
     token: str | None
+    result: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class FakeSlackState:
     groups: dict[str, list[str] | str] = field(default_factory=dict)
+    missing_channels: set[str] = field(default_factory=set)
     calls: list[SlackCall] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,11 +101,12 @@ class _Handler(BaseHTTPRequestHandler):
         method = url.path.removeprefix("/api/")
         auth = self.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else payload.get("token")
-        state.record(call=SlackCall(method, payload, token))
         if not token or not token.startswith(VALID_TOKEN_PREFIX) or token.endswith("-invalid"):
-            self._json({"ok": False, "error": "invalid_auth"})
-            return
-        self._json(self._answer(method, payload))
+            answer: dict[str, Any] = {"ok": False, "error": "invalid_auth"}
+        else:
+            answer = self._answer(method, payload)
+        state.record(call=SlackCall(method, payload, token, answer))
+        self._json(answer)
 
     def _answer(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         state = self.server.state
@@ -124,6 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(members, str):
                 return {"ok": False, "error": members}
             return {"ok": True, "users": members}
+        if payload.get("channel") in state.missing_channels:
+            return {"ok": False, "error": "channel_not_found"}
         if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
             return {
                 "ok": True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +18,13 @@ import requests
 from bot.config import load_settings
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer
 from bot.transports.slack.wsgi import build_wsgi_app
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_requests import post_signed, slash_command_body
+from tests.fakes.slack_api import FakeSlack, SlackCall
+from tests.fakes.slack_requests import (
+    block_actions_body,
+    post_signed,
+    slash_command_body,
+    view_submission_body,
+)
 from tests.fakes.wsgi_server import serving
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
@@ -33,6 +39,8 @@ USERS = {
 }
 ONCALL_GROUP = "S0ONCALL1"
 ONCALL_MEMBER = "U0ONCALL1"
+
+APPROVAL_CHANNEL = "C0APPROVE"
 
 ROLE_ENV = {
     "CREDITS_VIEWERS": USERS["viewer"],
@@ -87,6 +95,54 @@ class BotUnderTest:
         messages = self.slack.state.wait_for_responses(before + 1)
         return Reply(response.status_code, response.text, messages[before])
 
+    def approval_posts(self) -> list[SlackCall]:
+        return [
+            c
+            for c in self.slack.state.calls_to("chat.postMessage")
+            if c.payload.get("channel") == APPROVAL_CHANNEL and c.result.get("ok")
+        ]
+
+    def click_body(
+        self,
+        action_id: str,
+        user: str,
+        *,
+        post: int = -1,
+        value: str | None = None,
+        response_name: str | None = None,
+    ) -> str:
+        posted = self.approval_posts()[post]
+        return block_actions_body(
+            user_id=user,
+            posted=posted.payload,
+            channel=posted.result["channel"],
+            ts=posted.result["ts"],
+            action_id=action_id,
+            response_url=self.slack.response_url(response_name or f"c{next(self._names)}"),
+            value=value,
+        )
+
+    def click(
+        self, action_id: str, user: str, *, post: int = -1, value: str | None = None
+    ) -> Reply:
+        """Click a button of an approval message and wait for the ephemeral answer."""
+        before = len(self.slack.state.responses)
+        body = self.click_body(action_id, user, post=post, value=value)
+        response = post_signed(self.events_url, SIGNING_SECRET, body)
+        assert response.status_code == 200, response.text
+        messages = self.slack.state.wait_for_responses(before + 1)
+        return Reply(response.status_code, response.text, messages[before])
+
+    def submit_deny(self, user: str, request_id: str, reason: str | None) -> requests.Response:
+        values = {"reason": {"reason_input": {"type": "plain_text_input", "value": reason}}}
+        body = view_submission_body(
+            user_id=user,
+            callback_id="approval_deny_reason",
+            private_metadata=request_id,
+            values=values,
+        )
+        return post_signed(self.events_url, SIGNING_SECRET, body)
+
 
 BotFactory = Callable[..., BotUnderTest]
 
@@ -99,7 +155,9 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
-def start_bot(simulator: SimulatorServer, fake_slack: FakeSlack) -> Iterator[BotFactory]:
+def start_bot(
+    simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
+) -> Iterator[BotFactory]:
     """Start the app with extra environment; returns a BotUnderTest."""
     stack: list[Any] = []
 
@@ -113,6 +171,8 @@ def start_bot(simulator: SimulatorServer, fake_slack: FakeSlack) -> Iterator[Bot
                 "SENDGRID_API_KEY": DEMO_API_KEY,
                 "SENDGRID_API_URL": simulator.url,
                 "SENDGRID_TIMEOUT": "8",
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+                "CREDITS_APPROVAL_CHANNEL": APPROVAL_CHANNEL,
                 **ROLE_ENV,
                 **env,
             }

@@ -33,6 +33,8 @@ COMMANDS = {
     "set": "set globex 5,000",
     "recurring": "recurring soylent 6000 monthly start=2026-12-01",
     "unlimit": "unlimit hooli",
+    "pending": "pending",
+    "audit": "audit acme-eu",
 }
 # What each outcome looks like to the person who typed the command.
 SEEN = {
@@ -42,9 +44,11 @@ SEEN = {
     "change": "done for",
     "needs viewer": "needs the *viewer* role",
     "needs operator": "needs the *operator* role",
-    "approval": "needs approval",
+    "approval": "Sent for approval as request",
+    "pending": "Open requests",
+    "audit": "Audit trail: acme-eu",
 }
-READS = ("show", "overview")
+READS = ("show", "overview", "pending", "audit")
 CHANGES = ("add", "remove", "set", "recurring", "unlimit")
 
 
@@ -103,9 +107,9 @@ def test_operator_add_within_auto_approve_limit_applies_at_once(start_bot: BotFa
     assert "done for" in small.text
     assert "auto-approve limit" in small.text
     large = bot.command("add initech 1,001", user=USERS["operator"])
-    assert "needs approval" in large.text
+    assert "Sent for approval as request *#1*" in large.text
     remove = bot.command("remove initech 1", user=USERS["operator"])
-    assert "needs approval" in remove.text
+    assert "Sent for approval as request *#2*" in remove.text
     assert [w.params["credits"] for w in bot.simulator.state.writes()] == ["1000"]
 
 

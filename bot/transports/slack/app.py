@@ -27,10 +27,22 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.adapters.slack_directory import SlackUserGroups, build_web_client
+from bot.commands.replies import ErrorReply, Reply
 from bot.commands.service import Actor, CommandService
 from bot.config import Settings
 from bot.domain.credits import CreditsBackend
-from bot.transports.assembly import build_service
+from bot.errors import UserError
+from bot.transports.assembly import Housekeeping, build_services
+from bot.transports.slack.approvals import (
+    APPROVE_ACTION,
+    DENY_ACTION,
+    DENY_VIEW,
+    REASON_BLOCK,
+    SlackApprovalNotifier,
+    deny_dialog,
+    reason_from,
+    request_id_from,
+)
 from bot.transports.slack.blocks import render_message
 
 # Listener threads only parse Slack's payload and ack; work threads wait on
@@ -80,6 +92,7 @@ def create_app(
     listener_workers: int = LISTENER_WORKERS,
     work_workers: int = WORK_WORKERS,
     ack_first: AckFirst | None = None,
+    housekeeping_interval: float = 60.0,
 ) -> App:
     """Build the Bolt app and everything behind it from settings.
 
@@ -94,7 +107,15 @@ def create_app(
     client = web_client or build_web_client(
         token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url
     )
-    service = build_service(settings, backend=backend, directory=SlackUserGroups(client=client))
+    notifier = (
+        SlackApprovalNotifier(client=client, channel_id=settings.approval_channel)
+        if settings.approval_channel
+        else None
+    )
+    services = build_services(
+        settings, backend=backend, directory=SlackUserGroups(client=client), notifier=notifier
+    )
+    Housekeeping(services.changes, interval=housekeeping_interval).start()
     signing_secret = settings.slack_signing_secret
     app = App(
         client=client,
@@ -107,7 +128,7 @@ def create_app(
         logger=logger,
     )
     work = ThreadPoolExecutor(max_workers=work_workers, thread_name_prefix="credits-work")
-    register_listeners(app, service, PostAckWork(work, ack_first))
+    register_listeners(app, services.commands, PostAckWork(work, ack_first))
     return app
 
 
@@ -148,6 +169,91 @@ def credits_command(service: CommandService, work: PostAckWork) -> Any:
     return handle_credits
 
 
-def register_listeners(app: App, service: CommandService, work: PostAckWork) -> None:
+def approve_button(service: CommandService, work: PostAckWork) -> Any:
+    """Approve (after the confirm dialog): execute once, tell the clicker how it went."""
+
+    def handle_approve(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        ack()
+        actor = Actor(user_id=body["user"]["id"])
+
+        def answer() -> None:
+            try:
+                request_id = request_id_from(action.get("value"))
+            except UserError as error:
+                reply: Reply = ErrorReply(str(error))
+            else:
+                reply = service.approve(actor, request_id)
+            respond(response_type="ephemeral", replace_original=False, **render_message(reply))
+
+        work.submit(answer, f"an Approve click by {actor.user_id}")
+
+    return handle_approve
+
+
+def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
+    """Deny: check the clicker may decide, then ask for an optional reason in a dialog."""
+
+    def handle_deny(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        ack()
+        actor = Actor(user_id=body["user"]["id"])
+        trigger_id = body.get("trigger_id")
+
+        def answer() -> None:
+            try:
+                request_id = request_id_from(action.get("value"))
+            except UserError as error:
+                refusal: ErrorReply | None = ErrorReply(str(error))
+            else:
+                refusal = service.refusal_to_decide(actor, request_id)
+            if refusal is not None:
+                respond(
+                    response_type="ephemeral", replace_original=False, **render_message(refusal)
+                )
+                return
+            client.views_open(trigger_id=trigger_id, view=deny_dialog(request_id))
+
+        work.submit(answer, f"a Deny click by {actor.user_id}")
+
+    return handle_deny
+
+
+def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
+    """The Deny dialog's submit: refusals show in the dialog; the denial follows the ack."""
+
+    def handle_deny_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        actor = Actor(user_id=body["user"]["id"])
+        try:
+            request_id = request_id_from(view.get("private_metadata"))
+        except UserError as error:
+            ack(response_action="errors", errors={REASON_BLOCK: str(error)})
+            return
+        refusal = service.refusal_to_decide(actor, request_id)
+        if refusal is not None:
+            ack(response_action="errors", errors={REASON_BLOCK: refusal.message[:150]})
+            return
+        ack()
+        reason = reason_from(view)
+
+        def answer() -> None:
+            reply = service.deny(actor, request_id, reason)
+            if isinstance(reply, ErrorReply):  # lost a race after the dialog was checked
+                client.chat_postMessage(channel=actor.user_id, **render_message(reply))
+
+        work.submit(answer, f"a denial by {actor.user_id}")
+
+    return handle_deny_submission
+
+
+def register_listeners(
+    app: App, service: CommandService, work: PostAckWork, client: WebClient | None = None
+) -> None:
     """Every command, action and event this app answers."""
+    client = client or app.client
     app.command("/credits")(credits_command(service, work))
+    app.action(APPROVE_ACTION)(approve_button(service, work))
+    app.action(DENY_ACTION)(deny_button(service, work, client))
+    app.view(DENY_VIEW)(deny_dialog_submitted(service, work, client))

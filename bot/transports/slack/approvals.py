@@ -1,0 +1,154 @@
+"""Approvals in Slack: the request message with its buttons, the Deny dialog, the notifier.
+
+The button's value is only the request id. Everything else — who clicked (from
+Slack's signed payload), their role, whether they asked for it themselves,
+whether the request is still pending — is decided on the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ConfirmObject,
+    InputBlock,
+    PlainTextInputElement,
+    PlainTextObject,
+)
+from slack_sdk.models.views import View
+
+from bot.commands import messages
+from bot.commands.formatting import (
+    approval_outcome_content,
+    approval_request_content,
+    change_summary,
+    requester_notice,
+)
+from bot.domain.approvals import ApprovalRequest
+from bot.domain.credits import Balance
+from bot.errors import NotifyError, UserError
+from bot.transports.slack.blocks import blocks_for
+
+APPROVE_ACTION = "approval_approve"
+DENY_ACTION = "approval_deny"
+DENY_VIEW = "approval_deny_reason"
+REASON_BLOCK = "reason"
+REASON_INPUT = "reason_input"
+MAX_REQUEST_ID = 2**31 - 1
+
+
+def request_id_from(value: object) -> int:
+    """The request id carried by a button or a dialog; anything else is refused."""
+    text = str(value or "")
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_REQUEST_ID:
+        raise UserError("That button does not carry a valid request number.")
+    return int(text)
+
+
+def approval_message(
+    request: ApprovalRequest, *, current: Balance, expected: Balance | None
+) -> dict[str, Any]:
+    content = approval_request_content(request, current=current, expected=expected)
+    what = change_summary(request.change)
+    buttons = ActionsBlock(
+        block_id=f"approval-{request.id}",
+        elements=[
+            ButtonElement(
+                text=messages.APPROVE,
+                action_id=APPROVE_ACTION,
+                value=str(request.id),
+                style="primary",
+                confirm=ConfirmObject(
+                    title=messages.APPROVAL_CONFIRM_TITLE.format(id=request.id),
+                    text=messages.APPROVAL_CONFIRM_TEXT.format(what=what, user=request.change.user),
+                    confirm=messages.APPROVE,
+                    deny=messages.CANCEL,
+                ),
+            ),
+            ButtonElement(
+                text=messages.DENY, action_id=DENY_ACTION, value=str(request.id), style="danger"
+            ),
+        ],
+    )
+    return {"text": content.fallback, "blocks": [*blocks_for(content), buttons.to_dict()]}
+
+
+def outcome_message(request: ApprovalRequest) -> dict[str, Any]:
+    content = approval_outcome_content(request)
+    return {"text": content.fallback, "blocks": blocks_for(content)}
+
+
+def deny_dialog(request_id: int) -> dict[str, Any]:
+    view = View(
+        type="modal",
+        callback_id=DENY_VIEW,
+        private_metadata=str(request_id),
+        title=PlainTextObject(text=messages.DENY_MODAL_TITLE.format(id=request_id)[:24]),
+        submit=PlainTextObject(text=messages.DENY_SUBMIT),
+        close=PlainTextObject(text=messages.CANCEL),
+        blocks=[
+            InputBlock(
+                block_id=REASON_BLOCK,
+                optional=True,
+                label=PlainTextObject(text=messages.DENY_REASON_LABEL),
+                element=PlainTextInputElement(
+                    action_id=REASON_INPUT, multiline=True, max_length=500
+                ),
+            )
+        ],
+    )
+    return view.to_dict()
+
+
+def reason_from(view: dict[str, Any]) -> str | None:
+    values = view.get("state", {}).get("values", {})
+    value = values.get(REASON_BLOCK, {}).get(REASON_INPUT, {}).get("value")
+    return str(value) if value else None
+
+
+class SlackApprovalNotifier:
+    """`ApprovalNotifier` over the Web API: post, edit with chat.update, DM the requester."""
+
+    def __init__(
+        self, *, client: WebClient, channel_id: str, logger: logging.Logger | None = None
+    ) -> None:
+        self._client = client
+        self._channel_id = channel_id
+        self._logger = logger or logging.getLogger("bot.slack.approvals")
+
+    def post_request(
+        self, request: ApprovalRequest, *, current: Balance, expected: Balance | None
+    ) -> tuple[str, str]:
+        message = approval_message(request, current=current, expected=expected)
+        response = self._call("chat.postMessage", channel=self._channel_id, **message)
+        return str(response["channel"]), str(response["ts"])
+
+    def show_outcome(self, request: ApprovalRequest) -> None:
+        if not request.channel_id or not request.message_ts:
+            return
+        self._call(
+            "chat.update",
+            channel=request.channel_id,
+            ts=request.message_ts,
+            **outcome_message(request),
+        )
+
+    def tell_requester(self, request: ApprovalRequest) -> None:
+        self._call("chat.postMessage", channel=request.requester_id, text=requester_notice(request))
+
+    def _call(self, method: str, **arguments: Any) -> Any:
+        try:
+            return self._client.api_call(method, json=arguments)
+        except SlackApiError as error:
+            reason = str(error.response.get("error") or f"HTTP {error.response.status_code}")
+            raise NotifyError(f"Slack refused {method}", reason=reason) from None
+        except (SlackRequestError, OSError) as error:
+            self._logger.warning("%s failed: %r", method, error)
+            raise NotifyError(
+                f"Slack could not be reached for {method}", reason="slack_unreachable"
+            ) from None
