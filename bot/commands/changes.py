@@ -315,6 +315,8 @@ class ChangeService:
     # --- reading -----------------------------------------------------------------------
 
     def pending(self) -> Reply:
+        """Open requests; overdue ones are expired first, so the list is never stale."""
+        self.expire_due()
         return PendingReply(tuple(self._store.open_requests()))
 
     def audit(self, target: str | None) -> Reply:
