@@ -1,4 +1,4 @@
-"""One contract suite for the store, on SQLite always and PostgreSQL when TEST_DATABASE_URL is set."""
+"""One contract suite for the store: SQLite always, PostgreSQL when TEST_DATABASE_URL is set."""
 
 from __future__ import annotations
 
