@@ -36,3 +36,5 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Alembic narrates every migration step and plugin at INFO; keep its warnings only.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

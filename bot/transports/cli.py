@@ -175,11 +175,11 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_socket(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require("SLACK_APP_TOKEN", "SLACK_BOT_TOKEN")
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.transports.slack.app import create_app
 
-    settings.require("SLACK_APP_TOKEN", "SLACK_BOT_TOKEN")
     assert settings.slack_app_token is not None
     app = create_app(settings, socket_mode=True)
     logger.info("connecting to Slack in Socket Mode")

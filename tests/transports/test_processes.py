@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 
 import requests
 
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER
+from tests.fakes.processes import clean_env, free_port, serving
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import post_signed, slash_command_body
 from tests.helpers import wait_until
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SENDGRID_", "SLACK_", "CREDITS_", "DATABASE_"))
-    }
-    return {**env, **extra}
 
 
 def test_console_demo_answers_help_show_and_add():
@@ -31,7 +21,7 @@ def test_console_demo_answers_help_show_and_add():
         input=script,
         capture_output=True,
         text=True,
-        env=_clean_env(),
+        env=clean_env(),
         timeout=60,
         check=True,
     )
@@ -44,30 +34,27 @@ def test_console_demo_answers_help_show_and_add():
     assert "Traceback" not in out + result.stderr
 
 
-def test_console_without_a_role_only_helps():
+def test_console_without_a_role_only_helps(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bot", "console", "--as", "U0STRANGER"],
         input="show acme-eu\n",
         capture_output=True,
         text=True,
-        env=_clean_env(SENDGRID_API_USER="x", SENDGRID_API_KEY="y"),
+        env=clean_env(
+            SENDGRID_API_USER="x",
+            SENDGRID_API_KEY="y",
+            DATABASE_URL=f"sqlite:///{tmp_path / 'console.sqlite3'}",
+        ),
         timeout=60,
         check=True,
     )
     assert "needs the viewer role; you have no role" in result.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def test_serve_runs_the_app_under_gunicorn(simulator):
+def test_serve_runs_the_app_under_gunicorn(simulator, tmp_path):
     secret = "serve-signing-secret"
     with FakeSlack().running() as slack:
-        port = _free_port()
-        env = _clean_env(
+        env = clean_env(
             SLACK_BOT_TOKEN="xoxb-serve",
             SLACK_SIGNING_SECRET=secret,
             SLACK_API_URL=slack.api_url,
@@ -75,33 +62,17 @@ def test_serve_runs_the_app_under_gunicorn(simulator):
             SENDGRID_API_KEY=DEMO_API_KEY,
             SENDGRID_API_URL=simulator.url,
             CREDITS_VIEWERS="U0VIEWER1",
+            DATABASE_URL=f"sqlite:///{tmp_path / 'serve.sqlite3'}",
         )
-        with subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--port", str(port), "--host", "127.0.0.1"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ) as server:
-            try:
-                base = f"http://127.0.0.1:{port}"
-
-                def healthy() -> bool:
-                    try:
-                        return requests.get(base + "/healthz", timeout=1).ok
-                    except requests.ConnectionError:
-                        return False
-
-                wait_until(healthy, timeout=30)
-                body = slash_command_body(
-                    text="show globex", user_id="U0VIEWER1", response_url=slack.response_url()
-                )
-                assert post_signed(base + "/slack/events", secret, body).status_code == 200
-                [message] = slack.state.wait_for_responses(1)
-                assert "640" in message["text"]
-                assert post_signed(base + "/slack/events", "forged", body).status_code == 401
-            finally:
-                server.terminate()
-                server.wait(timeout=20)
+        with serving(env) as server:
+            body = slash_command_body(
+                text="show globex", user_id="U0VIEWER1", response_url=slack.response_url()
+            )
+            events = server.url + "/slack/events"
+            assert post_signed(events, secret, body).status_code == 200
+            [message] = slack.state.wait_for_responses(1)
+            assert "640" in message["text"]
+            assert post_signed(events, "forged", body).status_code == 401
 
 
 def test_socket_mode_without_an_app_token_stops_with_one_line():
@@ -109,7 +80,7 @@ def test_socket_mode_without_an_app_token_stops_with_one_line():
         [sys.executable, "-m", "bot", "socket"],
         capture_output=True,
         text=True,
-        env=_clean_env(SLACK_BOT_TOKEN="xoxb-1"),
+        env=clean_env(SLACK_BOT_TOKEN="xoxb-1"),
         timeout=30,
         check=False,
     )
@@ -120,25 +91,26 @@ def test_socket_mode_without_an_app_token_stops_with_one_line():
     )
 
 
-def test_procfile_web_line_serves_the_same_app(simulator):
+def test_procfile_web_line_serves_the_same_app(simulator, tmp_path):
     import pathlib
     import shlex
 
     procfile = pathlib.Path(__file__).parents[2] / "Procfile"
     [web] = [line for line in procfile.read_text().splitlines() if line.startswith("web:")]
-    port = _free_port()
+    port = free_port()
     command = shlex.split(web.removeprefix("web:").replace("$PORT", str(port)))
     assert command[0] == "gunicorn"
     command = [sys.executable, "-m", "gunicorn", *command[1:]]
     secret = "procfile-secret"
     with FakeSlack().running() as slack:
-        env = _clean_env(
+        env = clean_env(
             SLACK_BOT_TOKEN="xoxb-procfile",
             SLACK_SIGNING_SECRET=secret,
             SLACK_API_URL=slack.api_url,
             SENDGRID_API_USER=DEMO_API_USER,
             SENDGRID_API_KEY=DEMO_API_KEY,
             SENDGRID_API_URL=simulator.url,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'procfile.sqlite3'}",
         )
         with subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -1,0 +1,77 @@
+"""`credits-bot serve` as a real process (gunicorn), for multi-instance and kill tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+
+from tests.helpers import wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without any of the bot's settings, plus `extra`."""
+    prefixes = ("SENDGRID_", "SLACK_", "CREDITS_", "DATABASE_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    return {**env, **extra}
+
+
+class ServeProcess:
+    """One `python -m bot serve` in its own process group (so a kill takes its workers too)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def wait_healthy(self, timeout: float = 30) -> ServeProcess:
+        def healthy() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited with {self.process.returncode}")
+            try:
+                return requests.get(self.url + "/healthz", timeout=1).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_until(healthy, timeout=timeout)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no clean-up of any kind runs."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextmanager
+def serving(env: dict[str, str]) -> Iterator[ServeProcess]:
+    server = ServeProcess(env)
+    try:
+        yield server.wait_healthy()
+    finally:
+        server.stop()
