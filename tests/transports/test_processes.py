@@ -148,4 +148,10 @@ def test_manifest_declares_the_command_and_matches_the_http_mode():
     assert command["usage_hint"]
     assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
     assert manifest["settings"]["socket_mode_enabled"] is False
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "usergroups:read"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "usergroups:read",
+    }
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
