@@ -27,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -156,7 +157,12 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=500)
     args = parser.parse_args()
 
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SENDGRID_"))}
+    scratch = tempfile.mkdtemp(prefix="ack-latency-")
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "SENDGRID_", "CREDITS_", "DATABASE_"))
+    }
     base_env["PYTHONPATH"] = str(ROOT)
     simulator, sim_url = start_helper(
         ["-m", "bot", "simulator", "--port", "0", "--rate-limit", "0"], base_env
@@ -175,6 +181,7 @@ def main() -> int:
         "SENDGRID_RATE_LIMIT": "60000",
         "CREDITS_VIEWERS": VIEWER,
         "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": f"sqlite:///{scratch}/bench.sqlite3",
     }
     replies = Replies(slack_url)
     results: dict[tuple[str, str], list[float]] = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -58,11 +59,19 @@ logger = logging.getLogger("bot.slack")
 
 
 class AckFirst:
-    """Counts requests being acknowledged; post-ack work waits until there are none."""
+    """Counts requests being acknowledged; post-ack work waits until they are done.
 
-    def __init__(self, *, max_wait: float = ACK_FIRST_MAX_WAIT) -> None:
+    "Done" means none in progress and none started for `quiet` seconds: a burst
+    arrives in waves (one per free server thread), and work slipping into the
+    gap between two waves would delay the second. `max_wait` bounds the wait,
+    so work is never starved by a steady stream of requests.
+    """
+
+    def __init__(self, *, max_wait: float = ACK_FIRST_MAX_WAIT, quiet: float = 0.015) -> None:
         self._max_wait = max_wait
+        self._quiet_period = quiet
         self._acknowledging = 0
+        self._started = 0
         self._quiet = threading.Condition()
 
     @contextmanager
@@ -70,6 +79,7 @@ class AckFirst:
         """Wrap the handling of one incoming request (until its HTTP answer is ready)."""
         with self._quiet:
             self._acknowledging += 1
+            self._started += 1
         try:
             yield
         finally:
@@ -79,8 +89,19 @@ class AckFirst:
                     self._quiet.notify_all()
 
     def wait_for_acks(self) -> None:
+        deadline = time.monotonic() + self._max_wait
         with self._quiet:
-            self._quiet.wait_for(lambda: not self._acknowledging, timeout=self._max_wait)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                if self._acknowledging:
+                    self._quiet.wait(remaining)
+                    continue
+                started = self._started
+                self._quiet.wait(min(self._quiet_period, remaining))
+                if not self._acknowledging and self._started == started:
+                    return
 
 
 def create_app(
