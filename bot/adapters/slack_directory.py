@@ -14,30 +14,9 @@ from collections.abc import Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
 
+from bot.adapters.slack_web import failure_reason
 from bot.errors import DirectoryError
-
-
-def build_web_client(
-    *, token: str, base_url: str, timeout: int = 10, logger: logging.Logger | None = None
-) -> WebClient:
-    """A Web API client that retries connection errors, 429 (Retry-After) and 5xx."""
-    return WebClient(
-        token=token,
-        base_url=base_url,
-        timeout=timeout,
-        logger=logger or logging.getLogger("bot.slack.web"),
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=2),
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
 
 
 class SlackUserGroups:
@@ -68,7 +47,7 @@ class SlackUserGroups:
         try:
             response = self._client.usergroups_users_list(usergroup=group_id)
         except SlackApiError as error:
-            reason = str(error.response.get("error") or f"HTTP {error.response.status_code}")
+            reason = failure_reason(error)
             self._logger.warning("usergroups.users.list %s failed: %s", group_id, reason)
             raise DirectoryError(f"Slack could not list {group_id}", reason=reason) from None
         except (SlackClientError, OSError) as error:

@@ -49,6 +49,7 @@ from bot.domain.policy import GroupDirectory, RoleBook
 from bot.errors import NotifyError, SendGridError, UserError
 
 Clock = Callable[[], datetime]
+SYSTEM = "system"  # the actor of what the bot does on its own (expiry, recovery)
 
 
 def utc_now() -> datetime:
@@ -144,18 +145,8 @@ class ChangeService:
             change, requester_id=actor_id, now=now, expires_at=now + self._ttl
         )
         expected = change.expected_after(before)
-        self._store.record(
-            AuditEvent(
-                at=now,
-                actor_id=actor_id,
-                action=AuditAction.REQUESTED,
-                target=change.user,
-                request_id=request.id,
-                arguments=change_arguments(change),
-                outcome="pending",
-                before=before,
-                after=expected,
-            )
+        self._note(
+            request, actor_id, AuditAction.REQUESTED, "pending", before=before, after=expected
         )
         posted_to, post_error = None, None
         if self._notifier is None:
@@ -189,16 +180,7 @@ class ChangeService:
         resolved = self._roles.resolve(actor_id, self._directory)
         refusal = may_decide(actor_id, resolved.role, request)
         if refusal is not None:
-            self._store.record(
-                AuditEvent(
-                    at=self._clock(),
-                    actor_id=actor_id,
-                    action=AuditAction.REFUSED,
-                    target=request.change.user,
-                    request_id=request.id,
-                    outcome=refusal.value,
-                )
-            )
+            self._note(request, actor_id, AuditAction.REFUSED, refusal.value)
             if refusal is Refusal.OWN_REQUEST:
                 return ErrorReply(messages.OWN_REQUEST)
             if resolved.unverified is not None:
@@ -223,17 +205,7 @@ class ChangeService:
             current = self._store.get_request(request_id)
             assert current is not None  # it existed a moment ago; rows are never deleted
             return self._already_handled(current)
-        self._store.record(
-            AuditEvent(
-                at=now,
-                actor_id=actor_id,
-                action=AuditAction.APPROVED,
-                target=claimed.change.user,
-                request_id=claimed.id,
-                arguments=change_arguments(claimed.change),
-                outcome="executing",
-            )
-        )
+        self._note(claimed, actor_id, AuditAction.APPROVED, "executing")
         finished = self._execute(claimed, actor_id)
         self._announce(finished)
         return NoticeReply(
@@ -255,17 +227,7 @@ class ChangeService:
             current = self._store.get_request(request_id)
             assert current is not None
             return self._already_handled(current)
-        self._store.record(
-            AuditEvent(
-                at=self._clock(),
-                actor_id=actor_id,
-                action=AuditAction.DENIED,
-                target=denied.change.user,
-                request_id=denied.id,
-                arguments=change_arguments(denied.change),
-                outcome=reason or "denied",
-            )
-        )
+        self._note(denied, actor_id, AuditAction.DENIED, reason or "denied")
         self._announce(denied)
         return NoticeReply(
             messages.DECIDED_BY_YOU.format(id=denied.id, outcome="denied", summary=_summary(denied))
@@ -278,16 +240,7 @@ class ChangeService:
         now = self._clock()
         expired = self._store.expire_due(now)
         for request in expired:
-            self._store.record(
-                AuditEvent(
-                    at=now,
-                    actor_id="system",
-                    action=AuditAction.EXPIRED,
-                    target=request.change.user,
-                    request_id=request.id,
-                    outcome="expired",
-                )
-            )
+            self._note(request, SYSTEM, AuditAction.EXPIRED, "expired")
             self._announce(request)
         return len(expired)
 
@@ -299,15 +252,8 @@ class ChangeService:
             self._logger.warning(
                 "request #%s was executing when its process stopped; marked unknown", request.id
             )
-            self._store.record(
-                AuditEvent(
-                    at=now,
-                    actor_id="system",
-                    action=AuditAction.ORPHANED,
-                    target=request.change.user,
-                    request_id=request.id,
-                    outcome="unknown: verify the balance before acting again",
-                )
+            self._note(
+                request, SYSTEM, AuditAction.ORPHANED, "unknown: verify the balance before acting"
             )
             self._announce(request)
         return len(orphans)
@@ -323,6 +269,31 @@ class ChangeService:
         return AuditReply(tuple(self._store.audit(target=target, limit=20)), target=target)
 
     # --- internals ---------------------------------------------------------------------
+
+    def _note(
+        self,
+        request: ApprovalRequest,
+        actor_id: str,
+        action: AuditAction,
+        outcome: str,
+        *,
+        before: Balance | None = None,
+        after: Balance | None = None,
+    ) -> None:
+        """Append an audit event about `request`."""
+        self._store.record(
+            AuditEvent(
+                at=self._clock(),
+                actor_id=actor_id,
+                action=action,
+                target=request.change.user,
+                request_id=request.id,
+                arguments=change_arguments(request.change),
+                outcome=outcome,
+                before=before,
+                after=after,
+            )
+        )
 
     def _execute(self, request: ApprovalRequest, actor_id: str) -> ApprovalRequest:
         try:
@@ -340,19 +311,7 @@ class ChangeService:
                 )
             else:
                 status, action, detail = RequestStatus.APPROVED, AuditAction.EXECUTED, "ok"
-        self._store.record(
-            AuditEvent(
-                at=self._clock(),
-                actor_id=actor_id,
-                action=action,
-                target=request.change.user,
-                request_id=request.id,
-                arguments=change_arguments(request.change),
-                outcome=detail,
-                before=before,
-                after=after,
-            )
-        )
+        self._note(request, actor_id, action, detail, before=before, after=after)
         finished = self._store.finish(
             request.id,
             status=status,

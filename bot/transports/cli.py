@@ -119,33 +119,31 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
     from bot.transports.assembly import build_services
     from bot.transports.console import run_console
 
-    interactive = sys.stdin.isatty()
-    if not args.demo:
-        service = build_services(settings).commands
+    def chat(chat_settings: Settings) -> int:
         return run_console(
-            service,
+            build_services(chat_settings).commands,
             user_id=args.user_id,
             stdin=sys.stdin,
             stdout=sys.stdout,
-            interactive=interactive,
+            interactive=sys.stdin.isatty(),
         )
-    # Demo: quiet logs, an in-process simulator with sample data, the caller an admin.
+
+    if not args.demo:
+        return chat(settings)
+    # Demo: quiet logs, an in-process simulator with sample data, a scratch database,
+    # and the caller an admin.
     logging_module.getLogger().setLevel(logging_module.ERROR)
-    demo_settings = dataclasses.replace(
-        settings,
-        sendgrid_api_user=DEMO_API_USER,
-        sendgrid_api_key=Secret(DEMO_API_KEY),
-        sendgrid_api_url="",  # set below, once the simulator has a port
-        admins=settings.admins | {args.user_id},
-    )
     with (
         SimulatorServer(sample_state()).running() as simulator,
         tempfile.TemporaryDirectory(prefix="credits-bot-demo-") as scratch,
     ):
         demo_settings = dataclasses.replace(
-            demo_settings,
+            settings,
+            sendgrid_api_user=DEMO_API_USER,
+            sendgrid_api_key=Secret(DEMO_API_KEY),
             sendgrid_api_url=simulator.url,
             database_url=f"sqlite:///{scratch}/demo.sqlite3",
+            admins=settings.admins | {args.user_id},
         )
         accounts = ", ".join(sorted(simulator.state.subusers)[:6])
         print(
@@ -155,14 +153,7 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
             f"Sample subusers: {accounts}, …  (exit or Ctrl-D to leave)\n",
             flush=True,
         )
-        service = build_services(demo_settings).commands
-        return run_console(
-            service,
-            user_id=args.user_id,
-            stdin=sys.stdin,
-            stdout=sys.stdout,
-            interactive=interactive,
-        )
+        return chat(demo_settings)
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:

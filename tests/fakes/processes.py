@@ -29,13 +29,17 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class ServeProcess:
-    """One `python -m bot serve` in its own process group (so a kill takes its workers too)."""
+    """One `python -m bot serve` in its own process group (so a kill takes its workers too).
 
-    def __init__(self, env: dict[str, str]) -> None:
+    `command` replaces it (e.g. the Procfile's gunicorn line); `{port}` is filled in.
+    """
+
+    def __init__(self, env: dict[str, str], command: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        default = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "{port}"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [part.replace("{port}", str(self.port)) for part in command or default],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -69,8 +73,8 @@ class ServeProcess:
 
 
 @contextmanager
-def serving(env: dict[str, str]) -> Iterator[ServeProcess]:
-    server = ServeProcess(env)
+def serving(env: dict[str, str], command: list[str] | None = None) -> Iterator[ServeProcess]:
+    server = ServeProcess(env, command)
     try:
         yield server.wait_healthy()
     finally:

@@ -10,7 +10,7 @@ import pytest
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, FaultRule, SimulatorServer
 from tests.adapters.test_store import postgres_url, reset_postgres
 from tests.fakes.processes import ServeProcess, clean_env, serving
-from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_api import FakeSlack, SlackCall
 from tests.fakes.slack_requests import block_actions_body, post_signed, slash_command_body
 from tests.helpers import wait_until
 
@@ -48,7 +48,19 @@ def command(url: str, slack: FakeSlack, text: str, user: str, name: str) -> dict
     return slack.state.wait_for_responses(before + 1)[before]
 
 
-def approval_post(slack: FakeSlack):
+def approve_body(slack: FakeSlack, post: SlackCall, approver: str, name: str) -> str:
+    """The Approve click of `approver` on the posted request, as Slack sends it."""
+    return block_actions_body(
+        user_id=approver,
+        posted=post.payload,
+        channel=post.result["channel"],
+        ts=post.result["ts"],
+        action_id="approval_approve",
+        response_url=slack.response_url(name),
+    )
+
+
+def approval_post(slack: FakeSlack) -> SlackCall:
     return wait_until(
         lambda: [
             c
@@ -77,14 +89,7 @@ def test_twenty_concurrent_approvals_on_two_instances_execute_once(simulator: Si
             bodies = [
                 (
                     (first if index % 2 else second).url,
-                    block_actions_body(
-                        user_id=approver,
-                        posted=post.payload,
-                        channel=post.result["channel"],
-                        ts=post.result["ts"],
-                        action_id="approval_approve",
-                        response_url=slack.response_url(f"click-{index}"),
-                    ),
+                    approve_body(slack, post, approver, f"click-{index}"),
                 )
                 for index, approver in enumerate(APPROVERS)
             ]
@@ -121,14 +126,7 @@ def test_killed_mid_write_leaves_the_request_unknown_and_never_repeats_it(
         try:
             command(victim.url, slack, "add globex 500", OPERATOR, "request")
             post = approval_post(slack)
-            click = block_actions_body(
-                user_id=APPROVERS[0],
-                posted=post.payload,
-                channel=post.result["channel"],
-                ts=post.result["ts"],
-                action_id="approval_approve",
-                response_url=slack.response_url("click"),
-            )
+            click = approve_body(slack, post, APPROVERS[0], "click")
             assert post_signed(victim.url + "/slack/events", SECRET, click).status_code == 200
             # SendGrid has applied the increment and is slow to answer: kill now.
             wait_until(lambda: simulator.state.writes(task="increment"))
@@ -145,14 +143,7 @@ def test_killed_mid_write_leaves_the_request_unknown_and_never_repeats_it(
             audit = str(command(restarted.url, slack, "audit globex", VIEWER, "audit"))
             assert "*orphaned*" in audit
             # A second approval cannot run it again either.
-            again = block_actions_body(
-                user_id=APPROVERS[1],
-                posted=post.payload,
-                channel=post.result["channel"],
-                ts=post.result["ts"],
-                action_id="approval_approve",
-                response_url=slack.response_url("again"),
-            )
+            again = approve_body(slack, post, APPROVERS[1], "again")
             assert post_signed(restarted.url + "/slack/events", SECRET, again).status_code == 200
             refused = wait_until(
                 lambda: [r for r in slack.state.responses if "already handled" in str(r)]

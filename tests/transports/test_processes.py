@@ -5,13 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import requests
-
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER
-from tests.fakes.processes import clean_env, free_port, serving
+from tests.fakes.processes import clean_env, serving
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import post_signed, slash_command_body
-from tests.helpers import wait_until
 
 
 def test_console_demo_answers_help_show_and_add():
@@ -97,10 +94,8 @@ def test_procfile_web_line_serves_the_same_app(simulator, tmp_path):
 
     procfile = pathlib.Path(__file__).parents[2] / "Procfile"
     [web] = [line for line in procfile.read_text().splitlines() if line.startswith("web:")]
-    port = free_port()
-    command = shlex.split(web.removeprefix("web:").replace("$PORT", str(port)))
+    command = shlex.split(web.removeprefix("web:").replace("$PORT", "{port}"))
     assert command[0] == "gunicorn"
-    command = [sys.executable, "-m", "gunicorn", *command[1:]]
     secret = "procfile-secret"
     with FakeSlack().running() as slack:
         env = clean_env(
@@ -112,28 +107,13 @@ def test_procfile_web_line_serves_the_same_app(simulator, tmp_path):
             SENDGRID_API_URL=simulator.url,
             DATABASE_URL=f"sqlite:///{tmp_path / 'procfile.sqlite3'}",
         )
-        with subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        ) as server:
-            try:
-                base = f"http://127.0.0.1:{port}"
-
-                def healthy() -> bool:
-                    try:
-                        return requests.get(base + "/healthz", timeout=1).ok
-                    except requests.ConnectionError:
-                        return False
-
-                wait_until(healthy, timeout=30)
-                body = slash_command_body(
-                    text="help", user_id="U0ANYONE1", response_url=slack.response_url()
-                )
-                assert post_signed(base + "/slack/events", secret, body).status_code == 200
-                [message] = slack.state.wait_for_responses(1)
-                assert "no role yet" in str(message)
-            finally:
-                server.terminate()
-                server.wait(timeout=20)
+        with serving(env, [sys.executable, "-m", "gunicorn", *command[1:]]) as server:
+            body = slash_command_body(
+                text="help", user_id="U0ANYONE1", response_url=slack.response_url()
+            )
+            assert post_signed(server.url + "/slack/events", secret, body).status_code == 200
+            [message] = slack.state.wait_for_responses(1)
+            assert "no role yet" in str(message)
 
 
 def test_manifest_declares_the_command_and_matches_the_http_mode():

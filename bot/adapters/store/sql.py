@@ -122,24 +122,15 @@ class SqlStore:
     def claim(
         self, request_id: int, *, approver_id: str, now: datetime, executor: str
     ) -> ApprovalRequest | None:
-        statement = (
-            update(approval_requests)
-            .where(
-                approval_requests.c.id == request_id,
-                approval_requests.c.status == RequestStatus.PENDING.value,
-                approval_requests.c.expires_at > now,
-            )
-            .values(
-                status=RequestStatus.EXECUTING.value,
-                decided_by=approver_id,
-                decided_at=now,
-                executor=executor,
-            )
-            .returning(approval_requests)
+        return self._transition(
+            request_id,
+            [RequestStatus.PENDING],
+            unexpired_at=now,
+            status=RequestStatus.EXECUTING.value,
+            decided_by=approver_id,
+            decided_at=now,
+            executor=executor,
         )
-        with self._transaction() as connection:
-            row = connection.execute(statement).one_or_none()
-        return _request(row) if row else None
 
     def finish(
         self,
@@ -153,43 +144,50 @@ class SqlStore:
     ) -> ApprovalRequest | None:
         # `unknown` is accepted too: another instance may have marked this request an
         # orphan while we were still waiting for SendGrid; our result is the truth.
-        statement = (
-            update(approval_requests)
-            .where(
-                approval_requests.c.id == request_id,
-                approval_requests.c.executor == executor,
-                approval_requests.c.status.in_(
-                    [RequestStatus.EXECUTING.value, RequestStatus.UNKNOWN.value]
-                ),
-            )
-            .values(
-                status=status.value,
-                before_balance=_balance_json(before),
-                after_balance=_balance_json(after),
-                detail=detail,
-            )
-            .returning(approval_requests)
+        return self._transition(
+            request_id,
+            [RequestStatus.EXECUTING, RequestStatus.UNKNOWN],
+            owned_by=executor,
+            status=status.value,
+            before_balance=_balance_json(before),
+            after_balance=_balance_json(after),
+            detail=detail,
         )
-        with self._transaction() as connection:
-            row = connection.execute(statement).one_or_none()
-        return _request(row) if row else None
 
     def deny(
         self, request_id: int, *, approver_id: str, reason: str | None, now: datetime
     ) -> ApprovalRequest | None:
+        return self._transition(
+            request_id,
+            [RequestStatus.PENDING],
+            unexpired_at=now,
+            status=RequestStatus.DENIED.value,
+            decided_by=approver_id,
+            decided_at=now,
+            reason=reason,
+        )
+
+    def _transition(
+        self,
+        request_id: int,
+        from_statuses: list[RequestStatus],
+        *,
+        unexpired_at: datetime | None = None,
+        owned_by: str | None = None,
+        **values: Any,
+    ) -> ApprovalRequest | None:
+        """One conditional UPDATE: applies only if the request is still in `from_statuses`
+        (and unexpired, and executed by `owned_by`, when given). None: someone else won."""
+        table = approval_requests.c
+        conditions = [table.id == request_id, table.status.in_([s.value for s in from_statuses])]
+        if unexpired_at is not None:
+            conditions.append(table.expires_at > unexpired_at)
+        if owned_by is not None:
+            conditions.append(table.executor == owned_by)
         statement = (
             update(approval_requests)
-            .where(
-                approval_requests.c.id == request_id,
-                approval_requests.c.status == RequestStatus.PENDING.value,
-                approval_requests.c.expires_at > now,
-            )
-            .values(
-                status=RequestStatus.DENIED.value,
-                decided_by=approver_id,
-                decided_at=now,
-                reason=reason,
-            )
+            .where(*conditions)
+            .values(**values)
             .returning(approval_requests)
         )
         with self._transaction() as connection:

@@ -27,7 +27,8 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
-from bot.adapters.slack_directory import SlackUserGroups, build_web_client
+from bot.adapters.slack_directory import SlackUserGroups
+from bot.adapters.slack_web import build_web_client
 from bot.commands.replies import ErrorReply, Reply
 from bot.commands.service import Actor, CommandService
 from bot.config import Settings

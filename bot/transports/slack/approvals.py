@@ -22,6 +22,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.adapters.slack_web import failure_reason
 from bot.commands import messages
 from bot.commands.formatting import (
     approval_outcome_content,
@@ -145,8 +146,7 @@ class SlackApprovalNotifier:
         try:
             return self._client.api_call(method, json=arguments)
         except SlackApiError as error:
-            reason = str(error.response.get("error") or f"HTTP {error.response.status_code}")
-            raise NotifyError(f"Slack refused {method}", reason=reason) from None
+            raise NotifyError(f"Slack refused {method}", reason=failure_reason(error)) from None
         except (SlackRequestError, OSError) as error:
             self._logger.warning("%s failed: %r", method, error)
             raise NotifyError(
