@@ -12,16 +12,24 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.triggers.cron import CronTrigger
 
 from bot.adapters.sendgrid import build_backend
 from bot.adapters.store import SqlStore
+from bot.adapters.store.alerts import SqlAlertStore
+from bot.adapters.store.lock import SchedulerLock
 from bot.commands.changes import ApprovalNotifier, ChangeService
 from bot.commands.service import CommandService
+from bot.commands.sweep import AlertPoster, SweepService
 from bot.config import Settings
+from bot.domain.alerts import Thresholds
 from bot.domain.approvals import Store
 from bot.domain.credits import CreditsBackend
 from bot.domain.policy import GroupDirectory, RoleBook
 from bot.errors import BotError
+from bot.transports.clock import SWEEP_LEASE, Clock
 
 logger = logging.getLogger("bot")
 
@@ -116,3 +124,70 @@ class Housekeeping:
                 self._changes.expire_due()
             except BotError:
                 logger.exception("expiring approval requests failed; will retry")
+
+
+# The sweep may use this share of SENDGRID_RATE_LIMIT; the rest stays free for
+# interactive commands (a process-local budget: see the README's limits).
+SWEEP_RATE_SHARE = 0.8
+SWEEP_CONCURRENCY = 8
+
+
+def sweep_horizon(cron: str) -> timedelta:
+    """How far ahead to warn: until the sweep after next, plus an hour."""
+    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
+    now = datetime.now(UTC)
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
+    interval = (second - first) if first and second else timedelta(minutes=15)
+    return interval + timedelta(hours=1)
+
+
+def build_sweep(
+    settings: Settings,
+    *,
+    store: SqlStore,
+    backend: CreditsBackend | None = None,
+    poster: AlertPoster | None = None,
+) -> SweepService:
+    return SweepService(
+        backend=backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE),
+        store=SqlAlertStore(store),
+        poster=poster,
+        thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
+        watch=settings.watch,
+        concurrency=SWEEP_CONCURRENCY,
+        horizon=sweep_horizon(settings.alert_schedule),
+        logger=logging.getLogger("bot.sweep"),
+    )
+
+
+def build_clock(settings: Settings, *, backend: CreditsBackend | None = None) -> Clock:
+    """Everything the clock process runs: sweeps and approval expiry, behind the lock."""
+    from bot.adapters.slack_web import build_web_client  # noqa: PLC0415 (Slack only if used)
+    from bot.transports.slack.alerts import SlackAlertPoster  # noqa: PLC0415
+    from bot.transports.slack.approvals import SlackApprovalNotifier  # noqa: PLC0415
+
+    store = SqlStore.from_url(settings.database_url)
+    poster: AlertPoster | None = None
+    notifier: ApprovalNotifier | None = None
+    if settings.slack_bot_token:
+        client = build_web_client(
+            token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url
+        )
+        if settings.alert_channel:
+            poster = SlackAlertPoster(client=client, channel_id=settings.alert_channel)
+        if settings.approval_channel:
+            notifier = SlackApprovalNotifier(client=client, channel_id=settings.approval_channel)
+    if poster is None:
+        logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
+    sweep_backend = backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE)
+    services = build_services(settings, backend=sweep_backend, store=store, notifier=notifier)
+    holder = executor_name()
+    return Clock(
+        sweeper=build_sweep(settings, store=store, backend=sweep_backend, poster=poster),
+        expire=services.changes.expire_due,
+        scheduler_lock=SchedulerLock(store.engine, holder=holder),
+        sweep_lock=SchedulerLock(
+            store.engine, holder=holder, name="sweep", lease=SWEEP_LEASE, advisory=False
+        ),
+    )

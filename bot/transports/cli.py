@@ -90,11 +90,49 @@ def _parser() -> argparse.ArgumentParser:
     socket = commands.add_parser("socket", help="Socket Mode (needs SLACK_APP_TOKEN)")
     socket.set_defaults(run=_run_socket)
 
+    clock = commands.add_parser(
+        "clock", help="the scheduler: low-credit sweeps (CREDITS_ALERT_SCHEDULE) and expiry"
+    )
+    clock.set_defaults(run=_run_clock)
+
+    sweep = commands.add_parser("sweep", help="run one low-credit sweep now, post alerts, exit")
+    sweep.set_defaults(run=_run_sweep)
+
     migrate = commands.add_parser(
         "migrate", help="apply database migrations to DATABASE_URL (also done at start-up)"
     )
     migrate.set_defaults(run=_run_migrate)
     return parser
+
+
+def _run_clock(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.transports.assembly import build_clock
+    from bot.transports.clock import run_clock
+
+    run_clock(build_clock(settings), cron=settings.alert_schedule)
+    return 0
+
+
+def _run_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.transports.assembly import build_clock
+    from bot.transports.clock import sweep_once
+
+    clock = build_clock(settings)
+    report = sweep_once(clock.sweeper, clock.sweep_lock)
+    if report is None:
+        print("no sweep ran (another is running, or it failed: see the log)")
+        return 1
+    print(
+        f"swept {report.accounts} accounts ({report.skipped_inactive} inactive skipped): "
+        f"{report.read} read, {len(report.failures)} failed, {len(report.alerts)} alerts, "
+        f"{len(report.recoveries)} recoveries{', posted' if report.posted else ''}"
+    )
+    for alert in report.alerts:
+        a = alert.assessment
+        print(f"  {a.level.value:9} {a.user}: {a.reason}")
+    for user, kind in report.failures:
+        print(f"  unreadable {user}: {kind}")
+    return 0
 
 
 def _run_migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -27,9 +27,12 @@ def postgres_url() -> str | None:
 
 
 def reset_postgres(url: str) -> None:
+    """An empty database: every table of the schema, and Alembic's own, dropped."""
+    from bot.adapters.store.tables import metadata
+
     engine = create_engine(url)
     with engine.begin() as connection:
-        for table in ("audit_events", "approval_requests", "alembic_version"):
+        for table in [*(t.name for t in metadata.sorted_tables), "alembic_version"]:
             connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
 

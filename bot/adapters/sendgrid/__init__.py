@@ -12,8 +12,14 @@ from bot.errors import ConfigError
 __all__ = ["RetryPolicy", "SendGridV2Client", "TokenBucket", "build_backend"]
 
 
-def build_backend(settings: Settings, *, logger: logging.Logger | None = None) -> SendGridV2Client:
-    """The SendGrid client the settings describe, with its own process-wide limiter."""
+def build_backend(
+    settings: Settings, *, rate_share: float = 1.0, logger: logging.Logger | None = None
+) -> SendGridV2Client:
+    """The SendGrid client the settings describe, with its own process-wide limiter.
+
+    `rate_share` < 1 leaves part of SENDGRID_RATE_LIMIT unused by this process
+    (the sweep leaves room for interactive commands).
+    """
     if not settings.sendgrid_api_user or not settings.sendgrid_api_key:
         raise ConfigError(
             "SENDGRID_API_USER and SENDGRID_API_KEY are required (or use `console --demo`)"
@@ -25,6 +31,6 @@ def build_backend(settings: Settings, *, logger: logging.Logger | None = None) -
         mode=settings.sendgrid_mode,
         fmt=settings.sendgrid_format,
         timeout=settings.sendgrid_timeout,
-        limiter=TokenBucket(limit=settings.sendgrid_rate_limit),
+        limiter=TokenBucket(limit=max(1, int(settings.sendgrid_rate_limit * rate_share))),
         logger=logger or logging.getLogger("bot.sendgrid"),
     )

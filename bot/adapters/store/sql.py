@@ -68,6 +68,10 @@ class SqlStore:
             migrate(engine)
         return cls(engine)
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def close(self) -> None:
         self._engine.dispose()
 

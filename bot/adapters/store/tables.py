@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -59,4 +61,43 @@ audit_events = Table(
     Column("after_balance", Text),
     Index("ix_audit_events_at", "at"),
     Index("ix_audit_events_target", "target"),
+)
+
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("target", String(64), primary_key=True),
+    Column("announced", String(16), nullable=False),
+    Column("snoozed_until", DateTime(timezone=True)),
+    Column("last_remaining", BigInteger),
+    Column("last_seen_at", DateTime(timezone=True)),
+    Column("per_hour", Float),
+)
+
+balance_snapshots = Table(
+    "balance_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("remaining", BigInteger),
+    Column("unlimited", Boolean, nullable=False),
+    Index("ix_balance_snapshots_target_at", "target", "at"),
+)
+
+alert_thresholds = Table(
+    "alert_thresholds",
+    metadata,
+    Column("target", String(64), primary_key=True),
+    Column("below", BigInteger, nullable=False),
+    Column("set_by", String(32), nullable=False),
+    Column("set_at", DateTime(timezone=True), nullable=False),
+)
+
+scheduler_leases = Table(
+    "scheduler_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(120), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

@@ -1,0 +1,128 @@
+"""Alert state, balance snapshots and threshold overrides, for the low-credit sweep.
+
+Read and written in chunks, so a sweep of 100,000 subusers never holds more
+than a chunk's rows in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from bot.adapters.store.sql import SqlStore, _utc
+from bot.adapters.store.tables import alert_states, alert_thresholds, balance_snapshots
+from bot.domain.alerts import AlertLevel, AlertState, Usage
+from bot.domain.credits import Balance
+
+CHUNK = 500
+
+
+class SqlAlertStore:
+    """The `AlertStore` port on the same database as approvals and audit."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    def states(self, users: Sequence[str]) -> dict[str, AlertState]:
+        found: dict[str, AlertState] = {}
+        with self._store._transaction() as connection:
+            for start in range(0, len(users), CHUNK):
+                chunk = list(users[start : start + CHUNK])
+                rows = connection.execute(
+                    select(alert_states).where(alert_states.c.target.in_(chunk))
+                ).all()
+                for row in rows:
+                    state = _state(row._mapping)
+                    found[state.user] = state
+        return found
+
+    def save_states(self, states: Iterable[AlertState]) -> None:
+        with self._store._transaction() as connection:
+            for state in states:
+                _upsert_state(connection, state)
+
+    def add_snapshots(self, balances: Iterable[tuple[str, Balance]], *, at: datetime) -> None:
+        rows = [
+            {"target": user, "at": at, "remaining": b.remaining, "unlimited": b.unlimited}
+            for user, b in balances
+        ]
+        if not rows:
+            return
+        with self._store._transaction() as connection:
+            connection.execute(insert(balance_snapshots), rows)
+
+    def prune_snapshots(self, *, before: datetime) -> None:
+        with self._store._transaction() as connection:
+            connection.execute(delete(balance_snapshots).where(balance_snapshots.c.at < before))
+
+    def snapshots(self, user: str, *, limit: int = 100) -> list[tuple[datetime, int | None]]:
+        with self._store._transaction() as connection:
+            rows = connection.execute(
+                select(balance_snapshots.c.at, balance_snapshots.c.remaining)
+                .where(balance_snapshots.c.target == user)
+                .order_by(balance_snapshots.c.at.desc())
+                .limit(limit)
+            ).all()
+        return [(_utc(at) or at, remaining) for at, remaining in rows]
+
+    def thresholds(self) -> dict[str, int]:
+        with self._store._transaction() as connection:
+            rows = connection.execute(
+                select(alert_thresholds.c.target, alert_thresholds.c.below)
+            ).all()
+        return {target: int(below) for target, below in rows}
+
+    def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None:
+        with self._store._transaction() as connection:
+            changed = connection.execute(
+                update(alert_thresholds)
+                .where(alert_thresholds.c.target == user)
+                .values(below=below, set_by=by, set_at=at)
+            ).rowcount
+            if not changed:
+                connection.execute(
+                    insert(alert_thresholds).values(target=user, below=below, set_by=by, set_at=at)
+                )
+
+    def snooze(self, user: str, *, until: datetime) -> None:
+        with self._store._transaction() as connection:
+            current = connection.execute(
+                select(alert_states).where(alert_states.c.target == user)
+            ).one_or_none()
+            state = _state(current._mapping) if current else AlertState(user)
+            _upsert_state(
+                connection,
+                AlertState(user, announced=state.announced, snoozed_until=until, usage=state.usage),
+            )
+
+
+def _upsert_state(connection: Connection, state: AlertState) -> None:
+    values: dict[str, Any] = {
+        "announced": state.announced.value,
+        "snoozed_until": state.snoozed_until,
+        "last_remaining": state.usage.remaining if state.usage else None,
+        "last_seen_at": state.usage.at if state.usage else None,
+        "per_hour": state.usage.per_hour if state.usage else None,
+    }
+    changed = connection.execute(
+        update(alert_states).where(alert_states.c.target == state.user).values(values)
+    ).rowcount
+    if not changed:
+        connection.execute(insert(alert_states).values(target=state.user, **values))
+
+
+def _state(m: Any) -> AlertState:
+    usage = None
+    if m["last_seen_at"] is not None and m["last_remaining"] is not None:
+        seen = _utc(m["last_seen_at"])
+        assert seen is not None
+        usage = Usage(int(m["last_remaining"]), seen, m["per_hour"])
+    return AlertState(
+        user=m["target"],
+        announced=AlertLevel(m["announced"]),
+        snoozed_until=_utc(m["snoozed_until"]),
+        usage=usage,
+    )

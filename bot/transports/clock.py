@@ -1,0 +1,123 @@
+"""The `clock` process (and `credits-bot sweep`): scheduled sweeps and approval expiry.
+
+Exactly one scheduler runs jobs: every job first takes the database scheduler
+lock (PostgreSQL advisory lock, or a lease on SQLite). A second clock process
+stays idle, says so in its log, and takes over if the first one dies. Sweeps
+also take a short "sweep" lease, so a manual `credits-bot sweep` never runs at
+the same time as the clock's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, timedelta
+from typing import Any
+
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.adapters.store.lock import SchedulerLock
+from bot.commands.sweep import SweepReport, SweepService
+from bot.errors import BotError
+
+logger = logging.getLogger("bot.clock")
+
+SWEEP_JOB = "low-credit-sweep"
+EXPIRY_JOB = "expire-approvals"
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+
+
+class Clock:
+    """Jobs guarded by the scheduler lock."""
+
+    def __init__(
+        self,
+        *,
+        sweeper: SweepService,
+        expire: Callable[[], int],
+        scheduler_lock: SchedulerLock,
+        sweep_lock: SchedulerLock,
+    ) -> None:
+        self.sweeper = sweeper
+        self._expire = expire
+        self._scheduler_lock = scheduler_lock
+        self.sweep_lock = sweep_lock
+        self._leading: bool | None = None
+        self.sweeps = 0
+
+    def schedule(self, scheduler: BaseScheduler, *, sweep_trigger: Any) -> None:
+        scheduler.add_job(
+            self.run_sweep, sweep_trigger, id=SWEEP_JOB, name=SWEEP_JOB, replace_existing=True
+        )
+        scheduler.add_job(
+            self.run_expiry,
+            "interval",
+            minutes=1,
+            id=EXPIRY_JOB,
+            name=EXPIRY_JOB,
+            replace_existing=True,
+        )
+
+    def leading(self) -> bool:
+        """Hold (or renew) the scheduler lock; log only when leadership changes."""
+        leading = self._scheduler_lock.acquire()
+        if leading != self._leading:
+            if leading:
+                logger.info("this clock holds the scheduler lock and runs the jobs")
+            else:
+                logger.warning("another clock holds the scheduler lock; this one stays idle")
+            self._leading = leading
+        return leading
+
+    def run_sweep(self) -> SweepReport | None:
+        if not self.leading():
+            return None
+        return sweep_once(self.sweeper, self.sweep_lock, on_run=self._count)
+
+    def run_expiry(self) -> None:
+        if not self.leading():
+            return
+        try:
+            self._expire()
+        except BotError:
+            logger.exception("expiring approval requests failed; will retry")
+
+    def _count(self) -> None:
+        self.sweeps += 1
+
+    def stop(self) -> None:
+        self._scheduler_lock.release()
+
+
+def sweep_once(
+    sweeper: SweepService, sweep_lock: SchedulerLock, *, on_run: Callable[[], None] = lambda: None
+) -> SweepReport | None:
+    """One sweep, unless another is running (then None)."""
+    if not sweep_lock.acquire():
+        logger.warning("a sweep is already running elsewhere; skipped")
+        return None
+    try:
+        on_run()
+        return sweeper.sweep()
+    except BotError:
+        logger.exception("the sweep failed; the next one will try again")
+        return None
+    finally:
+        sweep_lock.release()
+
+
+def run_clock(clock: Clock, *, cron: str) -> None:
+    """The `clock` process: a BlockingScheduler until stopped."""
+    scheduler = BlockingScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+    clock.schedule(scheduler, sweep_trigger=CronTrigger.from_crontab(cron, timezone=UTC))
+    clock.leading()
+    logger.info("clock started: sweep on %r, approval expiry every minute", cron)
+    try:
+        scheduler.start()
+    finally:
+        clock.stop()
+
+
+SWEEP_LEASE = timedelta(minutes=30)
