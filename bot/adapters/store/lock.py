@@ -55,8 +55,15 @@ class SchedulerLock:
 
     def release(self) -> None:
         if self._connection is not None:
-            self._connection.close()  # ends the session: the advisory lock goes with it
-            self._connection = None
+            connection, self._connection = self._connection, None
+            # Closing a pooled connection only returns it to the pool, session and lock
+            # included: unlock explicitly, and drop the connection if that fails.
+            try:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_KEY})
+                connection.commit()
+                connection.close()
+            except SQLAlchemyError:
+                connection.invalidate()
             return
         try:
             with self._engine.begin() as connection:

@@ -1,0 +1,278 @@
+"""Low-credit sweeps end to end: the simulator, a real store, digests posted to the fake Slack."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from slack_sdk.models.blocks import Block
+
+from bot.adapters.sendgrid import SendGridV2Client
+from bot.adapters.sendgrid.ratelimit import NoLimit
+from bot.adapters.slack_web import build_web_client
+from bot.adapters.store import SqlStore
+from bot.adapters.store.alerts import SqlAlertStore
+from bot.adapters.store.lock import SchedulerLock
+from bot.commands.sweep import SweepService
+from bot.domain.alerts import Thresholds
+from bot.simulator import (
+    DEMO_API_KEY,
+    DEMO_API_USER,
+    FaultRule,
+    SimulatedAccount,
+    SimulatorServer,
+    SimulatorState,
+)
+from bot.transports.clock import Clock
+from bot.transports.slack.alerts import SlackAlertPoster
+from tests.conftest import FAST_RETRY
+from tests.fakes.slack_api import FakeSlack
+
+ALERTS = "C0ALERTS1"
+
+
+class Timeline:
+    """An injected clock the test moves forward."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack().running() as fake:
+        yield fake
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqlStore]:
+    store = SqlStore.from_url(f"sqlite:///{tmp_path / 'alerts.sqlite3'}")
+    yield store
+    store.close()
+
+
+def make_sweeper(
+    simulator: SimulatorServer,
+    slack: FakeSlack,
+    store: SqlStore,
+    timeline: Timeline,
+    sleeps: Sleeps | None = None,
+    **options: object,
+) -> SweepService:
+    backend = SendGridV2Client(
+        api_user=DEMO_API_USER,
+        api_key=DEMO_API_KEY,
+        base_url=simulator.url,
+        timeout=5,
+        limiter=NoLimit(),
+        retry=FAST_RETRY,
+        logger=logging.getLogger("test.sweep"),
+    )
+    poster = SlackAlertPoster(
+        client=build_web_client(token="xoxb-alerts", base_url=slack.api_url),
+        channel_id=ALERTS,
+        sleep=sleeps or Sleeps(),
+    )
+    return SweepService(
+        backend=backend,
+        store=SqlAlertStore(store),
+        poster=poster,
+        thresholds=Thresholds(below=1000, percent=10),
+        clock=timeline,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def digests(slack: FakeSlack) -> list[dict]:
+    return [
+        c.payload
+        for c in slack.state.calls_to("chat.postMessage")
+        if c.payload.get("channel") == ALERTS
+    ]
+
+
+def text_of(message: dict) -> str:
+    return json.dumps(message, ensure_ascii=False)
+
+
+def test_two_sweeps_in_a_row_alert_once(simulator, slack, store):
+    sweeper = make_sweeper(simulator, slack, store, Timeline())
+    first = sweeper.sweep()
+    assert [a.assessment.user for a in first.alerts] == [
+        "hooli",
+        "umbrella",
+        "globex",
+        "initech",
+        "tyrell",
+    ]
+    second = sweeper.sweep()
+    assert second.alerts == []
+    [digest] = digests(slack)
+    text = text_of(digest)
+    assert text.index("*hooli*") < text.index("*globex*")  # exhausted first
+    assert "Low credits: 2 exhausted, 3 low" in text
+    assert "cyberdyne" not in text  # inactive: skipped
+    assert "stark-industries" not in text  # unlimited: never low
+
+
+def test_recovery_is_announced_once(simulator, slack, store):
+    timeline = Timeline()
+    sweeper = make_sweeper(simulator, slack, store, timeline)
+    sweeper.sweep()
+    simulator.state.subusers["globex"].credit_remain = 9_000  # topped up
+    timeline.advance(minutes=15)
+    report = sweeper.sweep()
+    assert [r.assessment.user for r in report.recoveries] == ["globex"]
+    timeline.advance(minutes=15)
+    assert sweeper.sweep().recoveries == []
+    recovered = text_of(digests(slack)[1])
+    assert "*globex* is back to 9,000 credits" in recovered
+
+
+def test_snooze_silences_until_it_ends(simulator, slack, store):
+    timeline = Timeline()
+    sweeper = make_sweeper(simulator, slack, store, timeline)
+    sweeper.sweep()
+    SqlAlertStore(store).snooze("globex", until=timeline.now + timedelta(hours=24))
+    simulator.state.subusers["globex"].credit_remain = 0  # gets worse while snoozed
+    for _ in range(3):
+        timeline.advance(hours=6)
+        assert all(a.assessment.user != "globex" for a in sweeper.sweep().announcements)
+    timeline.advance(hours=7)  # the snooze has ended
+    reminder = [a for a in sweeper.sweep().alerts if a.assessment.user == "globex"]
+    assert len(reminder) == 1
+    assert "still low after a snooze" in text_of(digests(slack)[-1])
+
+
+def test_failed_reads_are_listed_and_the_rest_still_alerted(simulator, slack, store):
+    broken = ["globex", "acme-us"]  # about 5% of a larger fleet, here 2 of 11 active
+    for user in broken:
+        simulator.state.add_fault(FaultRule(kind="status", arg="503", user=user))
+    report = make_sweeper(simulator, slack, store, Timeline()).sweep()
+    assert sorted(u for u, _ in report.failures) == sorted(broken)
+    assert {a.assessment.user for a in report.alerts} == {"hooli", "umbrella", "initech", "tyrell"}
+    text = text_of(digests(slack)[0])
+    assert "Could not read 2 subuser(s)" in text
+    assert "globex (Unavailable)" in text
+
+
+def test_many_low_subusers_are_split_into_paced_messages_within_block_kit(
+    slack: FakeSlack, store: SqlStore
+):
+    low = [
+        SimulatedAccount(username=f"low-{i:03d}", email=f"l{i}@x.example", credit_remain=i)
+        for i in range(120)
+    ]
+    state = SimulatorState(
+        api_user=DEMO_API_USER, api_key=DEMO_API_KEY, subusers=low, rate_limit=None
+    )
+    sleeps = Sleeps()
+    with SimulatorServer(state).running() as simulator:
+        report = make_sweeper(simulator, slack, store, Timeline(), sleeps=sleeps).sweep()
+    assert len(report.alerts) == 120
+    messages = digests(slack)
+    assert len(messages) == 6  # 23 subusers a message
+    for message in messages:
+        assert len(message["blocks"]) <= 50
+        for block in message["blocks"]:
+            Block.parse(block).validate_json()
+    everything = "".join(text_of(m) for m in messages)
+    assert all(f"*low-{i:03d}*" in everything for i in range(120))
+    assert sleeps.calls == [1.1] * 5  # one message per second to the channel
+
+
+def test_forecast_warns_early_and_shows_in_the_digest(simulator, slack, store):
+    timeline = Timeline()
+    sweeper = make_sweeper(simulator, slack, store, timeline, horizon=timedelta(hours=2))
+    simulator.state.subusers["acme-us"].credit_remain = 10_000
+    sweeper.sweep()
+    for _ in range(2):  # 3,000 credits an hour
+        timeline.advance(hours=1)
+        simulator.state.subusers["acme-us"].credit_remain -= 3_000
+        report = sweeper.sweep()
+    # 4,000 left at 3,000/h: ~1.3 h, inside the 2-hour horizon, above the 1,000 threshold.
+    [early] = [a for a in report.alerts if a.assessment.user == "acme-us"]
+    assert early.assessment.reason == "runs out in ~1 h at the current pace"
+    assert "runs out in ~1 h" in text_of(digests(slack)[-1])
+
+
+def test_slack_refusing_the_digest_means_the_alerts_repeat(simulator, slack, store):
+    slack.state.missing_channels.add(ALERTS)
+    sweeper = make_sweeper(simulator, slack, store, Timeline())
+    assert not sweeper.sweep().posted
+    slack.state.missing_channels.clear()
+    again = sweeper.sweep()
+    assert again.posted
+    assert len(again.alerts) == 5
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_two_clocks_on_one_database_only_one_runs_the_job(
+    backend: str, simulator, slack, tmp_path: Path
+):
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from tests.adapters.test_store import postgres_url, reset_postgres
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'clocks.sqlite3'}"
+    else:
+        pg = postgres_url()
+        if pg is None:
+            pytest.skip("TEST_DATABASE_URL is not set")
+        reset_postgres(pg)
+        url = pg
+    stores = [SqlStore.from_url(url), SqlStore.from_url(url)]
+    clocks = [
+        Clock(
+            sweeper=make_sweeper(simulator, slack, store, Timeline()),
+            expire=lambda: 0,
+            scheduler_lock=SchedulerLock(store.engine, holder=f"clock-{n}"),
+            sweep_lock=SchedulerLock(
+                store.engine, holder=f"clock-{n}", name="sweep", advisory=False
+            ),
+        )
+        for n, store in enumerate(stores)
+    ]
+    schedulers = []
+    for clock in clocks:
+        scheduler = BackgroundScheduler(timezone=UTC)
+        clock.schedule(scheduler, sweep_trigger=IntervalTrigger(seconds=0.3))
+        scheduler.start()
+        schedulers.append(scheduler)
+    time.sleep(2.0)  # the jobs run on their own timers; nothing to wait on but time
+    for scheduler in schedulers:
+        scheduler.shutdown()
+    runs = sorted(clock.sweeps for clock in clocks)
+    assert runs[0] == 0
+    assert runs[1] >= 3
+    assert len(digests(slack)) == 1  # the first sweep alerted; the later ones had nothing new
+    # The leader stops: the other one takes over.
+    clocks[1 if clocks[1].sweeps else 0].stop()
+    follower = clocks[0 if clocks[1].sweeps else 1]
+    assert follower.leading()
+    follower.stop()
+    for store in stores:
+        store.close()
