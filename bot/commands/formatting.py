@@ -152,9 +152,13 @@ def balance_section(balance: Balance) -> Section:
 
 
 def _balance(reply: BalanceReply) -> Content:
+    notes: tuple[str, ...] = ()
+    if reply.hours_left is not None and not reply.balance.unlimited:
+        notes = (messages.RUNS_OUT.format(hours=max(1, round(reply.hours_left))),)
     return Content(
         headline=reply.user,
         sections=(balance_section(reply.balance),),
+        notes=notes,
         fallback=f"{reply.user}: {balance_summary(reply.balance)}",
     )
 

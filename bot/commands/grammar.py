@@ -40,6 +40,7 @@ USAGE: dict[Verb, str] = {
     Verb.UNLIMIT: "/credits unlimit USER",
     Verb.PENDING: "/credits pending",
     Verb.AUDIT: "/credits audit [USER]",
+    Verb.THRESHOLD: "/credits threshold USER N",
 }
 
 
@@ -63,6 +64,7 @@ class Command:
     user: str | None = None
     change: CreditChange | None = None
     topic: Verb | None = None  # for `help SUBCOMMAND`
+    amount: int | None = None  # for `threshold USER N`
 
     @property
     def credits(self) -> int | None:
@@ -102,6 +104,10 @@ def parse(text: str) -> Command:
         return Command(verb, user=user, change=change)
     if verb is Verb.RECURRING:
         return _recurring(args, usage)
+    if verb is Verb.THRESHOLD:
+        _arity(args, 2, usage)
+        user = parse_user(args[0], usage)
+        return Command(verb, user=user, amount=parse_credits(args[1], usage, allow_zero=True))
     _arity(args, 2, usage)
     user = parse_user(args[0], usage)
     credits = parse_credits(args[1], usage)

@@ -43,6 +43,7 @@ HELP_DESCRIPTIONS = {
     "unlimit": "remove the credit limit",
     "pending": "open approval requests",
     "audit": "the latest 20 changes and decisions (for one USER, if given)",
+    "threshold": "warn when USER is at or below N credits (instead of the default)",
 }
 HELP_OPERATOR_NOTE = "Changes other than `add` up to {limit:,} credits need an approver."
 HELP_OPERATOR_NOTE_NO_AUTO = "Your changes need an approver."
@@ -58,6 +59,8 @@ NEEDS_APPROVAL_NO_STORE = (
     "requests. Ask an approver or admin to run it."
 )
 NO_STORE = "This bot runs without a database, so it keeps no requests or audit trail."
+NO_ALERTS = "Low-credit alerts are not set up on this bot."
+SNOOZE_NEEDS = "Snoozing alerts needs the *operator* role; you have {role}."
 
 # --- balances and changes -----------------------------------------------------------
 UNLIMITED = "No limit: this account can send without a credit cap."

@@ -25,6 +25,7 @@ class HelpReply:
 class BalanceReply:
     user: str
     balance: Balance
+    hours_left: float | None = None  # from the sweeps' burn rate, when known
 
 
 @dataclass(frozen=True, slots=True)

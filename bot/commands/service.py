@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from bot.commands import messages
 from bot.commands.changes import ChangeService
@@ -25,12 +26,15 @@ from bot.commands.replies import (
     OverviewReply,
     Reply,
 )
+from bot.commands.sweep import AlertStore, forecast_for
+from bot.domain.approvals import AuditAction, AuditEvent, Store
 from bot.domain.credits import CreditsBackend, apply_change
 from bot.domain.policy import (
     Decision,
     GroupDirectory,
     Outcome,
     ResolvedRole,
+    Role,
     RoleBook,
     Verb,
     allowed_verbs,
@@ -67,17 +71,23 @@ class CommandService:
         roles: RoleBook,
         directory: GroupDirectory | None,
         changes: ChangeService | None = None,
+        alerts: AlertStore | None = None,
         auto_approve_max: int = 0,
         logger: logging.Logger | None = None,
         new_error_id: Callable[[], str] = lambda: uuid.uuid4().hex[:10],
+        store: Store | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._backend = backend
         self._roles = roles
         self._directory = directory
         self._changes = changes
+        self._alerts = alerts
         self._auto_approve_max = auto_approve_max
         self._logger = logger or logging.getLogger("bot.commands")
         self._new_error_id = new_error_id
+        self._store = store
+        self._clock = clock
 
     def handle(self, actor: Actor, text: str) -> Reply:
         """Answer one command. Never raises: every failure becomes an ErrorReply."""
@@ -112,6 +122,35 @@ class CommandService:
             lambda: self._desk().refusal(request_id, actor.user_id) or NoticeReply(""), actor
         )
         return reply if isinstance(reply, ErrorReply) else None
+
+    def snooze(self, actor: Actor, user: str, *, hours: int = 24) -> Reply:
+        """The digest's Snooze button: silence a subuser's alerts (operators and up)."""
+
+        def run() -> Reply:
+            resolved = self._roles.resolve(actor.user_id, self._directory)
+            if resolved.role < Role.OPERATOR:
+                return ErrorReply(messages.SNOOZE_NEEDS.format(role=resolved.role.label))
+            if self._alerts is None:
+                return ErrorReply(messages.NO_ALERTS)
+            now = self._clock()
+            until = now + timedelta(hours=hours)
+            self._alerts.snooze(user, until=until)
+            self._audit(actor, AuditAction.SNOOZED, user, f"until {until:%Y-%m-%d %H:%M} UTC")
+            return NoticeReply(messages.SNOOZED.format(user=user, until=f"{until:%Y-%m-%d %H:%M}"))
+
+        return self._safely(run, actor)
+
+    def _audit(self, actor: Actor, action: AuditAction, user: str, outcome: str) -> None:
+        if self._store is not None:
+            self._store.record(
+                AuditEvent(
+                    at=self._clock(),
+                    actor_id=actor.user_id,
+                    action=action,
+                    target=user,
+                    outcome=outcome,
+                )
+            )
 
     def _desk(self) -> ChangeService:
         if self._changes is None:
@@ -183,6 +222,18 @@ class CommandService:
         )
 
     def _execute(self, actor: Actor, command: Command, decision: Decision) -> Reply:
+        if command.verb is Verb.THRESHOLD:
+            assert command.user is not None
+            assert command.amount is not None
+            if self._alerts is None:
+                return ErrorReply(messages.NO_ALERTS)
+            self._alerts.set_threshold(
+                command.user, command.amount, by=actor.user_id, at=self._clock()
+            )
+            self._audit(actor, AuditAction.THRESHOLD, command.user, f"below={command.amount}")
+            return NoticeReply(
+                messages.THRESHOLD_SET.format(user=command.user, below=f"{command.amount:,}")
+            )
         if command.verb in (Verb.PENDING, Verb.AUDIT):
             if self._changes is None:
                 return ErrorReply(messages.NO_STORE)
@@ -191,7 +242,11 @@ class CommandService:
             return self._changes.audit(command.user)
         assert command.user is not None  # every other verb names a USER
         if command.verb is Verb.SHOW:
-            return BalanceReply(command.user, self._backend.get_balance(command.user))
+            balance = self._backend.get_balance(command.user)
+            hours_left = None
+            if self._alerts is not None:
+                hours_left = forecast_for(self._alerts.states([command.user]).get(command.user))
+            return BalanceReply(command.user, balance, hours_left=hours_left)
         if command.verb is Verb.OVERVIEW:
             return OverviewReply(command.user, self._backend.get_overview(command.user))
         assert command.change is not None

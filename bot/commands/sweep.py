@@ -45,6 +45,10 @@ class AlertStore(Protocol):
 
     def thresholds(self) -> dict[str, int]: ...
 
+    def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None: ...
+
+    def snooze(self, user: str, *, until: datetime) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Announcement:

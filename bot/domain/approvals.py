@@ -92,6 +92,8 @@ class AuditAction(enum.StrEnum):
     UNKNOWN = "unknown"  # the write may or may not have been applied
     ORPHANED = "orphaned"  # found executing after a restart; marked unknown
     REFUSED = "refused"  # someone tried to decide without the right
+    THRESHOLD = "threshold"  # a per-subuser low-credit threshold was set
+    SNOOZED = "snoozed"  # low-credit alerts for a subuser silenced for a while
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ class Verb(enum.StrEnum):
     UNLIMIT = "unlimit"
     PENDING = "pending"
     AUDIT = "audit"
+    THRESHOLD = "threshold"
 
     @property
     def change_kind(self) -> ChangeKind | None:
@@ -65,6 +66,7 @@ REQUIRED_ROLE: dict[Verb, Role] = {
     Verb.UNLIMIT: Role.OPERATOR,
     Verb.PENDING: Role.VIEWER,
     Verb.AUDIT: Role.VIEWER,
+    Verb.THRESHOLD: Role.APPROVER,
 }
 
 

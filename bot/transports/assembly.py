@@ -87,8 +87,10 @@ def build_services(
         roles=roles,
         directory=directory,
         changes=changes,
+        alerts=SqlAlertStore(store) if isinstance(store, SqlStore) else None,
         auto_approve_max=settings.auto_approve_max,
         logger=logging.getLogger("bot.commands"),
+        store=store,
     )
     return Services(commands=commands, changes=changes, store=store)
 

@@ -61,10 +61,16 @@ def block_actions_body(
     action_id: str,
     response_url: str,
     value: str | None = None,
+    block_id: str | None = None,
 ) -> str:
-    """A `block_actions` payload as Slack builds it when a button of `posted` is clicked."""
+    """A `block_actions` payload as Slack builds it when a button of `posted` is clicked
+    (the first actions block, or the one with `block_id`)."""
     blocks = posted["blocks"]
-    actions = next(block for block in blocks if block["type"] == "actions")
+    actions = next(
+        block
+        for block in blocks
+        if block["type"] == "actions" and block_id in (None, block.get("block_id"))
+    )
     button = next(e for e in actions["elements"] if e["action_id"] == action_id)
     payload = {
         "type": "block_actions",

@@ -28,7 +28,7 @@ class SqlAlertStore:
 
     def states(self, users: Sequence[str]) -> dict[str, AlertState]:
         found: dict[str, AlertState] = {}
-        with self._store._transaction() as connection:
+        with self._store.transaction() as connection:
             for start in range(0, len(users), CHUNK):
                 chunk = list(users[start : start + CHUNK])
                 rows = connection.execute(
@@ -40,7 +40,7 @@ class SqlAlertStore:
         return found
 
     def save_states(self, states: Iterable[AlertState]) -> None:
-        with self._store._transaction() as connection:
+        with self._store.transaction() as connection:
             for state in states:
                 _upsert_state(connection, state)
 
@@ -51,15 +51,15 @@ class SqlAlertStore:
         ]
         if not rows:
             return
-        with self._store._transaction() as connection:
+        with self._store.transaction() as connection:
             connection.execute(insert(balance_snapshots), rows)
 
     def prune_snapshots(self, *, before: datetime) -> None:
-        with self._store._transaction() as connection:
+        with self._store.transaction() as connection:
             connection.execute(delete(balance_snapshots).where(balance_snapshots.c.at < before))
 
     def snapshots(self, user: str, *, limit: int = 100) -> list[tuple[datetime, int | None]]:
-        with self._store._transaction() as connection:
+        with self._store.transaction() as connection:
             rows = connection.execute(
                 select(balance_snapshots.c.at, balance_snapshots.c.remaining)
                 .where(balance_snapshots.c.target == user)
@@ -69,14 +69,14 @@ class SqlAlertStore:
         return [(_utc(at) or at, remaining) for at, remaining in rows]
 
     def thresholds(self) -> dict[str, int]:
-        with self._store._transaction() as connection:
+        with self._store.transaction() as connection:
             rows = connection.execute(
                 select(alert_thresholds.c.target, alert_thresholds.c.below)
             ).all()
         return {target: int(below) for target, below in rows}
 
     def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None:
-        with self._store._transaction() as connection:
+        with self._store.transaction() as connection:
             changed = connection.execute(
                 update(alert_thresholds)
                 .where(alert_thresholds.c.target == user)
@@ -88,7 +88,7 @@ class SqlAlertStore:
                 )
 
     def snooze(self, user: str, *, until: datetime) -> None:
-        with self._store._transaction() as connection:
+        with self._store.transaction() as connection:
             current = connection.execute(
                 select(alert_states).where(alert_states.c.target == user)
             ).one_or_none()

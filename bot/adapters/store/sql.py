@@ -76,7 +76,7 @@ class SqlStore:
         self._engine.dispose()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
         try:
             with self._engine.begin() as connection:
                 yield connection
@@ -102,14 +102,14 @@ class SqlStore:
             "expires_at": expires_at,
             "status": RequestStatus.PENDING.value,
         }
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             row = connection.execute(
                 insert(approval_requests).values(values).returning(approval_requests)
             ).one()
         return _request(row)
 
     def attach_message(self, request_id: int, *, channel_id: str, message_ts: str) -> None:
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             connection.execute(
                 update(approval_requests)
                 .where(approval_requests.c.id == request_id)
@@ -117,7 +117,7 @@ class SqlStore:
             )
 
     def get_request(self, request_id: int) -> ApprovalRequest | None:
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             row = connection.execute(
                 select(approval_requests).where(approval_requests.c.id == request_id)
             ).one_or_none()
@@ -194,7 +194,7 @@ class SqlStore:
             .values(**values)
             .returning(approval_requests)
         )
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             row = connection.execute(statement).one_or_none()
         return _request(row) if row else None
 
@@ -208,7 +208,7 @@ class SqlStore:
             .values(status=RequestStatus.EXPIRED.value, decided_at=now)
             .returning(approval_requests)
         )
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             rows = connection.execute(statement).all()
         return [_request(row) for row in rows]
 
@@ -225,13 +225,13 @@ class SqlStore:
             )
             .returning(approval_requests)
         )
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             rows = connection.execute(statement).all()
         return [_request(row) for row in rows]
 
     def open_requests(self) -> list[ApprovalRequest]:
         open_statuses = [s.value for s in RequestStatus if s.is_open]
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             rows = connection.execute(
                 select(approval_requests)
                 .where(approval_requests.c.status.in_(open_statuses))
@@ -256,7 +256,7 @@ class SqlStore:
             "before_balance": _balance_json(event.before),
             "after_balance": _balance_json(event.after),
         }
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             return int(
                 connection.execute(
                     insert(audit_events).values(values).returning(audit_events.c.id)
@@ -273,7 +273,7 @@ class SqlStore:
         after: Balance | None,
     ) -> None:
         """Fill in what SendGrid answered on an event written before the call."""
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             connection.execute(
                 update(audit_events)
                 .where(audit_events.c.id == event_id)
@@ -289,7 +289,7 @@ class SqlStore:
         statement = select(audit_events).order_by(desc(audit_events.c.id)).limit(limit)
         if target is not None:
             statement = statement.where(audit_events.c.target == target)
-        with self._transaction() as connection:
+        with self.transaction() as connection:
             rows = connection.execute(statement).all()
         return [_event(row) for row in rows]
 

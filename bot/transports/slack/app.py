@@ -29,12 +29,22 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.adapters.slack_directory import SlackUserGroups
 from bot.adapters.slack_web import build_web_client
+from bot.commands.grammar import USAGE, parse_credits, parse_user
 from bot.commands.replies import ErrorReply, Reply
 from bot.commands.service import Actor, CommandService
 from bot.config import Settings
 from bot.domain.credits import CreditsBackend
+from bot.domain.policy import Verb
 from bot.errors import UserError
 from bot.transports.assembly import Housekeeping, build_services
+from bot.transports.slack.alerts import (
+    ADD_ACTION,
+    ADD_VIEW,
+    AMOUNT_BLOCK,
+    SNOOZE_ACTION,
+    add_credits_dialog,
+    amount_from,
+)
 from bot.transports.slack.approvals import (
     APPROVE_ACTION,
     DENY_ACTION,
@@ -161,12 +171,16 @@ class PostAckWork:
         self._pool = pool
         self._ack_first = ack_first
 
-    def submit(self, task: Callable[[], None], what: str) -> None:
+    def submit(self, task: Callable[[], object], what: str) -> None:
         """Run `task` soon; a failure to deliver the answer is logged, never lost silently."""
-        self._pool.submit(self._run, task, what)
+        self._pool.submit(self._run, task, what, True)
 
-    def _run(self, task: Callable[[], None], what: str) -> None:
-        if self._ack_first is not None:
+    def submit_now(self, task: Callable[[], object], what: str) -> None:
+        """Like `submit`, without letting acks go first (for a dialog's 3-second trigger)."""
+        self._pool.submit(self._run, task, what, False)
+
+    def _run(self, task: Callable[[], object], what: str, after_acks: bool) -> None:
+        if after_acks and self._ack_first is not None:
             self._ack_first.wait_for_acks()
         try:
             task()
@@ -270,6 +284,79 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
     return handle_deny_submission
 
 
+def snooze_button(service: CommandService, work: PostAckWork) -> Any:
+    """A digest's "Snooze 24 h": silence that subuser's alerts, tell the clicker."""
+
+    def handle_snooze(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        ack()
+        actor = Actor(user_id=body["user"]["id"])
+        text = str(action.get("value") or "")
+
+        def answer() -> None:
+            try:
+                user = parse_user(text, USAGE[Verb.SHOW])
+            except UserError as error:
+                reply: Reply = ErrorReply(str(error))
+            else:
+                reply = service.snooze(actor, user)
+            respond(response_type="ephemeral", replace_original=False, **render_message(reply))
+
+        work.submit(answer, f"a Snooze click by {actor.user_id}")
+
+    return handle_snooze
+
+
+def add_credits_button(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
+    """A digest's "Add credits": ask how many in a dialog (which then runs `add`)."""
+
+    def handle_add(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        ack()
+        trigger_id = body.get("trigger_id")
+        try:
+            user = parse_user(str(action.get("value") or ""), USAGE[Verb.ADD])
+        except UserError as error:
+            message = render_message(ErrorReply(str(error)))
+            work.submit(
+                lambda: respond(response_type="ephemeral", replace_original=False, **message),
+                "an Add credits click",
+            )
+            return
+        # The dialog must open within 3 s of the click: no need to wait for other acks.
+        work.submit_now(
+            lambda: client.views_open(trigger_id=trigger_id, view=add_credits_dialog(user)),
+            "an Add credits dialog",
+        )
+
+    return handle_add
+
+
+def add_credits_submitted(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
+    """The Add credits dialog: a bad amount is shown in the dialog; the rest is `add USER N`,
+    under the same roles and approval rules as the slash command; the answer comes as a DM."""
+
+    def handle_add_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        actor = Actor(user_id=body["user"]["id"])
+        try:
+            user = parse_user(str(view.get("private_metadata") or ""), USAGE[Verb.ADD])
+            credits = parse_credits(amount_from(view), USAGE[Verb.ADD])
+        except UserError as error:
+            ack(response_action="errors", errors={AMOUNT_BLOCK: str(error)[:150]})
+            return
+        ack()
+
+        def answer() -> None:
+            reply = service.handle(actor, f"add {user} {credits}")
+            client.chat_postMessage(channel=actor.user_id, **render_message(reply))
+
+        work.submit(answer, f"Add credits by {actor.user_id}")
+
+    return handle_add_submission
+
+
 def register_listeners(
     app: App, service: CommandService, work: PostAckWork, client: WebClient | None = None
 ) -> None:
@@ -279,3 +366,6 @@ def register_listeners(
     app.action(APPROVE_ACTION)(approve_button(service, work))
     app.action(DENY_ACTION)(deny_button(service, work, client))
     app.view(DENY_VIEW)(deny_dialog_submitted(service, work, client))
+    app.action(SNOOZE_ACTION)(snooze_button(service, work))
+    app.action(ADD_ACTION)(add_credits_button(service, work, client))
+    app.view(ADD_VIEW)(add_credits_submitted(service, work, client))
