@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -122,9 +122,16 @@ class SweepService:
         report = SweepReport(started=now)
         overrides = self._store.thresholds()
         with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="sweep") as pool:
+            # A two-stage pipeline: the next chunk is being read while this one is
+            # decided and stored; never more than two chunks in memory.
+            in_flight: list[Future[tuple[str, Balance | SendGridError]]] = []
             for chunk in _chunks(self._accounts(report), CHUNK):
-                results = list(pool.map(self._read, chunk))
-                self._decide(results, overrides, now, report)
+                reading = [pool.submit(self._read, user) for user in chunk]
+                if in_flight:
+                    self._decide([f.result() for f in in_flight], overrides, now, report)
+                in_flight = reading
+            if in_flight:
+                self._decide([f.result() for f in in_flight], overrides, now, report)
         self._store.prune_snapshots(before=now - timedelta(days=SNAPSHOT_DAYS))
         self._logger.info(
             "sweep: %d accounts, %d read, %d failed, %d alerts, %d recoveries",

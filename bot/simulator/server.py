@@ -51,6 +51,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     """One request. The state lives on the server (`self.server.state`)."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate writes; with Nagle's algorithm on, the
+    # second waits for the client's delayed ACK (~40 ms on Linux) on every call.
+    disable_nagle_algorithm = True
     server: SimulatorHTTPServer
     _api_key_seen = ""
 
@@ -227,6 +230,12 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         elif path == "/_sim/faults" and self.command == "DELETE":
             state.clear_faults()
             self._send(200, b"{}", "application/json")
+        elif path == "/_sim/stats" and self.command == "GET":
+            outcomes: dict[str, int] = {}
+            for call in state.calls():
+                outcomes[call.outcome] = outcomes.get(call.outcome, 0) + 1
+            stats = {"calls": sum(outcomes.values()), "outcomes": outcomes}
+            self._send(200, json.dumps(stats).encode(), "application/json")
         elif path == "/_sim/state" and self.command == "GET":
             self._send(200, json.dumps(state.snapshot()).encode(), "application/json")
         else:

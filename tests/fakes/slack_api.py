@@ -66,6 +66,7 @@ class FakeSlackState:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # see bot/simulator/server.py
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from bot.adapters.store.sql import SqlStore, _utc
 from bot.adapters.store.tables import alert_states, alert_thresholds, balance_snapshots
@@ -40,9 +40,29 @@ class SqlAlertStore:
         return found
 
     def save_states(self, states: Iterable[AlertState]) -> None:
+        """Insert or update, in bulk: one query, one executemany of each kind per chunk."""
+        rows = [{"target": state.user, **_values(state)} for state in states]
         with self._store.transaction() as connection:
-            for state in states:
-                _upsert_state(connection, state)
+            for start in range(0, len(rows), CHUNK):
+                chunk = rows[start : start + CHUNK]
+                existing = set(
+                    connection.execute(
+                        select(alert_states.c.target).where(
+                            alert_states.c.target.in_([r["target"] for r in chunk])
+                        )
+                    ).scalars()
+                )
+                new = [r for r in chunk if r["target"] not in existing]
+                old = [{**r, "key": r["target"]} for r in chunk if r["target"] in existing]
+                if new:
+                    connection.execute(insert(alert_states), new)
+                if old:
+                    connection.execute(
+                        update(alert_states)
+                        .where(alert_states.c.target == bindparam("key"))
+                        .values({k: bindparam(k) for k in _values(AlertState("-"))}),
+                        old,
+                    )
 
     def add_snapshots(self, balances: Iterable[tuple[str, Balance]], *, at: datetime) -> None:
         rows = [
@@ -99,14 +119,18 @@ class SqlAlertStore:
             )
 
 
-def _upsert_state(connection: Connection, state: AlertState) -> None:
-    values: dict[str, Any] = {
+def _values(state: AlertState) -> dict[str, Any]:
+    return {
         "announced": state.announced.value,
         "snoozed_until": state.snoozed_until,
         "last_remaining": state.usage.remaining if state.usage else None,
         "last_seen_at": state.usage.at if state.usage else None,
         "per_hour": state.usage.per_hour if state.usage else None,
     }
+
+
+def _upsert_state(connection: Connection, state: AlertState) -> None:
+    values = _values(state)
     changed = connection.execute(
         update(alert_states).where(alert_states.c.target == state.user).values(values)
     ).rowcount
