@@ -20,14 +20,12 @@ database. Loopback only; bounded by the N given.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,29 +40,17 @@ from bot.adapters.store import SqlStore  # noqa: E402
 from bot.adapters.store.alerts import SqlAlertStore  # noqa: E402
 from bot.commands.sweep import SweepService  # noqa: E402
 from bot.domain.alerts import Thresholds  # noqa: E402
-from bot.simulator import DEMO_API_KEY, DEMO_API_USER, generated_subusers  # noqa: E402
+from bot.simulator import DEMO_API_KEY, DEMO_API_USER  # noqa: E402
 
 
 class Simulator:
     """`credits-bot simulator` in its own process, with N generated subusers."""
 
-    def __init__(self, scratch: Path, n: int, *, rate_limit: int) -> None:
-        data = scratch / f"subusers-{n}.json"
-        accounts = [asdict(a) for a in generated_subusers(n, seed=7)]
-        data.write_text(json.dumps({"subusers": accounts}))
+    def __init__(self, n: int, *, rate_limit: int) -> None:
+        # The simulator generates its own accounts: this process's memory stays the sweep's.
+        command = ["-m", "bot", "simulator", "--port", "0", "--generate", str(n)]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bot",
-                "simulator",
-                "--port",
-                "0",
-                "--data",
-                str(data),
-                "--rate-limit",
-                str(rate_limit),
-            ],
+            [sys.executable, *command, "--rate-limit", str(rate_limit)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -115,7 +101,7 @@ def timed_sweep(service: SweepService) -> tuple[float, int, int]:
 
 def rate_bound(scratch: Path, n: int, concurrency: int) -> None:
     rate = 6_000  # per minute, both sides
-    sim = Simulator(scratch, n, rate_limit=rate)
+    sim = Simulator(n, rate_limit=rate)
     try:
         # The listing is one call; the reads are what the limiter paces.
         service = sweeper(
@@ -140,7 +126,7 @@ def rate_bound(scratch: Path, n: int, concurrency: int) -> None:
 
 
 def latency_bound(scratch: Path, n: int, concurrency: int, latency_ms: int, sample: int) -> None:
-    sim = Simulator(scratch, n, rate_limit=0)
+    sim = Simulator(n, rate_limit=0)
     key = f"{DEMO_API_KEY}~latency:{latency_ms}"
     try:
         backend = client(sim.url, key=key, limiter=NoLimit())
@@ -165,7 +151,7 @@ def latency_bound(scratch: Path, n: int, concurrency: int, latency_ms: int, samp
 
 
 def memory(scratch: Path, n: int, concurrency: int) -> None:
-    sim = Simulator(scratch, n, rate_limit=0)
+    sim = Simulator(n, rate_limit=0)
     try:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         service = sweeper(client(sim.url, limiter=NoLimit()), scratch, "c.db", concurrency)

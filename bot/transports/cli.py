@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     simulator.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
     simulator.add_argument("--data", help="JSON file of subusers/customers (default: samples)")
     simulator.add_argument(
+        "--generate",
+        type=int,
+        metavar="N",
+        help="serve N generated subusers in varied states instead (load tests, benchmarks)",
+    )
+    simulator.add_argument(
         "--rate-limit",
         type=int,
         default=600,
@@ -217,13 +223,21 @@ def _run_socket(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_simulator(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer, sample_state
+    from bot.simulator import (
+        DEMO_API_KEY,
+        DEMO_API_USER,
+        SimulatorServer,
+        generated_subusers,
+        sample_state,
+    )
 
     api_user = settings.sendgrid_api_user or DEMO_API_USER
     api_key = settings.sendgrid_api_key.reveal() if settings.sendgrid_api_key else DEMO_API_KEY
     state = sample_state(
         api_user=api_user, api_key=api_key, data=args.data, rate_limit=args.rate_limit or None
     )
+    if args.generate:
+        state.subusers = {a.username: a for a in generated_subusers(args.generate, seed=7)}
     server = SimulatorServer(state, host=args.host, port=args.port)
     key_hint = "(from SENDGRID_API_KEY)" if settings.sendgrid_api_key else f"api_key={api_key}"
     print(

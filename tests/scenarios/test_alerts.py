@@ -32,6 +32,7 @@ from bot.transports.clock import Clock
 from bot.transports.slack.alerts import SlackAlertPoster
 from tests.conftest import FAST_RETRY
 from tests.fakes.slack_api import FakeSlack
+from tests.helpers import wait_until
 
 ALERTS = "C0ALERTS1"
 
@@ -163,16 +164,25 @@ def test_snooze_silences_until_it_ends(simulator, slack, store):
     assert "still low after a snooze" in text_of(digests(slack)[-1])
 
 
-def test_failed_reads_are_listed_and_the_rest_still_alerted(simulator, slack, store):
-    broken = ["globex", "acme-us"]  # about 5% of a larger fleet, here 2 of 11 active
+def test_failed_reads_are_listed_and_the_rest_still_alerted(slack, store):
+    fleet = [
+        SimulatedAccount(username=f"sub-{i:03d}", email=f"s{i}@x.example", credit_remain=i * 20)
+        for i in range(100)
+    ]
+    state = SimulatorState(
+        api_user=DEMO_API_USER, api_key=DEMO_API_KEY, subusers=fleet, rate_limit=None
+    )
+    broken = {f"sub-{i:03d}" for i in (3, 21, 42, 77, 90)}  # 5% of reads fail, every retry
     for user in broken:
-        simulator.state.add_fault(FaultRule(kind="status", arg="503", user=user))
-    report = make_sweeper(simulator, slack, store, Timeline()).sweep()
-    assert sorted(u for u, _ in report.failures) == sorted(broken)
-    assert {a.assessment.user for a in report.alerts} == {"hooli", "umbrella", "initech", "tyrell"}
-    text = text_of(digests(slack)[0])
-    assert "Could not read 2 subuser(s)" in text
-    assert "globex (Unavailable)" in text
+        state.add_fault(FaultRule(kind="status", arg="503", user=user))
+    with SimulatorServer(state).running() as simulator:
+        report = make_sweeper(simulator, slack, store, Timeline()).sweep()
+    assert {u for u, _ in report.failures} == broken
+    low = {f"sub-{i:03d}" for i in range(51)} - broken  # 0..1,000 credits
+    assert {a.assessment.user for a in report.alerts} == low
+    text = "".join(text_of(m) for m in digests(slack))
+    assert "Could not read 5 subuser(s)" in text
+    assert "sub-042 (Unavailable)" in text
 
 
 def test_many_low_subusers_are_split_into_paced_messages_within_block_kit(
@@ -276,3 +286,39 @@ def test_two_clocks_on_one_database_only_one_runs_the_job(
     follower.stop()
     for store in stores:
         store.close()
+
+
+def test_two_clock_processes_on_one_database_one_leads(simulator, tmp_path: Path):
+    import subprocess
+    import sys
+
+    from tests.fakes.processes import clean_env
+
+    env = clean_env(
+        SENDGRID_API_USER=DEMO_API_USER,
+        SENDGRID_API_KEY=DEMO_API_KEY,
+        SENDGRID_API_URL=simulator.url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'clocks.sqlite3'}",
+        LOG_LEVEL="INFO",
+    )
+    logs = [tmp_path / "clock-1.log", tmp_path / "clock-2.log"]
+    processes = []
+    for log in logs:
+        with log.open("w") as sink:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bot", "clock"], env=env, stdout=sink, stderr=sink
+                )
+            )
+        # One after the other: the first to start should be the one that leads.
+        wait_until(lambda log=log: "clock started" in log.read_text(), timeout=30)
+    try:
+        texts = [log.read_text() for log in logs]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=20)
+    leading = [t for t in texts if "holds the scheduler lock and runs the jobs" in t]
+    idle = [t for t in texts if "another clock holds the scheduler lock" in t]
+    assert (len(leading), len(idle)) == (1, 1)
+    assert "holds the scheduler lock and runs" in texts[0]  # the first one started leads
