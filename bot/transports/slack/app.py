@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
@@ -62,6 +62,8 @@ from bot.transports.slack.blocks import render_message
 # 50 commands in flight at once.
 LISTENER_WORKERS = 16
 WORK_WORKERS = 48
+
+T = TypeVar("T")
 
 # Work waits at most this long for acks in progress, so it is never starved.
 ACK_FIRST_MAX_WAIT = 0.25
@@ -205,10 +207,17 @@ def credits_command(service: CommandService, work: PostAckWork) -> Any:
     return handle_credits
 
 
-def approve_button(service: CommandService, work: PostAckWork) -> Any:
-    """Approve (after the confirm dialog): execute once, tell the clicker how it went."""
+def button_answered_to_clicker(
+    work: PostAckWork,
+    *,
+    parse: Callable[[str], T],
+    act: Callable[[Actor, T], Reply],
+    what: str,
+) -> Any:
+    """A button whose click is answered ephemerally to the clicker: ack, then in the
+    work pool parse the button's value (a bad one is refused), act, and respond."""
 
-    def handle_approve(
+    def handle_click(
         ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
     ) -> None:
         ack()
@@ -216,16 +225,23 @@ def approve_button(service: CommandService, work: PostAckWork) -> Any:
 
         def answer() -> None:
             try:
-                request_id = request_id_from(action.get("value"))
+                value = parse(str(action.get("value") or ""))
             except UserError as error:
                 reply: Reply = ErrorReply(str(error))
             else:
-                reply = service.approve(actor, request_id)
+                reply = act(actor, value)
             respond(response_type="ephemeral", replace_original=False, **render_message(reply))
 
-        work.submit(answer, f"an Approve click by {actor.user_id}")
+        work.submit(answer, f"{what} by {actor.user_id}")
 
-    return handle_approve
+    return handle_click
+
+
+def approve_button(service: CommandService, work: PostAckWork) -> Any:
+    """Approve (after the confirm dialog): execute once, tell the clicker how it went."""
+    return button_answered_to_clicker(
+        work, parse=request_id_from, act=service.approve, what="an Approve click"
+    )
 
 
 def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
@@ -286,26 +302,12 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
 
 def snooze_button(service: CommandService, work: PostAckWork) -> Any:
     """A digest's "Snooze 24 h": silence that subuser's alerts, tell the clicker."""
-
-    def handle_snooze(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
-    ) -> None:
-        ack()
-        actor = Actor(user_id=body["user"]["id"])
-        text = str(action.get("value") or "")
-
-        def answer() -> None:
-            try:
-                user = parse_user(text, USAGE[Verb.SHOW])
-            except UserError as error:
-                reply: Reply = ErrorReply(str(error))
-            else:
-                reply = service.snooze(actor, user)
-            respond(response_type="ephemeral", replace_original=False, **render_message(reply))
-
-        work.submit(answer, f"a Snooze click by {actor.user_id}")
-
-    return handle_snooze
+    return button_answered_to_clicker(
+        work,
+        parse=lambda value: parse_user(value, USAGE[Verb.SHOW]),
+        act=service.snooze,
+        what="a Snooze click",
+    )
 
 
 def add_credits_button(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
