@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from bot.adapters.sendgrid.http import RetryPolicy
 from bot.adapters.sendgrid.ratelimit import TokenBucket
-from bot.adapters.sendgrid.v2 import RetryPolicy, SendGridV2Client
+from bot.adapters.sendgrid.v2 import SendGridV2Client
 from bot.config import Settings
 from bot.errors import ConfigError
 

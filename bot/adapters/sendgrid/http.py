@@ -1,0 +1,206 @@
+"""What every SendGrid client shares: the limiter, the retry policy, transport errors.
+
+Retry policy (tenacity, each attempt through the limiter again):
+- reads retry on connection errors, timeouts, 5xx and 429, with jittered
+  exponential backoff or SendGrid's `Retry-After`;
+- writes retry only when the request provably never left (connection refused,
+  connect timeout) or SendGrid answered 429. A write that was sent and got no
+  readable answer raises `OutcomeUnknown`, never a second attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, stop_after_attempt, stop_after_delay
+from tenacity.wait import wait_exponential_jitter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from bot.adapters.sendgrid.ratelimit import TokenBucket
+from bot.errors import BadResponse, OutcomeUnknown, RateLimited, SendGridError, Unavailable
+
+REDACTED = "********"
+T = TypeVar("T")
+
+
+class Limiter(Protocol):
+    def acquire(self) -> float: ...
+
+    def pause_for(self, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try. `max_retry_after` caps how long a 429 may make us wait."""
+
+    attempts: int = 4
+    max_delay: float = 30.0
+    backoff_initial: float = 0.2
+    backoff_max: float = 4.0
+    max_retry_after: float = 20.0
+
+
+class SendGridHttp:
+    """Sends one logical call with the retry policy; `decode` judges each answer."""
+
+    def __init__(
+        self,
+        *,
+        secret: str,
+        timeout: float,
+        limiter: Limiter | None,
+        retry: RetryPolicy | None,
+        logger: logging.Logger | None,
+        session: requests.Session | None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._secret = secret
+        self.timeout = timeout
+        self._limiter: Limiter = limiter or TokenBucket(limit=600)
+        self._retry = retry or RetryPolicy()
+        self._logger = logger or logging.getLogger("bot.sendgrid")
+        self.session = session or new_session()
+        self._sleep = sleep
+        self._backoff = wait_exponential_jitter(
+            multiplier=self._retry.backoff_initial,
+            max=self._retry.backoff_max,
+            jitter=self._retry.backoff_initial,
+        )
+
+    def call(
+        self,
+        label: str,
+        send: Callable[[], requests.Response],
+        decode: Callable[[requests.Response], T],
+        *,
+        write: bool,
+    ) -> T:
+        retrying = Retrying(
+            retry=lambda state: self._should_retry(state, write=write),
+            stop=stop_after_attempt(self._retry.attempts) | stop_after_delay(self._retry.max_delay),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        result: T = retrying(self._attempt, label, send, decode, write=write)
+        return result
+
+    def _attempt(
+        self,
+        label: str,
+        send: Callable[[], requests.Response],
+        decode: Callable[[requests.Response], T],
+        *,
+        write: bool,
+    ) -> T:
+        self._limiter.acquire()
+        started = time.monotonic()
+        response: requests.Response | None = None
+        try:
+            response = send()
+            result = decode(response)
+        except requests.RequestException as exc:
+            error = self._transport_error(exc, write=write)
+            self._log(label, started, error)
+            raise error from None
+        except SendGridError as exc:
+            error = self._scrub(exc)
+            status = response.status_code if response is not None else 0
+            if write and isinstance(error, Unavailable) and status in (502, 504):
+                # A gateway gave up waiting; SendGrid itself may have applied the write.
+                error = OutcomeUnknown(
+                    f"SendGrid's gateway answered {status} to a change; "
+                    "it may or may not have been applied"
+                )
+            if isinstance(error, RateLimited):
+                self._limiter.pause_for(error.retry_after if error.retry_after else 1.0)
+            self._log(label, started, error)
+            raise error from None
+        self._log(label, started, None)
+        return result
+
+    def _transport_error(self, exc: requests.RequestException, *, write: bool) -> SendGridError:
+        kind = type(exc).__name__
+        if _never_sent(exc):
+            return Unavailable(f"SendGrid could not be reached ({kind})", sent=False)
+        if write:
+            return OutcomeUnknown(
+                f"no complete answer from SendGrid after the change was sent ({kind}); "
+                "it may or may not have been applied"
+            )
+        if isinstance(
+            exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
+        ):
+            return BadResponse(f"SendGrid's answer was cut short ({kind})")
+        if isinstance(exc, requests.Timeout):
+            return Unavailable(f"SendGrid did not answer within {self.timeout:g} s")
+        return Unavailable(f"SendGrid connection failed ({kind})")
+
+    def _should_retry(self, state: RetryCallState, *, write: bool) -> bool:
+        if state.outcome is None or not state.outcome.failed:
+            return False
+        exc = state.outcome.exception()
+        if isinstance(exc, RateLimited):
+            return exc.retry_after is None or exc.retry_after <= self._retry.max_retry_after
+        if isinstance(exc, Unavailable):
+            return not write or not exc.sent
+        return False
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited):
+            return 0.0  # the limiter holds every caller until Retry-After has passed
+        return float(self._backoff(state))
+
+    def _scrub(self, exc: SendGridError) -> SendGridError:
+        """Remove the credential from anything SendGrid echoed back into an error."""
+        if self._secret and any(self._secret in str(a) for a in (*exc.args, *exc.messages)):
+            exc.args = tuple(str(a).replace(self._secret, REDACTED) for a in exc.args)
+            exc.messages = tuple(m.replace(self._secret, REDACTED) for m in exc.messages)
+        return exc
+
+    def _log(self, label: str, started: float, error: Exception | None) -> None:
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if error is None:
+            self._logger.debug("sendgrid %s ok in %.0f ms", label, elapsed_ms)
+        else:
+            self._logger.warning(
+                "sendgrid %s failed in %.0f ms: %s: %s",
+                label,
+                elapsed_ms,
+                type(error).__name__,
+                error,
+            )
+
+
+def new_session() -> requests.Session:
+    session = requests.Session()
+    # No retries inside urllib3: the retry policy above decides, per read/write.
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the request provably never reached the server (connect phase failed)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, NewConnectionError | ConnectTimeoutError):
+            return True
+        stack.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
+        stack.extend(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))
+    return False
