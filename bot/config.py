@@ -60,6 +60,7 @@ class Settings:
 
     sendgrid_api_user: str | None = None
     sendgrid_api_key: Secret | None = None
+    sendgrid_api_version: str = "v2"
     sendgrid_api_url: str = "https://api.sendgrid.com/apiv2/"
     sendgrid_mode: str = "subuser"
     sendgrid_format: str = "json"
@@ -103,6 +104,12 @@ class Settings:
                 raise ConfigError(f"{name} is required for this command and is not set")
 
 
+DEFAULT_SENDGRID_URLS = {
+    "v2": "https://api.sendgrid.com/apiv2/",
+    # EU-regional subusers: SENDGRID_API_URL=https://api.eu.sendgrid.com/
+    "v3": "https://api.sendgrid.com/",
+}
+
 _ATTRIBUTE_OF = {
     "SLACK_BOT_TOKEN": "slack_bot_token",
     "SLACK_SIGNING_SECRET": "slack_signing_secret",
@@ -130,6 +137,9 @@ def load_settings(
     else:
         values.update(environ)
     env = _Env(values)
+    # v3 when only an API key is configured (v2 needs api_user + api_key).
+    implied = "v3" if env.text("SENDGRID_API_KEY") and not env.text("SENDGRID_API_USER") else "v2"
+    version = env.choice("SENDGRID_API_VERSION", ("v2", "v3"), implied)
     return Settings(
         slack_bot_token=env.secret("SLACK_BOT_TOKEN"),
         slack_signing_secret=env.secret("SLACK_SIGNING_SECRET"),
@@ -137,7 +147,8 @@ def load_settings(
         slack_api_url=env.url("SLACK_API_URL", "https://slack.com/api/"),
         sendgrid_api_user=env.text("SENDGRID_API_USER"),
         sendgrid_api_key=env.secret("SENDGRID_API_KEY"),
-        sendgrid_api_url=env.url("SENDGRID_API_URL", "https://api.sendgrid.com/apiv2/"),
+        sendgrid_api_version=version,
+        sendgrid_api_url=env.url("SENDGRID_API_URL", DEFAULT_SENDGRID_URLS[version]),
         sendgrid_mode=env.choice("SENDGRID_MODE", ("subuser", "reseller"), "subuser"),
         sendgrid_format=env.choice("SENDGRID_FORMAT", ("json", "xml"), "json"),
         sendgrid_rate_limit=env.integer("SENDGRID_RATE_LIMIT", 600, minimum=1),

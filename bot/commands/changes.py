@@ -138,6 +138,7 @@ class ChangeService:
 
     def request_approval(self, actor_id: str, change: CreditChange) -> Reply:
         """Record an operator's change as a request and post it for approval."""
+        self._backend.check_supported(change)
         before = self._backend.get_balance(change.user)
         check_applicable(change, before)
         now = self._clock()

@@ -160,6 +160,10 @@ class ChangeResult:
 class CreditsBackend(Protocol):
     """The port to SendGrid: what the domain needs from a credits API."""
 
+    def check_supported(self, change: CreditChange) -> None:
+        """Raise UserError if this API cannot make `change` (before anything is sent)."""
+        ...
+
     def get_balance(self, user: str) -> Balance: ...
 
     def get_overview(self, user: str) -> Overview: ...
@@ -245,6 +249,7 @@ def apply_change(backend: CreditsBackend, change: CreditChange) -> ChangeResult:
     so with whatever the re-read shows; it is never sent a second time. Other
     SendGrid errors propagate: nothing was changed.
     """
+    backend.check_supported(change)
     before = backend.get_balance(change.user)
     check_applicable(change, before)
     try:

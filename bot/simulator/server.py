@@ -33,6 +33,7 @@ from bot.simulator.state import (
     SimulatedError,
     SimulatorState,
     parse_key_faults,
+    v3_params,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,12 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch()
 
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
     # --- routing ---------------------------------------------------------------------
 
     def _dispatch(self) -> None:
@@ -78,6 +85,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             return
         if url.path.startswith("/_sim/"):
             self._control(url.path, body)
+            return
+        if url.path.startswith("/v3/"):
+            self._v3(url.path, dict(parse_qsl(url.query)), body)
             return
         route = _route(url.path)
         if route is None or self.command == "DELETE":
@@ -137,6 +147,71 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             if fault.kind == "slow-write":
                 time.sleep(float(fault.arg or 2000) / 1000)
         self._reply(fmt, 200, result, root=_xml_root(module, params))
+
+    def _v3(self, path: str, query: dict[str, str], raw: bytes) -> None:
+        """SendGrid v3: Bearer API key, JSON, errors as `{"errors":[…]}` with HTTP status."""
+        state = self.server.state
+        module = "v3." + ".".join(p for p in path.strip("/").split("/")[1:2])
+        try:
+            body = json.loads(raw) if raw else {}
+            params = v3_params(self.command, path, query, body if isinstance(body, dict) else {})
+        except (ValueError, SimulatedError) as exc:
+            self._v3_error(400, str(exc))
+            return
+        if params is None:
+            self._v3_error(404, "not found")
+            return
+        auth = self.headers.get("Authorization", "")
+        key = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+        password, _, fault_spec = key.partition("~")
+        self._api_key_seen = key
+        if password != state.api_key:
+            self._record(module, "json", params, 401, "unauthorized", applied=False)
+            self._v3_error(401, "authorization required")
+            return
+        try:
+            faults = parse_key_faults(fault_spec) + state.faults_for(module, params)
+        except ValueError as exc:
+            self._v3_error(400, str(exc))
+            return
+        if state.limit is not None:
+            wait = state.limit.check(state.api_user)
+            if wait is not None:
+                self._record(module, "json", params, 429, "rate-limited", applied=False)
+                self._rate_limited(wait)
+                return
+        for fault in faults:
+            if fault.kind == "latency":
+                time.sleep(float(fault.arg or 500) / 1000)
+            elif fault.kind != "slow-write":
+                self._record(module, "json", params, 0, f"fault:{fault.kind}", applied=False)
+                self._inject(fault, "json")
+                return
+        try:
+            result, applied = state.handle_v3(params)
+        except SimulatedError as exc:
+            self._record(module, "json", params, exc.status, "error", applied=False)
+            self._v3_error(exc.status, "; ".join(exc.messages))
+            return
+        self._record(module, "json", params, 200, "ok", applied=applied)
+        for fault in faults:
+            if fault.kind == "slow-write":
+                time.sleep(float(fault.arg or 2000) / 1000)
+        self._send(200, json.dumps(result).encode(), "application/json", headers=self._limits())
+
+    def _v3_error(self, status: int, message: str) -> None:
+        body = json.dumps({"errors": [{"field": None, "message": message}]}).encode()
+        self._send(status, body, "application/json", headers=self._limits())
+
+    def _limits(self) -> dict[str, str]:
+        state = self.server.state
+        if state.limit is None:
+            return {}
+        return {
+            "X-RateLimit-Limit": str(state.limit.limit),
+            "X-RateLimit-Remaining": str(state.limit.remaining(state.api_user)),
+            "X-RateLimit-Reset": str(int(time.time() + state.limit.window)),
+        }
 
     def _record(
         self,
@@ -287,7 +362,16 @@ class SimulatorServer:
 
     @property
     def url(self) -> str:
+        """The v2 base URL (`…/apiv2/`)."""
         return f"http://{self.host}:{self.port}/apiv2/"
+
+    @property
+    def base_url(self) -> str:
+        """The v3 base URL (the host; paths start with `v3/`)."""
+        return f"http://{self.host}:{self.port}/"
+
+    def url_for(self, version: str) -> str:
+        return self.base_url if version == "v3" else self.url
 
     def start(self) -> SimulatorServer:
         self._thread = threading.Thread(

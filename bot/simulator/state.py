@@ -21,6 +21,7 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 WRITE_TASKS = frozenset({"none", "recurring", "total", "increment", "decrement"})
 PERIODS = ("daily", "weekly", "monthly")
@@ -28,11 +29,13 @@ MAX_UNSIGNED = 4_294_967_295
 
 
 class SimulatedError(Exception):
-    """A SendGrid-style refusal: `messages` go into `{"message":"error","errors":[…]}`."""
+    """A SendGrid-style refusal: `messages` go into `{"message":"error","errors":[…]}`
+    (v2, HTTP 200) or `{"errors":[{"field","message"}]}` (v3, HTTP `status`)."""
 
-    def __init__(self, *messages: str) -> None:
+    def __init__(self, *messages: str, status: int = 400) -> None:
         super().__init__("; ".join(messages))
         self.messages = messages
+        self.status = status
 
 
 @dataclass
@@ -264,6 +267,26 @@ class SimulatorState:
                 raise SimulatedError("Invalid method")
         raise SimulatedError("Invalid module")
 
+    # --- v3 (same accounts, same semantics) ---------------------------------------------
+
+    def handle_v3(self, params: dict[str, str]) -> tuple[Any, bool]:
+        """A v3 call, given as the v2-style params `v3_params` made of it."""
+        with self._lock:
+            if params["task"] == "get":
+                offset, limit = int(params["offset"]), int(params["limit"])
+                chosen = list(self.subusers.values())[offset : offset + limit]
+                return [
+                    {"disabled": not a.active, "email": a.email, "id": a.id, "username": a.username}
+                    for a in chosen
+                ], False
+            account = self.subusers.get(params["user"])
+            if account is None:
+                raise SimulatedError("No user found")
+            applied = False
+            if params["task"] != "retrieve":
+                _, applied = self._limit(account, params)
+            return _v3_credits(account), applied
+
     def _account(
         self, accounts: dict[str, SimulatedAccount], params: dict[str, str]
     ) -> SimulatedAccount:
@@ -349,6 +372,71 @@ class SimulatorState:
                 "subusers": [asdict(a) for a in self.subusers.values()],
                 "customers": [asdict(a) for a in self.customers.values()],
             }
+
+
+def _v3_credits(account: SimulatedAccount) -> dict[str, Any]:
+    if account.unlimited:
+        kind, total, used, frequency = "unlimited", None, None, None
+        remain: int | None = None
+    elif account.credit and account.period:
+        kind, frequency = "recurring", account.period
+        remain, total = account.credit_remain, account.credit
+        used = max(0, account.credit - account.credit_remain)
+    else:
+        kind, total, used, frequency = "nonrecurring", None, None, None
+        remain = account.credit_remain
+    return {
+        "type": kind,
+        "reset_frequency": frequency,
+        "remain": remain,
+        "total": total,
+        "used": used,
+    }
+
+
+def v3_params(
+    method: str, path: str, query: dict[str, str], body: dict[str, Any]
+) -> dict[str, str] | None:
+    """A v3 request as the v2-style params the state (and the call log) speak.
+
+    None if the path is not one of the v3 endpoints the simulator serves.
+    """
+    parts = path.strip("/").split("/")
+    if parts == ["v3", "subusers"] and method == "GET":
+        return {
+            "task": "get",
+            "limit": query.get("limit", "500"),
+            "offset": query.get("offset", "0"),
+        }
+    if len(parts) < 4 or parts[:2] != ["v3", "subusers"] or parts[3] != "credits":
+        return None
+    user = unquote(parts[2])
+    if len(parts) == 4 and method == "GET":
+        return {"user": user, "task": "retrieve"}
+    if len(parts) == 4 and method == "PUT":
+        kind = body.get("type")
+        if kind == "unlimited":
+            return {"user": user, "task": "none"}
+        total = body.get("total")
+        if not isinstance(total, int) or isinstance(total, bool) or total < 1:
+            raise SimulatedError("total must be an integer of at least 1")
+        if kind == "nonrecurring":
+            return {"user": user, "task": "total", "credits": str(total)}
+        if kind == "recurring":
+            return {
+                "user": user,
+                "task": "recurring",
+                "credits": str(total),
+                "period": str(body.get("reset_frequency")),
+            }
+        raise SimulatedError("Type should be set to 'recurring', 'nonrecurring', or 'unlimited'")
+    if len(parts) == 5 and parts[4] == "remaining" and method == "PATCH":
+        update = body.get("allocation_update")
+        if not isinstance(update, int) or isinstance(update, bool) or update == 0:
+            raise SimulatedError("allocation_update must be a non-zero integer")
+        task = "increment" if update > 0 else "decrement"
+        return {"user": user, "task": task, "credits": str(abs(update))}
+    return None
 
 
 def _profile(account: SimulatedAccount, *, with_id: bool) -> dict[str, str]:

@@ -185,13 +185,14 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
             settings,
             sendgrid_api_user=DEMO_API_USER,
             sendgrid_api_key=Secret(DEMO_API_KEY),
-            sendgrid_api_url=simulator.url,
+            sendgrid_api_url=simulator.url_for(settings.sendgrid_api_version),
             database_url=f"sqlite:///{scratch}/demo.sqlite3",
             admins=settings.admins | {args.user_id},
         )
         accounts = ", ".join(sorted(simulator.state.subusers)[:6])
         print(
-            f"credits-bot console (demo): SendGrid simulator at {simulator.url}; "
+            f"credits-bot console (demo): SendGrid {settings.sendgrid_api_version} simulator at "
+            f"{simulator.url_for(settings.sendgrid_api_version)}; "
             f"you are {args.user_id}, an admin.\n"
             f"Try: help | show acme-eu | add globex 500 | recurring hooli 3,000 weekly\n"
             f"Sample subusers: {accounts}, …  (exit or Ctrl-D to leave)\n",

@@ -19,7 +19,7 @@ import requests
 
 from bot.adapters.sendgrid import responses
 from bot.adapters.sendgrid.http import REDACTED, Limiter, RetryPolicy, SendGridHttp
-from bot.domain.credits import Account, Balance, Overview, Period
+from bot.domain.credits import Account, Balance, CreditChange, Overview, Period
 from bot.errors import BadResponse, OutcomeUnknown
 
 RESELLER_PAGE_SIZE = 500
@@ -109,6 +109,9 @@ class SendGridV2Client:
             offset += len(page)
 
     # --- writes (each sent at most once once it may have left) ---------------------
+
+    def check_supported(self, change: CreditChange) -> None:
+        """v2 has every change the bot makes."""
 
     def increment_credits(self, user: str, credits: int) -> None:
         self._write(user, task="increment", credits=str(credits))
