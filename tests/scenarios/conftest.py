@@ -75,6 +75,7 @@ class BotUnderTest:
     slack: FakeSlack
     simulator: SimulatorServer
     _names: Iterator[int]
+    api_version: str = "v2"
 
     @property
     def events_url(self) -> str:
@@ -154,9 +155,15 @@ def fake_slack() -> Iterator[FakeSlack]:
         yield slack
 
 
+@pytest.fixture(params=["v2", "v3"])
+def api_version(request: pytest.FixtureRequest) -> str:
+    """Every scenario that starts the bot runs against SendGrid v2 and v3."""
+    return str(request.param)
+
+
 @pytest.fixture
 def start_bot(
-    simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
+    simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path, api_version: str
 ) -> Iterator[BotFactory]:
     """Start the app with extra environment; returns a BotUnderTest."""
     stack: list[Any] = []
@@ -167,9 +174,10 @@ def start_bot(
                 "SLACK_BOT_TOKEN": BOT_TOKEN,
                 "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                 "SLACK_API_URL": fake_slack.api_url,
+                "SENDGRID_API_VERSION": api_version,
                 "SENDGRID_API_USER": DEMO_API_USER,
                 "SENDGRID_API_KEY": DEMO_API_KEY,
-                "SENDGRID_API_URL": simulator.url,
+                "SENDGRID_API_URL": simulator.url_for(api_version),
                 "SENDGRID_TIMEOUT": "8",
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
                 "CREDITS_APPROVAL_CHANNEL": APPROVAL_CHANNEL,
@@ -180,7 +188,7 @@ def start_bot(
         context = serving(build_wsgi_app(settings))
         url = context.__enter__()
         stack.append(context)
-        return BotUnderTest(url, fake_slack, simulator, itertools.count(1))
+        return BotUnderTest(url, fake_slack, simulator, itertools.count(1), api_version)
 
     yield start
     for context in reversed(stack):

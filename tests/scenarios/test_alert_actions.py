@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.sendgrid import SendGridV2Client
+from bot.adapters.sendgrid import SendGridV2Client, SendGridV3Client
 from bot.adapters.sendgrid.ratelimit import NoLimit
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
@@ -39,13 +39,22 @@ class Sweeps:
         self.now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
         self.store = SqlStore.from_url(f"sqlite:///{database}")
         self.service = SweepService(
-            backend=SendGridV2Client(
-                api_user=DEMO_API_USER,
-                api_key=DEMO_API_KEY,
-                base_url=bot.simulator.url,
-                limiter=NoLimit(),
-                retry=FAST_RETRY,
-                logger=logging.getLogger("test.sweeps"),
+            backend=(
+                SendGridV3Client(
+                    api_key=DEMO_API_KEY,
+                    base_url=bot.simulator.base_url,
+                    limiter=NoLimit(),
+                    retry=FAST_RETRY,
+                )
+                if bot.api_version == "v3"
+                else SendGridV2Client(
+                    api_user=DEMO_API_USER,
+                    api_key=DEMO_API_KEY,
+                    base_url=bot.simulator.url,
+                    limiter=NoLimit(),
+                    retry=FAST_RETRY,
+                    logger=logging.getLogger("test.sweeps"),
+                )
             ),
             store=SqlAlertStore(self.store),
             poster=SlackAlertPoster(

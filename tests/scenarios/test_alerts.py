@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slack_sdk.models.blocks import Block
 
-from bot.adapters.sendgrid import SendGridV2Client
+from bot.adapters.sendgrid import SendGridV2Client, SendGridV3Client
 from bot.adapters.sendgrid.ratelimit import NoLimit
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
@@ -71,23 +72,37 @@ def store(tmp_path: Path) -> Iterator[SqlStore]:
     store.close()
 
 
+Backend = SendGridV2Client | SendGridV3Client
+
+
+@pytest.fixture(params=["v2", "v3"])
+def backend_for(request: pytest.FixtureRequest) -> Callable[[SimulatorServer], Backend]:
+    """Every sweep scenario runs against SendGrid v2 and v3: a client for a simulator."""
+
+    def build(simulator: SimulatorServer) -> Backend:
+        common: dict[str, Any] = {
+            "timeout": 5,
+            "limiter": NoLimit(),
+            "retry": FAST_RETRY,
+            "logger": logging.getLogger("test.sweep"),
+        }
+        if request.param == "v3":
+            return SendGridV3Client(api_key=DEMO_API_KEY, base_url=simulator.base_url, **common)
+        return SendGridV2Client(
+            api_user=DEMO_API_USER, api_key=DEMO_API_KEY, base_url=simulator.url, **common
+        )
+
+    return build
+
+
 def make_sweeper(
-    simulator: SimulatorServer,
+    backend: Backend,
     slack: FakeSlack,
     store: SqlStore,
     timeline: Timeline,
     sleeps: Sleeps | None = None,
     **options: object,
 ) -> SweepService:
-    backend = SendGridV2Client(
-        api_user=DEMO_API_USER,
-        api_key=DEMO_API_KEY,
-        base_url=simulator.url,
-        timeout=5,
-        limiter=NoLimit(),
-        retry=FAST_RETRY,
-        logger=logging.getLogger("test.sweep"),
-    )
     poster = SlackAlertPoster(
         client=build_web_client(token="xoxb-alerts", base_url=slack.api_url),
         channel_id=ALERTS,
@@ -115,8 +130,8 @@ def text_of(message: dict) -> str:
     return json.dumps(message, ensure_ascii=False)
 
 
-def test_two_sweeps_in_a_row_alert_once(simulator, slack, store):
-    sweeper = make_sweeper(simulator, slack, store, Timeline())
+def test_two_sweeps_in_a_row_alert_once(backend_for, simulator, slack, store):
+    sweeper = make_sweeper(backend_for(simulator), slack, store, Timeline())
     first = sweeper.sweep()
     assert [a.assessment.user for a in first.alerts] == [
         "hooli",
@@ -135,9 +150,9 @@ def test_two_sweeps_in_a_row_alert_once(simulator, slack, store):
     assert "stark-industries" not in text  # unlimited: never low
 
 
-def test_recovery_is_announced_once(simulator, slack, store):
+def test_recovery_is_announced_once(backend_for, simulator, slack, store):
     timeline = Timeline()
-    sweeper = make_sweeper(simulator, slack, store, timeline)
+    sweeper = make_sweeper(backend_for(simulator), slack, store, timeline)
     sweeper.sweep()
     simulator.state.subusers["globex"].credit_remain = 9_000  # topped up
     timeline.advance(minutes=15)
@@ -149,9 +164,9 @@ def test_recovery_is_announced_once(simulator, slack, store):
     assert "*globex* is back to 9,000 credits" in recovered
 
 
-def test_snooze_silences_until_it_ends(simulator, slack, store):
+def test_snooze_silences_until_it_ends(backend_for, simulator, slack, store):
     timeline = Timeline()
-    sweeper = make_sweeper(simulator, slack, store, timeline)
+    sweeper = make_sweeper(backend_for(simulator), slack, store, timeline)
     sweeper.sweep()
     SqlAlertStore(store).snooze("globex", until=timeline.now + timedelta(hours=24))
     simulator.state.subusers["globex"].credit_remain = 0  # gets worse while snoozed
@@ -164,7 +179,7 @@ def test_snooze_silences_until_it_ends(simulator, slack, store):
     assert "still low after a snooze" in text_of(digests(slack)[-1])
 
 
-def test_failed_reads_are_listed_and_the_rest_still_alerted(slack, store):
+def test_failed_reads_are_listed_and_the_rest_still_alerted(backend_for, slack, store):
     fleet = [
         SimulatedAccount(username=f"sub-{i:03d}", email=f"s{i}@x.example", credit_remain=i * 20)
         for i in range(100)
@@ -176,7 +191,7 @@ def test_failed_reads_are_listed_and_the_rest_still_alerted(slack, store):
     for user in broken:
         state.add_fault(FaultRule(kind="status", arg="503", user=user))
     with SimulatorServer(state).running() as simulator:
-        report = make_sweeper(simulator, slack, store, Timeline()).sweep()
+        report = make_sweeper(backend_for(simulator), slack, store, Timeline()).sweep()
     assert {u for u, _ in report.failures} == broken
     low = {f"sub-{i:03d}" for i in range(51)} - broken  # 0..1,000 credits
     assert {a.assessment.user for a in report.alerts} == low
@@ -186,7 +201,7 @@ def test_failed_reads_are_listed_and_the_rest_still_alerted(slack, store):
 
 
 def test_many_low_subusers_are_split_into_paced_messages_within_block_kit(
-    slack: FakeSlack, store: SqlStore
+    backend_for, slack: FakeSlack, store: SqlStore
 ):
     low = [
         SimulatedAccount(username=f"low-{i:03d}", email=f"l{i}@x.example", credit_remain=i)
@@ -197,7 +212,9 @@ def test_many_low_subusers_are_split_into_paced_messages_within_block_kit(
     )
     sleeps = Sleeps()
     with SimulatorServer(state).running() as simulator:
-        report = make_sweeper(simulator, slack, store, Timeline(), sleeps=sleeps).sweep()
+        report = make_sweeper(
+            backend_for(simulator), slack, store, Timeline(), sleeps=sleeps
+        ).sweep()
     assert len(report.alerts) == 120
     messages = digests(slack)
     assert len(messages) == 6  # 23 subusers a message
@@ -210,9 +227,11 @@ def test_many_low_subusers_are_split_into_paced_messages_within_block_kit(
     assert sleeps.calls == [1.1] * 5  # one message per second to the channel
 
 
-def test_forecast_warns_early_and_shows_in_the_digest(simulator, slack, store):
+def test_forecast_warns_early_and_shows_in_the_digest(backend_for, simulator, slack, store):
     timeline = Timeline()
-    sweeper = make_sweeper(simulator, slack, store, timeline, horizon=timedelta(hours=2))
+    sweeper = make_sweeper(
+        backend_for(simulator), slack, store, timeline, horizon=timedelta(hours=2)
+    )
     simulator.state.subusers["acme-us"].credit_remain = 10_000
     sweeper.sweep()
     for _ in range(2):  # 3,000 credits an hour
@@ -225,9 +244,9 @@ def test_forecast_warns_early_and_shows_in_the_digest(simulator, slack, store):
     assert "runs out in ~1 h" in text_of(digests(slack)[-1])
 
 
-def test_slack_refusing_the_digest_means_the_alerts_repeat(simulator, slack, store):
+def test_slack_refusing_the_digest_means_the_alerts_repeat(backend_for, simulator, slack, store):
     slack.state.missing_channels.add(ALERTS)
-    sweeper = make_sweeper(simulator, slack, store, Timeline())
+    sweeper = make_sweeper(backend_for(simulator), slack, store, Timeline())
     assert not sweeper.sweep().posted
     slack.state.missing_channels.clear()
     again = sweeper.sweep()
@@ -239,7 +258,7 @@ def test_slack_refusing_the_digest_means_the_alerts_repeat(simulator, slack, sto
     "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
 def test_two_clocks_on_one_database_only_one_runs_the_job(
-    backend: str, simulator, slack, tmp_path: Path
+    backend_for, backend: str, simulator, slack, tmp_path: Path
 ):
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
@@ -257,7 +276,7 @@ def test_two_clocks_on_one_database_only_one_runs_the_job(
     stores = [SqlStore.from_url(url), SqlStore.from_url(url)]
     clocks = [
         Clock(
-            sweeper=make_sweeper(simulator, slack, store, Timeline()),
+            sweeper=make_sweeper(backend_for(simulator), slack, store, Timeline()),
             expire=lambda: 0,
             scheduler_lock=SchedulerLock(store.engine, holder=f"clock-{n}"),
             sweep_lock=SchedulerLock(
