@@ -125,3 +125,35 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("CREDITS_AUTO_APPROVE_MAX", "20")
     settings = load_settings(dotenv_path=dotenv)
     assert (settings.alert_below, settings.auto_approve_max) == (50, 20)
+
+
+@pytest.mark.parametrize(
+    ("env", "version", "url"),
+    [
+        ({}, "v2", "https://api.sendgrid.com/apiv2/"),
+        (
+            {"SENDGRID_API_USER": "u", "SENDGRID_API_KEY": "p"},
+            "v2",
+            "https://api.sendgrid.com/apiv2/",
+        ),
+        ({"SENDGRID_API_KEY": "SG.key"}, "v3", "https://api.sendgrid.com/"),
+        (
+            {"SENDGRID_API_KEY": "SG.key", "SENDGRID_API_VERSION": "v2"},
+            "v2",
+            "https://api.sendgrid.com/apiv2/",
+        ),
+        (
+            {"SENDGRID_API_VERSION": "V3", "SENDGRID_API_URL": "https://api.eu.sendgrid.com"},
+            "v3",
+            "https://api.eu.sendgrid.com/",
+        ),
+    ],
+)
+def test_sendgrid_api_version_and_its_default_url(env: dict[str, str], version: str, url: str):
+    settings = load_settings(env)
+    assert (settings.sendgrid_api_version, settings.sendgrid_api_url) == (version, url)
+
+
+def test_bad_api_version_is_named():
+    with pytest.raises(ConfigError, match=r"^SENDGRID_API_VERSION: expected v2 or v3, got 'v4'$"):
+        load_settings({"SENDGRID_API_VERSION": "v4"})

@@ -135,3 +135,21 @@ def test_manifest_declares_the_command_and_matches_the_http_mode():
         "usergroups:read",
     }
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
+
+
+def test_console_demo_works_on_v3():
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--demo"],
+        input="show acme-eu\nadd globex 500\nrecurring hooli 3000 weekly start=2026-12-01\n",
+        capture_output=True,
+        text=True,
+        env=clean_env(SENDGRID_API_VERSION="v3"),
+        timeout=60,
+        check=True,
+    )
+    out = result.stdout
+    assert "SendGrid v3 simulator" in out
+    assert "31,200 credits remaining of 50,000 monthly" in out
+    assert "640 credits → 1,140 credits" in out
+    assert "v3 API has no start date" in out
+    assert "Traceback" not in out + result.stderr
