@@ -341,3 +341,16 @@ def test_slack_api_url_is_honoured(bot: BotUnderTest):
     tokens = {call.token for call in bot.slack.state.calls}
     assert tokens == {BOT_TOKEN}
     assert bot.slack.state.calls_to("auth.test")
+
+
+def test_a_replayed_signed_request_is_refused_and_runs_once(bot: BotUnderTest):
+    body = slash_command_body(
+        text="add acme-us 500", user_id=USERS["admin"], response_url=bot.slack.response_url()
+    )
+    headers = signed_headers(SIGNING_SECRET, body)
+    first = requests.post(bot.events_url, data=body, headers=headers, timeout=10)
+    replay = requests.post(bot.events_url, data=body, headers=headers, timeout=10)
+    assert (first.status_code, replay.status_code) == (200, 401)
+    bot.slack.state.wait_for_responses(1)
+    _ = bot.command("show acme-us", user=USERS["viewer"])  # a sentinel after the replay
+    assert len(bot.simulator.state.writes()) == 1

@@ -101,3 +101,11 @@ scheduler_leases = Table(
     Column("holder", String(120), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+seen_requests = Table(
+    "seen_requests",
+    metadata,
+    Column("signature", String(80), primary_key=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Index("ix_seen_requests_seen_at", "seen_at"),
+)

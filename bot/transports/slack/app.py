@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.adapters.slack_directory import SlackUserGroups
 from bot.adapters.slack_web import build_web_client
+from bot.adapters.store import SqlStore
 from bot.commands.grammar import USAGE, parse_credits, parse_user
 from bot.commands.replies import ErrorReply, Reply
 from bot.commands.service import Actor, CommandService
@@ -127,6 +128,7 @@ def create_app(
     work_workers: int = WORK_WORKERS,
     ack_first: AckFirst | None = None,
     housekeeping_interval: float = 60.0,
+    store: SqlStore | None = None,
 ) -> App:
     """Build the Bolt app and everything behind it from settings.
 
@@ -147,7 +149,11 @@ def create_app(
         else None
     )
     services = build_services(
-        settings, backend=backend, directory=SlackUserGroups(client=client), notifier=notifier
+        settings,
+        backend=backend,
+        directory=SlackUserGroups(client=client),
+        notifier=notifier,
+        store=store,
     )
     Housekeeping(services.changes, interval=housekeeping_interval).start()
     signing_secret = settings.slack_signing_secret

@@ -6,13 +6,17 @@ factory, `bot.transports.slack.wsgi:application_from_environment()`.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.signature import SignatureVerifier
 
+from bot.adapters.store import SqlStore
+from bot.adapters.store.replay import SeenRequests
 from bot.config import Settings, load_settings
 from bot.logs import configure_logging
 from bot.transports.slack.app import AckFirst, create_app
@@ -23,11 +27,17 @@ if TYPE_CHECKING:
 EVENTS_PATH = "/slack/events"
 
 
-def create_wsgi_app(bolt_app: App, *, ack_first: AckFirst | None = None) -> WSGIApplication:
+def create_wsgi_app(
+    bolt_app: App,
+    *,
+    ack_first: AckFirst | None = None,
+    replays: ReplayGuard | None = None,
+) -> WSGIApplication:
     """Wrap a Bolt app: Slack's requests go to Bolt, `/healthz` answers here.
 
     With `ack_first`, every request to Bolt is counted while it is being
-    acknowledged, so post-ack work can let it go first.
+    acknowledged, so post-ack work can let it go first. With `replays`, a
+    correctly signed request seen before is refused with 401 before Bolt runs.
     """
     slack = SlackRequestHandler(bolt_app, path=EVENTS_PATH)
 
@@ -39,6 +49,9 @@ def create_wsgi_app(bolt_app: App, *, ack_first: AckFirst | None = None) -> WSGI
                 [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
             )
             return [body]
+        if replays is not None and replays.is_replay(environ):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+            return [b"replayed request"]
         if ack_first is None:
             return slack(environ, start_response)
         with ack_first.acknowledging():
@@ -47,11 +60,38 @@ def create_wsgi_app(bolt_app: App, *, ack_first: AckFirst | None = None) -> WSGI
     return application
 
 
+class ReplayGuard:
+    """Checks the signature itself, then asks the database whether it was seen before."""
+
+    def __init__(self, *, signing_secret: str, seen: SeenRequests) -> None:
+        self._verifier = SignatureVerifier(signing_secret)
+        self._seen = seen
+
+    def is_replay(self, environ: WSGIEnvironment) -> bool:
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != EVENTS_PATH:
+            return False
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)  # Bolt reads it again
+        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+        if not timestamp.isdigit() or not signature:
+            return False  # unsigned: Bolt answers 401; nothing is recorded
+        text = body.decode("utf-8", "replace")
+        if not self._verifier.is_valid(body=text, timestamp=timestamp, signature=signature):
+            return False  # Bolt answers 401 for a bad signature; nothing is recorded
+        return not self._seen.first_time(signature)
+
+
 def build_wsgi_app(settings: Settings, **overrides: Any) -> WSGIApplication:
     """The HTTP-mode app for these settings (collaborators may be overridden)."""
     ack_first = AckFirst()
+    store = SqlStore.from_url(settings.database_url)
+    secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
     return create_wsgi_app(
-        create_app(settings, ack_first=ack_first, **overrides), ack_first=ack_first
+        create_app(settings, ack_first=ack_first, store=store, **overrides),
+        ack_first=ack_first,
+        replays=ReplayGuard(signing_secret=secret, seen=SeenRequests(store.engine)),
     )
 
 
