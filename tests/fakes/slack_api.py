@@ -33,6 +33,10 @@ class SlackCall:
 class FakeSlackState:
     groups: dict[str, list[str] | str] = field(default_factory=dict)
     missing_channels: set[str] = field(default_factory=set)
+    # method → answers to give before the normal one: (HTTP status, body, headers)
+    scripted: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(
+        default_factory=dict
+    )
     calls: list[SlackCall] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -102,6 +106,14 @@ class _Handler(BaseHTTPRequestHandler):
         method = url.path.removeprefix("/api/")
         auth = self.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else payload.get("token")
+        with state.lock:
+            queue = state.scripted.get(method)
+            scripted = queue.pop(0) if queue else None
+        if scripted is not None:
+            status, body, headers = scripted
+            state.record(call=SlackCall(method, payload, token, body))
+            self._send(status, json.dumps(body), "application/json", headers)
+            return
         if not token or not token.startswith(VALID_TOKEN_PREFIX) or token.endswith("-invalid"):
             answer: dict[str, Any] = {"ok": False, "error": "invalid_auth"}
         else:
@@ -141,11 +153,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, body: dict[str, Any]) -> None:
         self._send(200, json.dumps(body), "application/json; charset=utf-8")
 
-    def _send(self, status: int, body: str, content_type: str) -> None:
+    def _send(
+        self, status: int, body: str, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 

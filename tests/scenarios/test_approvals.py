@@ -234,3 +234,32 @@ def test_no_secret_is_stored_in_the_database(bot: BotUnderTest, tmp_path: Path):
     assert b"globex" in database  # the scan does look at real content
     for secret in (DEMO_API_KEY, SIGNING_SECRET, BOT_TOKEN):
         assert secret.encode() not in database
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers"),
+    [
+        (429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}),
+        (500, {"ok": False, "error": "internal_error"}, {}),
+    ],
+)
+def test_slack_throttling_or_failing_once_is_retried(
+    bot: BotUnderTest, status: int, body: dict, headers: dict
+):
+    bot.slack.state.scripted["chat.postMessage"] = [(status, body, headers)]
+    reply = bot.command("add globex 500", user=OPERATOR)
+    assert f"Sent for approval as request *#1* in <#{APPROVAL_CHANNEL}>" in reply.text
+    posts = bot.slack.state.calls_to("chat.postMessage")
+    assert [c.result.get("ok") for c in posts[:2]] == [False, True]
+
+
+def test_slack_refusing_the_token_keeps_the_request_and_says_so(bot: BotUnderTest):
+    bot.slack.state.scripted["chat.postMessage"] = [
+        (200, {"ok": False, "error": "invalid_auth"}, {}) for _ in range(3)
+    ]
+    reply = bot.command("add globex 500", user=OPERATOR)
+    assert "Recorded as request *#1*, but it could not be posted for approval (invalid_auth)" in (
+        reply.text
+    )
+    assert "#1* add 500 for globex" in bot.command("pending", user=VIEWER).text
+    assert bot.simulator.state.writes() == []
