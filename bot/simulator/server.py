@@ -307,9 +307,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._send(200, b"{}", "application/json")
         elif path == "/_sim/stats" and self.command == "GET":
             outcomes: dict[str, int] = {}
+            applied = 0
             for call in state.calls():
                 outcomes[call.outcome] = outcomes.get(call.outcome, 0) + 1
-            stats = {"calls": sum(outcomes.values()), "outcomes": outcomes}
+                applied += call.applied
+            stats = {"calls": sum(outcomes.values()), "outcomes": outcomes, "applied": applied}
             self._send(200, json.dumps(stats).encode(), "application/json")
         elif path == "/_sim/state" and self.command == "GET":
             self._send(200, json.dumps(state.snapshot()).encode(), "application/json")

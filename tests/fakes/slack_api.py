@@ -94,10 +94,14 @@ class _Handler(BaseHTTPRequestHandler):
                 payload.update(parse_qsl(raw.decode()))
         state = self.server.state
         if url.path == "/_fake/responses":
-            self._send(200, json.dumps({"count": len(state.responses)}), "application/json")
+            with state.lock:
+                answer: dict[str, Any] = {"count": len(state.responses)}
+                if "full" in url.query:
+                    answer["responses"] = list(state.responses)
+            self._send(200, json.dumps(answer), "application/json")
             return
         if url.path.startswith("/response/"):
-            state.record(response=payload)
+            state.record(response={**payload, "_path": url.path})
             self._send(200, "ok", "text/plain")
             return
         if not url.path.startswith("/api/"):
