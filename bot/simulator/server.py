@@ -346,6 +346,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's default of 5 refuses connections under bursts
 
     def __init__(self, address: tuple[str, int], state: SimulatorState) -> None:
         super().__init__(address, SimulatorHandler)

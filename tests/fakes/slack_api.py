@@ -33,6 +33,7 @@ class SlackCall:
 class FakeSlackState:
     groups: dict[str, list[str] | str] = field(default_factory=dict)
     missing_channels: set[str] = field(default_factory=set)
+    failing_responses: int = 0  # response_url posts to answer with HTTP 500 first
     # method → answers to give before the normal one: (HTTP status, body, headers)
     scripted: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(
         default_factory=dict
@@ -101,6 +102,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(answer), "application/json")
             return
         if url.path.startswith("/response/"):
+            with state.lock:
+                failing = state.failing_responses > 0
+                state.failing_responses -= failing
+            if failing:
+                self._send(500, "internal_error", "text/plain")
+                return
             state.record(response={**payload, "_path": url.path})
             self._send(200, "ok", "text/plain")
             return
@@ -173,6 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # socketserver's default of 5 refuses connections under bursts
 
     def __init__(self, state: FakeSlackState) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)

@@ -170,6 +170,10 @@ def test_expired_request_cannot_be_approved(start_bot: BotFactory):
         ("abc", "not carry a valid request number"),
         ("-1", "not carry a valid request number"),
         ("1 OR 1=1", "not carry a valid request number"),
+        ("U0ADMIN01", "not carry a valid request number"),  # another user's id as the value
+        ("2", "There is no request #2"),  # another (here: missing) request's id
+        ("", "not carry a valid request number"),
+        ("99999999999", "not carry a valid request number"),
     ],
 )
 def test_tampered_button_values_are_refused(bot: BotUnderTest, value: str, seen: str):

@@ -354,3 +354,12 @@ def test_a_replayed_signed_request_is_refused_and_runs_once(bot: BotUnderTest):
     bot.slack.state.wait_for_responses(1)
     _ = bot.command("show acme-us", user=USERS["viewer"])  # a sentinel after the replay
     assert len(bot.simulator.state.writes()) == 1
+
+
+def test_a_reply_the_response_url_refuses_once_is_delivered_and_the_change_made_once(
+    bot: BotUnderTest,
+):
+    bot.slack.state.failing_responses = 2
+    reply = bot.command("add acme-us 500")
+    assert "Add done for *acme-us*" in reply.text
+    assert len(bot.simulator.state.writes()) == 1

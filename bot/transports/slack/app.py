@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
 
 from bot.adapters.slack_directory import SlackUserGroups
 from bot.adapters.slack_web import build_web_client
@@ -192,8 +194,30 @@ class PostAckWork:
             self._ack_first.wait_for_acks()
         try:
             task()
-        except (SlackApiError, SlackRequestError, OSError):
+        except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
             logger.exception("could not deliver the answer to %s", what)
+
+
+class _ReplyNotTaken(Exception):
+    """The response_url answered 429 or 5xx."""
+
+
+def deliver(respond: Respond, **message: Any) -> None:
+    """Post a reply to the response_url, retrying transport failures, 429 and 5xx.
+
+    Only the delivery is retried, never the command: a reply posted twice is better
+    than one lost, and the change behind it has already been made (or not) once.
+    """
+    for attempt in Retrying(
+        stop=stop_after_attempt(4),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.2),
+        retry=retry_if_exception_type((SlackRequestError, OSError, _ReplyNotTaken)),
+        reraise=True,
+    ):
+        with attempt:
+            response = respond(**message)
+            if response.status_code == 429 or response.status_code >= 500:
+                raise _ReplyNotTaken(f"response_url answered {response.status_code}")
 
 
 def credits_command(service: CommandService, work: PostAckWork) -> Any:
@@ -206,7 +230,7 @@ def credits_command(service: CommandService, work: PostAckWork) -> Any:
 
         def answer() -> None:
             reply = service.handle(actor, text)
-            respond(response_type="ephemeral", **render_message(reply))
+            deliver(respond, response_type="ephemeral", **render_message(reply))
 
         work.submit(answer, f"/credits from {actor.user_id}")
 
@@ -236,7 +260,9 @@ def button_answered_to_clicker(
                 reply: Reply = ErrorReply(str(error))
             else:
                 reply = act(actor, value)
-            respond(response_type="ephemeral", replace_original=False, **render_message(reply))
+            deliver(
+                respond, response_type="ephemeral", replace_original=False, **render_message(reply)
+            )
 
         work.submit(answer, f"{what} by {actor.user_id}")
 
@@ -268,8 +294,11 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
             else:
                 refusal = service.refusal_to_decide(actor, request_id)
             if refusal is not None:
-                respond(
-                    response_type="ephemeral", replace_original=False, **render_message(refusal)
+                deliver(
+                    respond,
+                    response_type="ephemeral",
+                    replace_original=False,
+                    **render_message(refusal),
                 )
                 return
             client.views_open(trigger_id=trigger_id, view=deny_dialog(request_id))
@@ -329,7 +358,9 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
         except UserError as error:
             message = render_message(ErrorReply(str(error)))
             work.submit(
-                lambda: respond(response_type="ephemeral", replace_original=False, **message),
+                lambda: deliver(
+                    respond, response_type="ephemeral", replace_original=False, **message
+                ),
                 "an Add credits click",
             )
             return
