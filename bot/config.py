@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -199,7 +199,6 @@ _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 @dataclass
 class _Env:
     values: Mapping[str, str]
-    _defaults_used: list[str] = field(default_factory=list)
 
     def text(self, name: str) -> str | None:
         value = self.values.get(name, "").strip()

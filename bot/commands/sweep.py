@@ -27,7 +27,7 @@ from bot.domain.alerts import (
     forecast,
     observe,
 )
-from bot.domain.credits import Account, Balance, CreditsBackend
+from bot.domain.credits import Balance, CreditsBackend
 from bot.errors import NotifyError, SendGridError
 
 CHUNK = 500
@@ -227,6 +227,3 @@ def forecast_for(state: AlertState | None) -> float | None:
     """Hours left for `/credits show`, from the stored usage; None if unknown."""
     outlook = forecast(state.usage if state else None)
     return outlook.hours_left if outlook else None
-
-
-__all__ = ["Account", "AlertPoster", "AlertStore", "Announcement", "SweepReport", "SweepService"]

@@ -99,14 +99,6 @@ class RoleBook:
         yield Role.OPERATOR, self.operators
         yield Role.VIEWER, self.viewers
 
-    def with_admin(self, user_id: str) -> RoleBook:
-        return RoleBook(
-            admins=self.admins | {user_id},
-            approvers=self.approvers,
-            operators=self.operators,
-            viewers=self.viewers,
-        )
-
     def resolve(self, user_id: str, directory: GroupDirectory | None) -> ResolvedRole:
         """The user's highest role. Direct grants need no lookup; groups are asked
         highest role first, and a failed lookup stops the climb (fail closed)."""

@@ -19,7 +19,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -118,35 +118,20 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             error = {"error": {"code": 401, "message": "Permission denied, wrong credentials"}}
             self._reply(fmt, 200, error)
             return
-        try:
-            faults = parse_key_faults(fault_spec) + state.faults_for(module, params)
-        except ValueError as exc:
-            self._reply(fmt, 200, {"message": "error", "errors": [str(exc)]})
-            return
-        if state.limit is not None:
-            wait = state.limit.check(state.api_user)
-            if wait is not None:
-                self._record(module, fmt, params, 429, "rate-limited", applied=False)
-                self._rate_limited(wait)
-                return
-        for fault in faults:
-            if fault.kind == "latency":
-                time.sleep(float(fault.arg or 500) / 1000)
-            elif fault.kind != "slow-write":
-                self._record(module, fmt, params, 0, f"fault:{fault.kind}", applied=False)
-                self._inject(fault, fmt)
-                return
-        try:
-            result, applied = state.handle(module, params)
-        except SimulatedError as exc:
-            self._record(module, fmt, params, 200, "error", applied=False)
-            self._reply(fmt, 200, {"message": "error", "errors": list(exc.messages)})
-            return
-        self._record(module, fmt, params, 200, "ok", applied=applied)
-        for fault in faults:
-            if fault.kind == "slow-write":
-                time.sleep(float(fault.arg or 2000) / 1000)
-        self._reply(fmt, 200, result, root=_xml_root(module, params))
+
+        def refuse(status: int, messages: tuple[str, ...]) -> int:
+            self._reply(fmt, 200, {"message": "error", "errors": list(messages)})
+            return 200  # v2 reports errors with HTTP 200
+
+        self._serve(
+            module=module,
+            fmt=fmt,
+            params=params,
+            fault_spec=fault_spec,
+            handle=lambda: state.handle(module, params),
+            ok=lambda result: self._reply(fmt, 200, result, root=_xml_root(module, params)),
+            refuse=refuse,
+        )
 
     def _v3(self, path: str, query: dict[str, str], raw: bytes) -> None:
         """SendGrid v3: Bearer API key, JSON, errors as `{"errors":[…]}` with HTTP status."""
@@ -169,35 +154,66 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._record(module, "json", params, 401, "unauthorized", applied=False)
             self._v3_error(401, "authorization required")
             return
+
+        def refuse(status: int, messages: tuple[str, ...]) -> int:
+            self._v3_error(status, "; ".join(messages))
+            return status
+
+        self._serve(
+            module=module,
+            fmt="json",
+            params=params,
+            fault_spec=fault_spec,
+            handle=lambda: state.handle_v3(params),
+            ok=lambda result: self._send(
+                200, json.dumps(result).encode(), "application/json", headers=self._limits()
+            ),
+            refuse=refuse,
+        )
+
+    def _serve(
+        self,
+        *,
+        module: str,
+        fmt: str,
+        params: dict[str, str],
+        fault_spec: str,
+        handle: Callable[[], tuple[Any, bool]],
+        ok: Callable[[Any], None],
+        refuse: Callable[[int, tuple[str, ...]], int],
+    ) -> None:
+        """What every authenticated call goes through, v2 or v3: faults, the rate limit,
+        the call itself and the call log. `ok` and `refuse` answer in the version's shape."""
+        state = self.server.state
         try:
             faults = parse_key_faults(fault_spec) + state.faults_for(module, params)
         except ValueError as exc:
-            self._v3_error(400, str(exc))
+            refuse(400, (str(exc),))
             return
         if state.limit is not None:
             wait = state.limit.check(state.api_user)
             if wait is not None:
-                self._record(module, "json", params, 429, "rate-limited", applied=False)
+                self._record(module, fmt, params, 429, "rate-limited", applied=False)
                 self._rate_limited(wait)
                 return
         for fault in faults:
             if fault.kind == "latency":
                 time.sleep(float(fault.arg or 500) / 1000)
             elif fault.kind != "slow-write":
-                self._record(module, "json", params, 0, f"fault:{fault.kind}", applied=False)
-                self._inject(fault, "json")
+                self._record(module, fmt, params, 0, f"fault:{fault.kind}", applied=False)
+                self._inject(fault, fmt)
                 return
         try:
-            result, applied = state.handle_v3(params)
+            result, applied = handle()
         except SimulatedError as exc:
-            self._record(module, "json", params, exc.status, "error", applied=False)
-            self._v3_error(exc.status, "; ".join(exc.messages))
+            status = refuse(exc.status, exc.messages)
+            self._record(module, fmt, params, status, "error", applied=False)
             return
-        self._record(module, "json", params, 200, "ok", applied=applied)
+        self._record(module, fmt, params, 200, "ok", applied=applied)
         for fault in faults:
             if fault.kind == "slow-write":
                 time.sleep(float(fault.arg or 2000) / 1000)
-        self._send(200, json.dumps(result).encode(), "application/json", headers=self._limits())
+        ok(result)
 
     def _v3_error(self, status: int, message: str) -> None:
         body = json.dumps({"errors": [{"field": None, "message": message}]}).encode()

@@ -58,8 +58,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
 def test_migrations_are_idempotent(store: SqlStore):
     from bot.adapters.store import migrate
 
-    migrate(store._engine)
-    migrate(store._engine)
+    migrate(store.engine)
+    migrate(store.engine)
     assert store.open_requests() == []
 
 

@@ -15,9 +15,12 @@ from typing import Any
 import pytest
 import requests
 
+from bot.adapters.sendgrid import SendGridV2Client, SendGridV3Client
+from bot.adapters.sendgrid.ratelimit import NoLimit
 from bot.config import load_settings
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer
 from bot.transports.slack.wsgi import build_wsgi_app
+from tests.conftest import FAST_RETRY
 from tests.fakes.slack_api import FakeSlack, SlackCall
 from tests.fakes.slack_requests import (
     block_actions_body,
@@ -146,6 +149,18 @@ class BotUnderTest:
 
 
 BotFactory = Callable[..., BotUnderTest]
+
+
+def backend_client(
+    simulator: SimulatorServer, version: str, **options: Any
+) -> SendGridV2Client | SendGridV3Client:
+    """A SendGrid client of `version` for the simulator (fast retries, no limiter)."""
+    common: dict[str, Any] = {"limiter": NoLimit(), "retry": FAST_RETRY, **options}
+    if version == "v3":
+        return SendGridV3Client(api_key=DEMO_API_KEY, base_url=simulator.base_url, **common)
+    return SendGridV2Client(
+        api_user=DEMO_API_USER, api_key=DEMO_API_KEY, base_url=simulator.url, **common
+    )
 
 
 @pytest.fixture

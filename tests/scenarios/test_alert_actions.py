@@ -8,19 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.sendgrid import SendGridV2Client, SendGridV3Client
-from bot.adapters.sendgrid.ratelimit import NoLimit
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.commands.sweep import SweepService
 from bot.domain.alerts import Thresholds
-from bot.simulator import DEMO_API_KEY, DEMO_API_USER
 from bot.transports.slack.alerts import SlackAlertPoster
-from tests.conftest import FAST_RETRY
 from tests.fakes.slack_requests import block_actions_body, post_signed, view_submission_body
 from tests.helpers import wait_until
-from tests.scenarios.conftest import SIGNING_SECRET, USERS, BotUnderTest, Reply
+from tests.scenarios.conftest import (
+    SIGNING_SECRET,
+    USERS,
+    BotUnderTest,
+    Reply,
+    backend_client,
+)
 
 ALERTS = "C0ALERTS1"
 ADMIN, APPROVER, OPERATOR, VIEWER = (
@@ -39,22 +41,8 @@ class Sweeps:
         self.now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
         self.store = SqlStore.from_url(f"sqlite:///{database}")
         self.service = SweepService(
-            backend=(
-                SendGridV3Client(
-                    api_key=DEMO_API_KEY,
-                    base_url=bot.simulator.base_url,
-                    limiter=NoLimit(),
-                    retry=FAST_RETRY,
-                )
-                if bot.api_version == "v3"
-                else SendGridV2Client(
-                    api_user=DEMO_API_USER,
-                    api_key=DEMO_API_KEY,
-                    base_url=bot.simulator.url,
-                    limiter=NoLimit(),
-                    retry=FAST_RETRY,
-                    logger=logging.getLogger("test.sweeps"),
-                )
+            backend=backend_client(
+                bot.simulator, bot.api_version, logger=logging.getLogger("test.sweeps")
             ),
             store=SqlAlertStore(self.store),
             poster=SlackAlertPoster(

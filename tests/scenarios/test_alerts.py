@@ -8,13 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.adapters.sendgrid import SendGridV2Client, SendGridV3Client
-from bot.adapters.sendgrid.ratelimit import NoLimit
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
@@ -31,9 +29,9 @@ from bot.simulator import (
 )
 from bot.transports.clock import Clock
 from bot.transports.slack.alerts import SlackAlertPoster
-from tests.conftest import FAST_RETRY
 from tests.fakes.slack_api import FakeSlack
 from tests.helpers import wait_until
+from tests.scenarios.conftest import backend_client
 
 ALERTS = "C0ALERTS1"
 
@@ -80,16 +78,8 @@ def backend_for(request: pytest.FixtureRequest) -> Callable[[SimulatorServer], B
     """Every sweep scenario runs against SendGrid v2 and v3: a client for a simulator."""
 
     def build(simulator: SimulatorServer) -> Backend:
-        common: dict[str, Any] = {
-            "timeout": 5,
-            "limiter": NoLimit(),
-            "retry": FAST_RETRY,
-            "logger": logging.getLogger("test.sweep"),
-        }
-        if request.param == "v3":
-            return SendGridV3Client(api_key=DEMO_API_KEY, base_url=simulator.base_url, **common)
-        return SendGridV2Client(
-            api_user=DEMO_API_USER, api_key=DEMO_API_KEY, base_url=simulator.url, **common
+        return backend_client(
+            simulator, request.param, timeout=5, logger=logging.getLogger("test.sweep")
         )
 
     return build

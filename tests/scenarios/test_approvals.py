@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.simulator import DEMO_API_KEY, FaultRule
+from tests.fakes.slack_requests import post_signed
 from tests.helpers import wait_until
 from tests.scenarios.conftest import (
     APPROVAL_CHANNEL,
@@ -114,9 +115,6 @@ def test_requester_cannot_approve_their_own_request(start_bot: BotFactory):
 
 def test_deny_asks_for_a_reason_and_records_it(bot: BotUnderTest):
     request(bot)
-    bot.click_body(DENY, APPROVER)  # build the payload exactly as for a real click
-    from tests.fakes.slack_requests import post_signed
-
     response = post_signed(bot.events_url, SIGNING_SECRET, bot.click_body(DENY, APPROVER))
     assert response.status_code == 200
     [opened] = wait_until(lambda: bot.slack.state.calls_to("views.open"))

@@ -78,16 +78,6 @@ class SqlAlertStore:
         with self._store.transaction() as connection:
             connection.execute(delete(balance_snapshots).where(balance_snapshots.c.at < before))
 
-    def snapshots(self, user: str, *, limit: int = 100) -> list[tuple[datetime, int | None]]:
-        with self._store.transaction() as connection:
-            rows = connection.execute(
-                select(balance_snapshots.c.at, balance_snapshots.c.remaining)
-                .where(balance_snapshots.c.target == user)
-                .order_by(balance_snapshots.c.at.desc())
-                .limit(limit)
-            ).all()
-        return [(_utc(at) or at, remaining) for at, remaining in rows]
-
     def thresholds(self) -> dict[str, int]:
         with self._store.transaction() as connection:
             rows = connection.execute(

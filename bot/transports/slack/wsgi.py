@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App
@@ -100,6 +100,3 @@ def application_from_environment() -> WSGIApplication:
     settings = load_settings()
     configure_logging(settings.log_level, settings.secrets())
     return build_wsgi_app(settings)
-
-
-AppFactory = Callable[[], "WSGIApplication"]
