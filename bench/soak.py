@@ -9,9 +9,9 @@ to the HTTP answer, RSS growth of both servers, and checks that the books balanc
   requested; approvals: executed/failed/unknown or a refusal);
 - SendGrid applied exactly as many writes as the audit trail says succeeded.
 
-    python bench/soak.py [--operations 5000] [--database postgresql://postgres@127.0.0.1/test]
+    python bench/soak.py [--operations 5000] [--server postgresql://postgres@127.0.0.1/postgres]
 
-Loopback only; bounded by --operations; the database's tables are dropped first.
+Loopback only; bounded by --operations; it creates its own database and drops it at the end.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from bot.config import normalize_database_url  # noqa: E402
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER  # noqa: E402
-from tests.adapters.test_store import reset_postgres  # noqa: E402
 from tests.fakes.processes import ServeProcess, clean_env  # noqa: E402
 from tests.fakes.slack_requests import post_signed, slash_command_body  # noqa: E402
+from tests.pg import create_database  # noqa: E402
 
 SECRET = "soak-signing-secret"
 ADMIN, OPERATOR, APPROVER, VIEWER = "U0SOAKADM", "U0SOAKOPS", "U0SOAKAPR", "U0SOAKVWR"
@@ -103,12 +103,15 @@ def main() -> int:
     parser.add_argument("--operations", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument(
-        "--database",
-        default=os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        "--server",
+        default=os.environ.get(
+            "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a PostgreSQL server; the soak creates its own database there and drops it",
     )
     args = parser.parse_args()
-    database = normalize_database_url(args.database)
-    reset_postgres(database)
+    os.environ["TEST_DATABASE_URL"] = normalize_database_url(args.server)
+    database = create_database("credits_soak_")
 
     simulator, sim_url = helper(
         ["-m", "bot", "simulator", "--port", "0", "--rate-limit", "0", "--generate", "200"]

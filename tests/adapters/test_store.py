@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from bot.adapters.store import SqlStore
-from bot.config import normalize_database_url
 from bot.domain.approvals import AuditAction, AuditEvent, RequestStatus
 from bot.domain.credits import Balance, ChangeKind, CreditChange, Period
+from tests.pg import postgres_url, reset_postgres
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=24)
 ADD = CreditChange(ChangeKind.ADD, "acme-eu", 500)
-
-
-def postgres_url() -> str | None:
-    raw = os.environ.get("TEST_DATABASE_URL")
-    return normalize_database_url(raw) if raw else None
-
-
-def reset_postgres(url: str) -> None:
-    """An empty database: every table of the schema, and Alembic's own, dropped."""
-    from bot.adapters.store.tables import metadata
-
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        for table in [*(t.name for t in metadata.sorted_tables), "alembic_version"]:
-            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
-    engine.dispose()
 
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

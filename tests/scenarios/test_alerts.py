@@ -253,7 +253,7 @@ def test_two_clocks_on_one_database_only_one_runs_the_job(
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
 
-    from tests.adapters.test_store import postgres_url, reset_postgres
+    from tests.pg import postgres_url, reset_postgres
 
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'clocks.sqlite3'}"

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, FaultRule, SimulatorServer
-from tests.adapters.test_store import postgres_url, reset_postgres
 from tests.fakes.processes import ServeProcess, clean_env, serving
 from tests.fakes.slack_api import FakeSlack, SlackCall
 from tests.fakes.slack_requests import block_actions_body, post_signed, slash_command_body
 from tests.helpers import wait_until
+from tests.pg import postgres_url, reset_postgres
 
 SECRET = "instances-signing-secret"
 OPERATOR = "U0OPERAT1"

@@ -109,3 +109,33 @@ seen_requests = Table(
     Column("seen_at", DateTime(timezone=True), nullable=False),
     Index("ix_seen_requests_seen_at", "seen_at"),
 )
+
+credit_changes = Table(
+    "credit_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("origin", String(16), nullable=False),  # direct | request
+    Column("request_id", Integer),
+    Column("audit_event_id", Integer),
+    Column("actor_id", String(32), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("arguments", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # intent | sent | applied | failed | unknown
+    Column("owner", String(120), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("before_balance", Text),
+    Column("after_balance", Text),
+    Column("detail", Text),
+    Index("ix_credit_changes_state", "state"),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(120), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("stopped_at", DateTime(timezone=True)),
+)
