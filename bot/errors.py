@@ -4,6 +4,7 @@
 BotError
 ├── ConfigError            a setting is missing or malformed; start-up stops
 ├── UserError              the caller can fix it: bad input, not allowed, conflicts
+│   └── ShuttingDown           this process is stopping; nothing was sent
 ├── DirectoryError         Slack could not say who is in a user group (roles fail closed)
 ├── NotifyError            Slack could not take a message (approval channel, requester DM)
 ├── SendGridError          talking to SendGrid failed
@@ -42,6 +43,10 @@ class ConfigError(BotError):
 
 class UserError(BotError):
     """Something the caller can fix: bad input, missing role, approval conflicts."""
+
+
+class ShuttingDown(UserError):
+    """This process is stopping: new work is refused before anything is sent."""
 
 
 class DirectoryError(BotError):

@@ -14,11 +14,14 @@ Slack is reached only through the `ApprovalNotifier` port.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.commands import messages
+from bot.commands.formatting import change_summary
 from bot.commands.replies import (
     ApprovalRequestedReply,
     AuditReply,
@@ -31,6 +34,8 @@ from bot.domain.approvals import (
     ApprovalRequest,
     AuditAction,
     AuditEvent,
+    ChangeRecord,
+    ChangeState,
     Refusal,
     RequestStatus,
     Store,
@@ -46,7 +51,7 @@ from bot.domain.credits import (
     check_applicable,
 )
 from bot.domain.policy import GroupDirectory, RoleBook
-from bot.errors import NotifyError, SendGridError, UserError
+from bot.errors import BotError, NotifyError, SendGridError, ShuttingDown, StoreError, UserError
 
 Clock = Callable[[], datetime]
 SYSTEM = "system"  # the actor of what the bot does on its own (expiry, recovery)
@@ -71,6 +76,63 @@ class ApprovalNotifier(Protocol):
 
     def tell_requester(self, request: ApprovalRequest) -> None: ...
 
+    def tell_user(self, user_id: str, text: str) -> None:
+        """A direct message (e.g. the outcome of a change whose reply was lost)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Carried:
+    """What became of one change carried through its lifecycle.
+
+    `recorded` is False when SendGrid answered but the database did not take the
+    outcome yet: it is kept and recorded when the database is back (the record is
+    retried, never the write).
+    """
+
+    state: ChangeState
+    result: ChangeResult | None
+    error: BotError | None
+    recorded: bool
+    request: ApprovalRequest | None = None
+
+
+class UnrecordedOutcomes:
+    """Outcomes SendGrid gave that the database has not taken yet, retried until it does."""
+
+    def __init__(self, *, logger: logging.Logger) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[Callable[[], None]] = []
+        self._logger = logger
+
+    def add(self, record: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending.append(record)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def flush(self) -> int:
+        """Try to record each outcome; returns how many are still waiting."""
+        with self._lock:
+            waiting, self._pending = self._pending, []
+        still: list[Callable[[], None]] = []
+        for record in waiting:
+            try:
+                record()
+            except StoreError:
+                still.append(record)
+        if waiting:
+            self._logger.info(
+                "recorded %d outcome(s) kept while the database was away; %d still waiting",
+                len(waiting) - len(still),
+                len(still),
+            )
+        with self._lock:
+            self._pending[:0] = still
+            return len(self._pending)
+
 
 class ChangeService:
     """Direct changes, approval requests and decisions, all audited."""
@@ -85,6 +147,7 @@ class ChangeService:
         notifier: ApprovalNotifier | None,
         ttl: timedelta,
         executor: str,
+        stopping: threading.Event | None = None,
         clock: Clock = utc_now,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -97,42 +160,110 @@ class ChangeService:
         self._executor = executor
         self._clock = clock
         self._logger = logger or logging.getLogger("bot.changes")
+        self.stopping = stopping or threading.Event()
+        self.unrecorded = UnrecordedOutcomes(logger=self._logger)
+
+    @property
+    def executor(self) -> str:
+        return self._executor
 
     # --- direct changes ------------------------------------------------------------
 
     def apply_directly(
         self, actor_id: str, change: CreditChange, *, auto_approved: bool
-    ) -> ChangeResult:
-        """An approver's, admin's or auto-approved change: audited before and after."""
-        event_id = self._store.record(
-            AuditEvent(
-                at=self._clock(),
+    ) -> tuple[ChangeResult, bool]:
+        """An approver's, admin's or auto-approved change, carried through its lifecycle.
+
+        Returns the result and whether it is recorded yet; raises the error that
+        stopped it when nothing was changed.
+        """
+        now = self._clock()
+        record = self._store.begin_change(
+            change,
+            actor_id=actor_id,
+            owner=self._executor,
+            now=now,
+            audit=AuditEvent(
+                at=now,
                 actor_id=actor_id,
                 action=AuditAction.CHANGED,
                 target=change.user,
                 arguments={**change_arguments(change), "auto_approved": auto_approved},
                 outcome="sending",
-            )
+            ),
         )
+        carried = self._carry_out(record, note=None)
+        if carried.result is None:
+            assert carried.error is not None
+            raise carried.error
+        return carried.result, carried.recorded
+
+    def _carry_out(
+        self, record: ChangeRecord, *, note: Callable[..., AuditEvent] | None
+    ) -> Carried:
+        """intent → (read) → sent → (write, re-read) → applied / failed / unknown.
+
+        The write leaves only after `mark_sent` succeeded; whatever happens after
+        it, the outcome is recorded (now, or when the database answers again).
+        """
+
+        def before_send(before: Balance) -> None:
+            if self.stopping.is_set():
+                raise ShuttingDown(messages.RESTARTING)
+            if not self._store.mark_sent(
+                record.id, owner=self._executor, before=before, now=self._clock()
+            ):
+                raise UserError(messages.CHANGE_ABANDONED)
+
+        result: ChangeResult | None = None
+        error: BotError | None = None
         try:
-            result = apply_change(self._backend, change)
-        except (SendGridError, UserError) as error:
-            self._store.complete(
-                event_id,
-                action=AuditAction.FAILED,
-                outcome=_outcome(error),
-                before=None,
-                after=None,
+            result = apply_change(self._backend, record.change, before_send=before_send)
+        except (SendGridError, UserError, StoreError) as failure:
+            state, before, after, detail, error = (
+                ChangeState.FAILED,
+                None,
+                None,
+                _outcome(failure),
+                failure,
             )
-            raise
-        self._store.complete(
-            event_id,
-            action=AuditAction.UNKNOWN if result.outcome_unknown else AuditAction.CHANGED,
-            outcome=_outcome(result.error) if result.error else "ok",
-            before=result.before,
-            after=result.after,
-        )
-        return result
+        else:
+            before, after = result.before, result.after
+            if result.outcome_unknown:
+                state, detail = ChangeState.UNKNOWN, _outcome(result.error)
+            else:
+                state, detail = ChangeState.APPLIED, "ok"
+        event = note(state, detail, before, after) if note is not None else None
+        settled: list[ApprovalRequest | None] = []
+
+        def record_outcome() -> None:
+            _, request = self._store.settle(
+                record,
+                state=state,
+                before=before,
+                after=after,
+                detail=detail,
+                now=self._clock(),
+                note=event,
+            )
+            if request is not None and settled:
+                self._announce(request)  # recorded late: the click's reply went out already
+            settled.append(request)
+
+        try:
+            record_outcome()
+        except StoreError:
+            self._logger.warning(
+                "change %s (%s): SendGrid answered %s, the database did not take it; "
+                "keeping it to record later",
+                record.id,
+                record.change.user,
+                state.value,
+            )
+            self.unrecorded.add(record_outcome)
+            settled.append(None)
+            return Carried(state, result, error, recorded=False)
+        return Carried(state, result, error, recorded=True, request=settled[0])
 
     # --- requests --------------------------------------------------------------------
 
@@ -206,15 +337,32 @@ class ChangeService:
             current = self._store.get_request(request_id)
             assert current is not None  # it existed a moment ago; rows are never deleted
             return self._already_handled(current)
-        self._note(claimed, actor_id, AuditAction.APPROVED, "executing")
-        finished = self._execute(claimed, actor_id)
-        self._announce(finished)
-        return NoticeReply(
-            messages.DECIDED_BY_YOU.format(
-                id=finished.id, outcome=_status_text(finished), summary=_summary(finished)
-            ),
-            warning=finished.status is not RequestStatus.APPROVED,
+        request, record = claimed
+        self._note(request, actor_id, AuditAction.APPROVED, "executing")
+
+        def note(
+            state: ChangeState, detail: str, before: Balance | None, after: Balance | None
+        ) -> AuditEvent:
+            return self._event(
+                request, actor_id, _EXECUTION_ACTION[state], detail, before=before, after=after
+            )
+
+        carried = self._carry_out(record, note=note)
+        finished = carried.request or replace(
+            request,
+            status=_REQUEST_STATUS[carried.state],
+            before=carried.result.before if carried.result else None,
+            after=carried.result.after if carried.result else None,
+            detail=_outcome(carried.error) if carried.error else None,
         )
+        if carried.recorded:
+            self._announce(finished)
+        text = messages.DECIDED_BY_YOU.format(
+            id=finished.id, outcome=_status_text(finished), summary=_summary(finished)
+        )
+        if not carried.recorded:
+            text += " " + messages.NOT_RECORDED_YET
+        return NoticeReply(text, warning=finished.status is not RequestStatus.APPROVED)
 
     def deny(self, request_id: int, actor_id: str, reason: str | None) -> Reply:
         refusal = self.refusal(request_id, actor_id)
@@ -245,11 +393,16 @@ class ChangeService:
             self._announce(request)
         return len(expired)
 
-    def recover_orphans(self) -> int:
-        """At start-up: requests some dead process left `executing` become `unknown`."""
+    def recover_abandoned(self) -> int:
+        """Changes whose owner stopped or died before recording an outcome.
+
+        Only provably gone owners are considered (see `Store.abandoned_changes`);
+        a live instance's work is never touched. Nothing is ever sent again:
+        `intent` (nothing left) → failed, `sent` (it may have been applied) → unknown.
+        """
         now = self._clock()
-        orphans = self._store.orphans_to_unknown(live_executor=self._executor, now=now)
-        for request in orphans:
+        recovered = sum(self._abandon(record, now) for record in self._store.abandoned_changes(now))
+        for request in self._store.orphans_to_unknown(now=now):
             self._logger.warning(
                 "request #%s was executing when its process stopped; marked unknown", request.id
             )
@@ -257,7 +410,64 @@ class ChangeService:
                 request, SYSTEM, AuditAction.ORPHANED, "unknown: verify the balance before acting"
             )
             self._announce(request)
-        return len(orphans)
+            recovered += 1
+        return recovered
+
+    def abandon_own(self) -> int:
+        """At the end of a graceful stop: this process's changes still in flight."""
+        now = self._clock()
+        return sum(
+            self._abandon(record, now) for record in self._store.unfinished_changes(self._executor)
+        )
+
+    def flush_unrecorded(self) -> int:
+        return self.unrecorded.flush()
+
+    def _abandon(self, record: ChangeRecord, now: datetime) -> bool:
+        sent = record.state is ChangeState.SENT
+        state = ChangeState.UNKNOWN if sent else ChangeState.FAILED
+        detail = messages.ABANDONED_SENT if sent else messages.ABANDONED_NOT_SENT
+        note = AuditEvent(
+            at=now,
+            actor_id=SYSTEM,
+            action=AuditAction.ORPHANED,
+            target=record.change.user,
+            request_id=record.request_id,
+            arguments=change_arguments(record.change),
+            outcome=detail,
+            before=record.before,
+        )
+        settled, request = self._store.settle(
+            record,
+            state=state,
+            before=record.before,
+            after=None,
+            detail=detail,
+            now=now,
+            note=note,
+        )
+        if not settled:
+            return False
+        self._logger.warning(
+            "change %s (%s for %s) left %s by %s: now %s",
+            record.id,
+            record.change.kind.value,
+            record.change.user,
+            record.state.value,
+            record.owner,
+            state.value,
+        )
+        if request is not None:
+            self._announce(request)
+        elif self._notifier is not None:
+            text = messages.DIRECT_ABANDONED.format(
+                summary=f"{change_summary(record.change)} for {record.change.user}", detail=detail
+            )
+            try:
+                self._notifier.tell_user(record.actor_id, text)
+            except NotifyError as error:
+                self._logger.warning("could not tell %s: %s", record.actor_id, error.reason)
+        return True
 
     # --- reading -----------------------------------------------------------------------
 
@@ -283,45 +493,30 @@ class ChangeService:
     ) -> None:
         """Append an audit event about `request`."""
         self._store.record(
-            AuditEvent(
-                at=self._clock(),
-                actor_id=actor_id,
-                action=action,
-                target=request.change.user,
-                request_id=request.id,
-                arguments=change_arguments(request.change),
-                outcome=outcome,
-                before=before,
-                after=after,
-            )
+            self._event(request, actor_id, action, outcome, before=before, after=after)
         )
 
-    def _execute(self, request: ApprovalRequest, actor_id: str) -> ApprovalRequest:
-        try:
-            result = apply_change(self._backend, request.change)
-        except (SendGridError, UserError) as error:
-            status, before, after, detail = RequestStatus.FAILED, None, None, _outcome(error)
-            action = AuditAction.FAILED
-        else:
-            before, after = result.before, result.after
-            if result.outcome_unknown:
-                status, action, detail = (
-                    RequestStatus.UNKNOWN,
-                    AuditAction.UNKNOWN,
-                    _outcome(result.error),
-                )
-            else:
-                status, action, detail = RequestStatus.APPROVED, AuditAction.EXECUTED, "ok"
-        self._note(request, actor_id, action, detail, before=before, after=after)
-        finished = self._store.finish(
-            request.id,
-            status=status,
-            executor=self._executor,
+    def _event(
+        self,
+        request: ApprovalRequest,
+        actor_id: str,
+        action: AuditAction,
+        outcome: str,
+        *,
+        before: Balance | None = None,
+        after: Balance | None = None,
+    ) -> AuditEvent:
+        return AuditEvent(
+            at=self._clock(),
+            actor_id=actor_id,
+            action=action,
+            target=request.change.user,
+            request_id=request.id,
+            arguments=change_arguments(request.change),
+            outcome=outcome,
             before=before,
             after=after,
-            detail=detail,
         )
-        return finished or request
 
     def _announce(self, request: ApprovalRequest) -> None:
         """Edit the approval message and tell the requester; failures are logged only."""
@@ -352,6 +547,18 @@ def _outcome(error: BaseException | None) -> str:
     if error is None:
         return "ok"
     return f"{type(error).__name__}: {error}"[:500]
+
+
+_EXECUTION_ACTION = {
+    ChangeState.APPLIED: AuditAction.EXECUTED,
+    ChangeState.FAILED: AuditAction.FAILED,
+    ChangeState.UNKNOWN: AuditAction.UNKNOWN,
+}
+_REQUEST_STATUS = {
+    ChangeState.APPLIED: RequestStatus.APPROVED,
+    ChangeState.FAILED: RequestStatus.FAILED,
+    ChangeState.UNKNOWN: RequestStatus.UNKNOWN,
+}
 
 
 def _status_text(request: ApprovalRequest) -> str:

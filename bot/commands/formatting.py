@@ -207,6 +207,8 @@ def _change(reply: ChangeReply) -> Content:
         notes.append(f"Before the change: {balance_summary(result.before)}")
     if reply.auto_approved:
         notes.append(messages.CHANGE_AUTO.format(limit=reply.auto_approve_max))
+    if not reply.recorded:
+        notes.append(messages.NOT_RECORDED_YET)
     return Content(
         headline=user,
         sections=tuple(sections),

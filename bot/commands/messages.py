@@ -104,6 +104,21 @@ UNEXPECTED = (
     "with `/credits show` before trying again."
 )
 STORE_FAILED = "The bot's database is not answering, so nothing was done."
+RESTARTING = "The bot is restarting, so nothing was done. Try again in a minute."
+CHANGE_ABANDONED = (
+    "This change was given up before it was sent (its process looked stopped), "
+    "so nothing was done. Try again."
+)
+NOT_RECORDED_YET = (
+    "The bot's database is not answering, so this is not in the audit trail yet; "
+    "it will be recorded when the database is back."
+)
+ABANDONED_NOT_SENT = "the bot stopped before sending this to SendGrid; nothing was changed"
+ABANDONED_SENT = (
+    "the bot stopped while this was being sent to SendGrid; it may or may not have been "
+    "applied — verify the balance before trying again"
+)
+DIRECT_ABANDONED = "Your change ({summary}) did not finish: {detail}."
 UNEXPECTED_NEXT = "If it keeps happening, give this error id to an admin: `{error_id}`."
 
 # --- approvals ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ class ChangeReply:
     result: ChangeResult
     auto_approved: bool = False
     auto_approve_max: int = 0
+    recorded: bool = True  # False: SendGrid answered; the database will take it later
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from bot.commands.replies import (
 )
 from bot.commands.sweep import AlertStore, forecast_for
 from bot.domain.approvals import AuditAction, AuditEvent, Store
-from bot.domain.credits import CreditsBackend, apply_change
+from bot.domain.credits import CreditsBackend
 from bot.domain.policy import (
     Decision,
     GroupDirectory,
@@ -164,6 +164,8 @@ class CommandService:
         command: Callable[[], Command | None] = lambda: None,
     ) -> Reply:
         """The one place where failures become replies."""
+        if self._changes is not None and self._changes.stopping.is_set():
+            return ErrorReply(messages.RESTARTING)
         try:
             return run()
         except UnknownSubcommand as error:
@@ -245,17 +247,19 @@ class CommandService:
             balance = self._backend.get_balance(command.user)
             hours_left = None
             if self._alerts is not None:
-                hours_left = forecast_for(self._alerts.states([command.user]).get(command.user))
+                try:
+                    state = self._alerts.states([command.user]).get(command.user)
+                except StoreError:  # the balance is worth answering without a forecast
+                    self._logger.warning("no forecast for %s: the database failed", command.user)
+                else:
+                    hours_left = forecast_for(state)
             return BalanceReply(command.user, balance, hours_left=hours_left)
         if command.verb is Verb.OVERVIEW:
             return OverviewReply(command.user, self._backend.get_overview(command.user))
         assert command.change is not None
-        if self._changes is not None:
-            result = self._changes.apply_directly(
-                actor.user_id, command.change, auto_approved=decision.auto_approved
-            )
-        else:
-            result = apply_change(self._backend, command.change)
+        result, recorded = self._desk().apply_directly(
+            actor.user_id, command.change, auto_approved=decision.auto_approved
+        )
         if result.outcome_unknown:
             self._logger.warning(
                 "outcome unknown: %s %s for %s; re-read balance %s",
@@ -269,6 +273,7 @@ class CommandService:
             result=result,
             auto_approved=decision.auto_approved,
             auto_approve_max=self._auto_approve_max,
+            recorded=recorded,
         )
 
 

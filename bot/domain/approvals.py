@@ -65,6 +65,52 @@ class ApprovalRequest:
         return self.status is RequestStatus.PENDING and now >= self.expires_at
 
 
+class ChangeState(enum.StrEnum):
+    """Where a credit change is in its one durable lifecycle (direct and approved alike).
+
+    ```
+    intent ──(about to send)──► sent ──► applied | failed | unknown
+       └──(stopped before sending)──► failed
+    ```
+    `intent` is recorded before anything is read or sent; `sent` just before the
+    write leaves, by a conditional update only the owner makes. So a record whose
+    owner is gone says exactly what is known: `intent` → nothing was sent (failed),
+    `sent` → it may have been applied (unknown). A write is never sent again.
+    """
+
+    INTENT = "intent"
+    SENT = "sent"
+    APPLIED = "applied"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (ChangeState.APPLIED, ChangeState.FAILED, ChangeState.UNKNOWN)
+
+
+class ChangeOrigin(enum.StrEnum):
+    DIRECT = "direct"  # an approver's, admin's or auto-approved change
+    REQUEST = "request"  # an approved request being executed
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    """One credit change's lifecycle record, owned by the instance executing it."""
+
+    id: int
+    origin: ChangeOrigin
+    change: CreditChange
+    actor_id: str
+    owner: str
+    state: ChangeState
+    request_id: int | None = None
+    audit_event_id: int | None = None
+    before: Balance | None = None
+    after: Balance | None = None
+    detail: str | None = None
+
+
 class Refusal(enum.Enum):
     """Why someone may not decide a request."""
 
@@ -125,20 +171,52 @@ class Store(Protocol):
 
     def claim(
         self, request_id: int, *, approver_id: str, now: datetime, executor: str
-    ) -> ApprovalRequest | None:
-        """`pending → executing` if still pending and unexpired; None if someone else won."""
+    ) -> tuple[ApprovalRequest, ChangeRecord] | None:
+        """`pending → executing` if still pending and unexpired, and its change recorded
+        as `intent` in the same transaction; None if someone else won."""
         ...
 
-    def finish(
+    # --- the change lifecycle (see ChangeState) ---
+
+    def begin_change(
+        self, change: CreditChange, *, actor_id: str, owner: str, now: datetime, audit: AuditEvent
+    ) -> ChangeRecord:
+        """A direct change's `intent`, and its audit event, in one transaction."""
+        ...
+
+    def mark_sent(self, change_id: int, *, owner: str, before: Balance, now: datetime) -> bool:
+        """`intent → sent` if still `intent` and owned by `owner`."""
+        ...
+
+    def settle(
         self,
-        request_id: int,
+        record: ChangeRecord,
         *,
-        status: RequestStatus,
-        executor: str,
+        state: ChangeState,
         before: Balance | None,
         after: Balance | None,
-        detail: str | None,
-    ) -> ApprovalRequest | None: ...
+        detail: str,
+        now: datetime,
+        note: AuditEvent | None = None,
+    ) -> tuple[bool, ApprovalRequest | None]:
+        """Record the final state of a change still owned by `record.owner`, in one
+        transaction with its audit trail (the direct change's event completed, `note`
+        appended) and its request's status. (False, None) if it was already final."""
+        ...
+
+    def abandoned_changes(self, now: datetime) -> list[ChangeRecord]:
+        """Unfinished changes whose owner has stopped or is gone."""
+        ...
+
+    def unfinished_changes(self, owner: str) -> list[ChangeRecord]: ...
+
+    # --- live instances ---
+
+    def register_instance(self, instance_id: str, *, kind: str, now: datetime) -> None: ...
+
+    def heartbeat(self, instance_id: str, *, now: datetime) -> None: ...
+
+    def stop_instance(self, instance_id: str, *, now: datetime) -> None: ...
 
     def deny(
         self, request_id: int, *, approver_id: str, reason: str | None, now: datetime
@@ -148,8 +226,9 @@ class Store(Protocol):
 
     def expire_due(self, now: datetime) -> list[ApprovalRequest]: ...
 
-    def orphans_to_unknown(self, *, live_executor: str, now: datetime) -> list[ApprovalRequest]:
-        """Requests left `executing` by a process that is gone → `unknown`."""
+    def orphans_to_unknown(self, *, now: datetime) -> list[ApprovalRequest]:
+        """Requests left `executing` with no change record (before the lifecycle was
+        recorded) by a process that is gone → `unknown`."""
         ...
 
     def open_requests(self) -> list[ApprovalRequest]: ...

@@ -7,10 +7,10 @@ and `apply_change` is the one way a change is made: read, write once, re-read.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.errors import OutcomeUnknown, SendGridError, UserError
 
@@ -214,6 +214,20 @@ def change_arguments(change: CreditChange) -> dict[str, object]:
     return arguments
 
 
+def change_from_arguments(arguments: dict[str, Any]) -> CreditChange:
+    """The change `change_arguments` described (for records read back from the database)."""
+    start, end = arguments.get("start"), arguments.get("end")
+    return CreditChange(
+        kind=ChangeKind(arguments["kind"]),
+        user=str(arguments["user"]),
+        credits=arguments.get("credits"),
+        period=Period(arguments["period"]) if arguments.get("period") else None,
+        start=date.fromisoformat(start) if start else None,
+        end=date.fromisoformat(end) if end else None,
+        initial=arguments.get("initial"),
+    )
+
+
 def send_change(backend: CreditsBackend, change: CreditChange) -> None:
     """Send exactly one write for `change`; never retried here."""
     credits = change.credits or 0
@@ -238,8 +252,17 @@ def send_change(backend: CreditsBackend, change: CreditChange) -> None:
             backend.remove_limit(change.user)
 
 
-def apply_change(backend: CreditsBackend, change: CreditChange) -> ChangeResult:
+def apply_change(
+    backend: CreditsBackend,
+    change: CreditChange,
+    *,
+    before_send: Callable[[Balance], None] = lambda before: None,
+) -> ChangeResult:
     """Read the balance, send the write once, and re-read it.
+
+    `before_send(before)` runs after the first read and before the write leaves:
+    the caller records there that the write is about to be sent, and raises to stop
+    it (then nothing was sent, and the exception propagates).
 
     Adding to or removing from an unlimited account is refused (UserError):
     it would quietly turn a limit on.
@@ -252,6 +275,7 @@ def apply_change(backend: CreditsBackend, change: CreditChange) -> ChangeResult:
     backend.check_supported(change)
     before = backend.get_balance(change.user)
     check_applicable(change, before)
+    before_send(before)
     try:
         send_change(backend, change)
     except OutcomeUnknown as unknown:

@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -63,15 +64,19 @@ def build_services(
     roles: RoleBook | None = None,
     store: Store | None = None,
     notifier: ApprovalNotifier | None = None,
+    kind: str = "serve",
 ) -> Services:
     """The services for these settings; collaborators may be injected.
 
     Opening the store applies pending migrations (`credits-bot migrate` does
-    only that).
+    only that). The process is registered as a live instance, the owner of the
+    changes it executes (see `Heartbeat`).
     """
     backend = backend if backend is not None else build_backend(settings)
     roles = roles if roles is not None else role_book(settings)
     store = store if store is not None else SqlStore.from_url(settings.database_url)
+    executor = executor_name()
+    store.register_instance(executor, kind=kind, now=datetime.now(UTC))
     changes = ChangeService(
         store=store,
         backend=backend,
@@ -79,7 +84,7 @@ def build_services(
         directory=directory,
         notifier=notifier,
         ttl=settings.approval_ttl,
-        executor=executor_name(),
+        executor=executor,
         logger=logging.getLogger("bot.changes"),
     )
     commands = CommandService(
@@ -95,8 +100,63 @@ def build_services(
     return Services(commands=commands, changes=changes, store=store)
 
 
+class Heartbeat:
+    """This process's proof of life in the shared database, every `interval` seconds.
+
+    Peers treat a change as abandoned only when its owner stopped, or stopped
+    beating (see `SqlStore.abandoned_changes`), so a live instance's work is
+    never touched. Each beat also records outcomes the database could not take
+    when SendGrid answered (the record is retried, never the write).
+    """
+
+    def __init__(self, store: Store, changes: ChangeService, *, interval: float = 5.0) -> None:
+        self._store = store
+        self._changes = changes
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def beat(self) -> None:
+        try:
+            self._store.heartbeat(self._changes.executor, now=datetime.now(UTC))
+            self._changes.flush_unrecorded()
+        except BotError:
+            logger.warning("heartbeat: the database is not answering; will retry")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.beat()
+
+
+def stop_gracefully(
+    store: Store, changes: ChangeService, *, wait_idle: Callable[[float], bool], timeout: float
+) -> None:
+    """SIGTERM: refuse new work, let work in flight finish for up to `timeout` seconds,
+    then record what is still unfinished (not sent → failed, sent → unknown) and
+    say this instance has stopped, so peers never wait for it."""
+    changes.stopping.set()
+    if not wait_idle(timeout):
+        logger.warning("stopping with work still in flight after %.0f s", timeout)
+    try:
+        changes.flush_unrecorded()
+        abandoned = changes.abandon_own()
+        store.stop_instance(changes.executor, now=datetime.now(UTC))
+    except BotError:
+        logger.exception("could not record the stop; peers will recover this instance's work")
+        return
+    if abandoned:
+        logger.warning("%d change(s) still in flight at the stop were recorded", abandoned)
+
+
 class Housekeeping:
-    """At start-up: mark orphaned executions unknown. Then, every `interval` s: expire.
+    """At start-up: recover the changes of stopped instances. Then, every `interval` s: expire.
 
     Expiry is one conditional UPDATE, so several instances doing it at once
     still expire (and announce) each request once.
@@ -109,11 +169,13 @@ class Housekeeping:
         self._thread = threading.Thread(target=self._loop, name="housekeeping", daemon=True)
 
     def start(self) -> Housekeeping:
-        recovered = self._changes.recover_orphans()
+        try:
+            recovered = self._changes.recover_abandoned()
+        except BotError:
+            logger.exception("recovering abandoned changes failed; the clock will retry")
+            recovered = 0
         if recovered:
-            logger.warning(
-                "%d request(s) left executing by a stopped process: now unknown", recovered
-            )
+            logger.warning("%d change(s) left unfinished by a stopped process recovered", recovered)
         self._thread.start()
         return self
 
@@ -183,11 +245,15 @@ def build_clock(settings: Settings, *, backend: CreditsBackend | None = None) ->
     if poster is None:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
     sweep_backend = backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE)
-    services = build_services(settings, backend=sweep_backend, store=store, notifier=notifier)
+    services = build_services(
+        settings, backend=sweep_backend, store=store, notifier=notifier, kind="clock"
+    )
+    changes = services.changes
     holder = executor_name()
     return Clock(
         sweeper=build_sweep(settings, store=store, backend=sweep_backend, poster=poster),
-        expire=services.changes.expire_due,
+        expire=lambda: changes.expire_due() + changes.recover_abandoned(),
+        heartbeat=Heartbeat(store, changes),
         scheduler_lock=SchedulerLock(store.engine, holder=holder),
         sweep_lock=SchedulerLock(
             store.engine, holder=holder, name="sweep", lease=SWEEP_LEASE, advisory=False

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -21,6 +21,9 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.adapters.store.lock import SchedulerLock
 from bot.commands.sweep import SweepReport, SweepService
 from bot.errors import BotError
+
+if TYPE_CHECKING:
+    from bot.transports.assembly import Heartbeat
 
 logger = logging.getLogger("bot.clock")
 
@@ -39,9 +42,11 @@ class Clock:
         expire: Callable[[], int],
         scheduler_lock: SchedulerLock,
         sweep_lock: SchedulerLock,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.sweeper = sweeper
         self._expire = expire
+        self.heartbeat = heartbeat
         self._scheduler_lock = scheduler_lock
         self.sweep_lock = sweep_lock
         self._leading: bool | None = None
@@ -113,10 +118,18 @@ def run_clock(clock: Clock, *, cron: str) -> None:
     scheduler = BlockingScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
     clock.schedule(scheduler, sweep_trigger=CronTrigger.from_crontab(cron, timezone=UTC))
     clock.leading()
-    logger.info("clock started: sweep on %r, approval expiry every minute", cron)
+    if clock.heartbeat is not None:
+        clock.heartbeat.start()
+    logger.info(
+        "clock started: sweep on %r; approval expiry and recovery of stopped instances' "
+        "changes every minute",
+        cron,
+    )
     try:
         scheduler.start()
     finally:
+        if clock.heartbeat is not None:
+            clock.heartbeat.stop()
         clock.stop()
 
 

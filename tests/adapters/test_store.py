@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from bot.adapters.store import SqlStore
-from bot.domain.approvals import AuditAction, AuditEvent, RequestStatus
+from bot.domain.approvals import (
+    AuditAction,
+    AuditEvent,
+    ChangeOrigin,
+    ChangeState,
+    RequestStatus,
+)
 from bot.domain.credits import Balance, ChangeKind, CreditChange, Period
 from tests.pg import postgres_url, reset_postgres
 
@@ -65,12 +73,15 @@ def test_a_request_round_trips(store: SqlStore):
     assert store.get_request(created.id + 1000) is None
 
 
-def test_claim_happens_once(store: SqlStore):
+def test_claim_happens_once_and_records_the_change_as_intent(store: SqlStore):
     request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
     first = store.claim(request.id, approver_id="U2", now=NOW, executor="a")
     second = store.claim(request.id, approver_id="U3", now=NOW, executor="b")
     assert first is not None
-    assert (first.status, first.decided_by) == (RequestStatus.EXECUTING, "U2")
+    claimed, record = first
+    assert (claimed.status, claimed.decided_by) == (RequestStatus.EXECUTING, "U2")
+    assert (record.state, record.request_id, record.owner) == (ChangeState.INTENT, request.id, "a")
+    assert (record.origin, record.change) == (ChangeOrigin.REQUEST, ADD)
     assert second is None
     assert store.deny(request.id, approver_id="U3", reason=None, now=NOW) is None
 
@@ -102,51 +113,115 @@ def test_expired_request_cannot_be_claimed_or_denied_and_expires_once(store: Sql
     assert store.expire_due(NOW) == []
 
 
-def test_finish_records_balances_and_only_for_the_executor(store: SqlStore):
-    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
-    store.claim(request.id, approver_id="U2", now=NOW, executor="me")
-    before, after = Balance(False, 100), Balance(False, 600)
-    assert (
-        store.finish(
-            request.id,
-            status=RequestStatus.APPROVED,
-            executor="someone-else",
-            before=before,
-            after=after,
-            detail=None,
-        )
-        is None
+def changed_event(user: str = "acme-eu") -> AuditEvent:
+    return AuditEvent(
+        at=NOW, actor_id="U1", action=AuditAction.CHANGED, target=user, outcome="sending"
     )
-    done = store.finish(
-        request.id,
-        status=RequestStatus.APPROVED,
-        executor="me",
-        before=before,
+
+
+def test_a_direct_change_is_sent_once_by_its_owner_and_settled_once(store: SqlStore):
+    record = store.begin_change(ADD, actor_id="U1", owner="me", now=NOW, audit=changed_event())
+    assert (record.state, record.origin) == (ChangeState.INTENT, ChangeOrigin.DIRECT)
+    before, after = Balance(False, 100), Balance(False, 600)
+    assert not store.mark_sent(record.id, owner="someone-else", before=before, now=NOW)
+    assert store.mark_sent(record.id, owner="me", before=before, now=NOW)
+    assert not store.mark_sent(record.id, owner="me", before=before, now=NOW)
+    settled = store.settle(
+        record, state=ChangeState.APPLIED, before=before, after=after, detail="ok", now=NOW
+    )
+    assert settled == (True, None)
+    assert store.settle(
+        record, state=ChangeState.UNKNOWN, before=before, after=None, detail="late", now=NOW
+    ) == (False, None)
+    [event] = store.audit(target="acme-eu")
+    assert (event.action, event.outcome, event.before, event.after) == (
+        AuditAction.CHANGED,
+        "ok",
+        before,
+        after,
+    )
+    assert store.unfinished_changes("me") == []
+
+
+def test_settling_an_approved_change_finishes_its_request_with_a_note(store: SqlStore):
+    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    claimed = store.claim(request.id, approver_id="U2", now=NOW, executor="me")
+    assert claimed is not None
+    _, record = claimed
+    note = AuditEvent(at=NOW, actor_id="U2", action=AuditAction.EXECUTED, request_id=request.id)
+    after = Balance(False, 600)
+    settled, finished = store.settle(
+        record,
+        state=ChangeState.APPLIED,
+        before=None,
         after=after,
         detail="ok",
+        now=NOW,
+        note=note,
     )
-    assert done is not None
-    assert (done.status, done.before, done.after) == (RequestStatus.APPROVED, before, after)
-
-
-def test_orphans_become_unknown_but_their_executor_can_still_finish(store: SqlStore):
-    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
-    store.claim(request.id, approver_id="U2", now=NOW, executor="old-process")
-    [orphan] = store.orphans_to_unknown(live_executor="new-process", now=NOW)
-    assert orphan.status is RequestStatus.UNKNOWN
-    assert store.orphans_to_unknown(live_executor="new-process", now=NOW) == []
-    assert [r.id for r in store.open_requests()] == [request.id]
-    late = store.finish(
-        request.id,
-        status=RequestStatus.APPROVED,
-        executor="old-process",
-        before=None,
-        after=Balance(False, 1),
-        detail=None,
-    )
-    assert late is not None
-    assert late.status is RequestStatus.APPROVED
+    assert settled
+    assert finished is not None
+    assert (finished.status, finished.after) == (RequestStatus.APPROVED, after)
+    assert [e.action for e in store.audit()] == [AuditAction.EXECUTED]
     assert store.open_requests() == []
+
+
+def test_only_changes_of_gone_instances_are_abandoned(store: SqlStore):
+    stale = NOW - timedelta(minutes=5)
+    store.register_instance("far-away:1:live", kind="serve", now=NOW)
+    store.register_instance("far-away:2:silent", kind="serve", now=stale)
+    store.register_instance("far-away:3:stopped", kind="serve", now=NOW)
+    store.stop_instance("far-away:3:stopped", now=NOW)
+    here = f"{socket.gethostname()}:{os.getpid()}:me"
+    store.register_instance(here, kind="serve", now=stale)  # no beats, but running here
+    gone_here = f"{socket.gethostname()}:{dead_pid()}:gone"
+    store.register_instance(gone_here, kind="serve", now=NOW)  # beat just now, but killed
+    owners = [
+        "far-away:1:live",
+        "far-away:2:silent",
+        "far-away:3:stopped",
+        here,
+        gone_here,
+        "never:9:seen",
+    ]
+    for owner in owners:
+        store.begin_change(ADD, actor_id="U1", owner=owner, now=NOW, audit=changed_event())
+    abandoned = {r.owner for r in store.abandoned_changes(NOW)}
+    assert abandoned == {"far-away:2:silent", "far-away:3:stopped", gone_here, "never:9:seen"}
+    store.heartbeat("far-away:2:silent", now=NOW)
+    assert {r.owner for r in store.abandoned_changes(NOW)} == {
+        "far-away:3:stopped",
+        gone_here,
+        "never:9:seen",
+    }
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_claimed_request_without_a_change_record_of_a_gone_process_becomes_unknown(
+    store: SqlStore,
+):
+    """Requests claimed before change records existed (an upgrade mid-execution)."""
+    from sqlalchemy import delete
+
+    from bot.adapters.store.tables import credit_changes
+
+    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    store.claim(request.id, approver_id="U2", now=NOW, executor="old:1:process")
+    with store.transaction() as connection:
+        connection.execute(delete(credit_changes))
+    [orphan] = store.orphans_to_unknown(now=NOW)
+    assert orphan.status is RequestStatus.UNKNOWN
+    assert store.orphans_to_unknown(now=NOW) == []
+    assert [r.id for r in store.open_requests()] == [request.id]
 
 
 def test_audit_is_newest_first_filtered_and_completed(store: SqlStore):

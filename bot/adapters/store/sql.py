@@ -9,25 +9,55 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Row, create_engine, desc, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    create_engine,
+    desc,
+    exists,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.adapters.store.tables import approval_requests, audit_events
-from bot.domain.approvals import ApprovalRequest, AuditAction, AuditEvent, RequestStatus
-from bot.domain.credits import Balance, ChangeKind, CreditChange, Period
+from bot.adapters.store.tables import approval_requests, audit_events, credit_changes, instances
+from bot.domain.approvals import (
+    ApprovalRequest,
+    AuditAction,
+    AuditEvent,
+    ChangeOrigin,
+    ChangeRecord,
+    ChangeState,
+    RequestStatus,
+)
+from bot.domain.credits import (
+    Balance,
+    ChangeKind,
+    CreditChange,
+    Period,
+    change_arguments,
+    change_from_arguments,
+)
 from bot.errors import StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant works; it names the lock that serialises migrations across instances.
 _MIGRATION_LOCK = 7_284_113_001
+# An instance that has not beaten its heart for this long is gone (it beats every 5 s).
+INSTANCE_LEASE = timedelta(seconds=30)
 
 
 def create_store_engine(url: str) -> Engine:
@@ -125,38 +155,225 @@ class SqlStore:
 
     def claim(
         self, request_id: int, *, approver_id: str, now: datetime, executor: str
-    ) -> ApprovalRequest | None:
-        return self._transition(
-            request_id,
-            [RequestStatus.PENDING],
-            unexpired_at=now,
-            status=RequestStatus.EXECUTING.value,
-            decided_by=approver_id,
-            decided_at=now,
-            executor=executor,
-        )
+    ) -> tuple[ApprovalRequest, ChangeRecord] | None:
+        with self.transaction() as connection:
+            claimed = self._transition_in(
+                connection,
+                request_id,
+                [RequestStatus.PENDING],
+                unexpired_at=now,
+                status=RequestStatus.EXECUTING.value,
+                decided_by=approver_id,
+                decided_at=now,
+                executor=executor,
+            )
+            if claimed is None:
+                return None
+            record = self._insert_change(
+                connection,
+                claimed.change,
+                origin=ChangeOrigin.REQUEST,
+                actor_id=approver_id,
+                owner=executor,
+                now=now,
+                request_id=claimed.id,
+            )
+        return claimed, record
 
-    def finish(
+    # --- the change lifecycle ------------------------------------------------------------
+
+    def begin_change(
+        self, change: CreditChange, *, actor_id: str, owner: str, now: datetime, audit: AuditEvent
+    ) -> ChangeRecord:
+        with self.transaction() as connection:
+            event_id = self._insert_event(connection, audit)
+            return self._insert_change(
+                connection,
+                change,
+                origin=ChangeOrigin.DIRECT,
+                actor_id=actor_id,
+                owner=owner,
+                now=now,
+                audit_event_id=event_id,
+            )
+
+    def mark_sent(self, change_id: int, *, owner: str, before: Balance, now: datetime) -> bool:
+        table = credit_changes.c
+        with self.transaction() as connection:
+            updated = connection.execute(
+                update(credit_changes)
+                .where(
+                    table.id == change_id,
+                    table.owner == owner,
+                    table.state == ChangeState.INTENT.value,
+                )
+                .values(
+                    state=ChangeState.SENT.value,
+                    before_balance=_balance_json(before),
+                    updated_at=now,
+                )
+            ).rowcount
+        return bool(updated)
+
+    def settle(
         self,
-        request_id: int,
+        record: ChangeRecord,
         *,
-        status: RequestStatus,
-        executor: str,
+        state: ChangeState,
         before: Balance | None,
         after: Balance | None,
-        detail: str | None,
-    ) -> ApprovalRequest | None:
-        # `unknown` is accepted too: another instance may have marked this request an
-        # orphan while we were still waiting for SendGrid; our result is the truth.
-        return self._transition(
-            request_id,
-            [RequestStatus.EXECUTING, RequestStatus.UNKNOWN],
-            owned_by=executor,
-            status=status.value,
-            before_balance=_balance_json(before),
-            after_balance=_balance_json(after),
-            detail=detail,
-        )
+        detail: str,
+        now: datetime,
+        note: AuditEvent | None = None,
+    ) -> tuple[bool, ApprovalRequest | None]:
+        assert state.is_final
+        table = credit_changes.c
+        with self.transaction() as connection:
+            updated = connection.execute(
+                update(credit_changes)
+                .where(
+                    table.id == record.id,
+                    table.owner == record.owner,
+                    # `unknown` too: recovery may have taken a slow owner for gone;
+                    # what the owner learnt from SendGrid is the truth.
+                    table.state.in_(
+                        [
+                            ChangeState.INTENT.value,
+                            ChangeState.SENT.value,
+                            ChangeState.UNKNOWN.value,
+                        ]
+                    ),
+                )
+                .values(
+                    state=state.value,
+                    before_balance=_balance_json(before) or table.before_balance,
+                    after_balance=_balance_json(after),
+                    detail=detail,
+                    updated_at=now,
+                )
+            ).rowcount
+            if not updated:
+                return False, None
+            if record.audit_event_id is not None:
+                connection.execute(
+                    update(audit_events)
+                    .where(audit_events.c.id == record.audit_event_id)
+                    .values(
+                        action=_AUDIT_FOR_STATE[state].value,
+                        outcome=detail,
+                        before_balance=_balance_json(before),
+                        after_balance=_balance_json(after),
+                    )
+                )
+            if note is not None:
+                self._insert_event(connection, note)
+            request = None
+            if record.request_id is not None:
+                request = self._transition_in(
+                    connection,
+                    record.request_id,
+                    [RequestStatus.EXECUTING, RequestStatus.UNKNOWN],
+                    status=_REQUEST_FOR_STATE[state].value,
+                    before_balance=_balance_json(before),
+                    after_balance=_balance_json(after),
+                    detail=detail,
+                )
+        return True, request
+
+    def abandoned_changes(self, now: datetime) -> list[ChangeRecord]:
+        unfinished = [ChangeState.INTENT.value, ChangeState.SENT.value]
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(credit_changes)
+                .where(credit_changes.c.state.in_(unfinished))
+                .order_by(credit_changes.c.id)
+            ).all()
+            owners = {row.owner for row in rows}
+            live = self._live_instances(connection, owners, now) if owners else set()
+        return [_change_record(row) for row in rows if row.owner not in live]
+
+    def unfinished_changes(self, owner: str) -> list[ChangeRecord]:
+        unfinished = [ChangeState.INTENT.value, ChangeState.SENT.value]
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(credit_changes)
+                .where(credit_changes.c.owner == owner, credit_changes.c.state.in_(unfinished))
+                .order_by(credit_changes.c.id)
+            ).all()
+        return [_change_record(row) for row in rows]
+
+    # --- live instances --------------------------------------------------------------------
+
+    def register_instance(self, instance_id: str, *, kind: str, now: datetime) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                insert(instances).values(
+                    id=instance_id, kind=kind, started_at=now, heartbeat_at=now
+                )
+            )
+
+    def heartbeat(self, instance_id: str, *, now: datetime) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                update(instances).where(instances.c.id == instance_id).values(heartbeat_at=now)
+            )
+
+    def stop_instance(self, instance_id: str, *, now: datetime) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                update(instances).where(instances.c.id == instance_id).values(stopped_at=now)
+            )
+
+    def _live_instances(self, connection: Connection, ids: set[str], now: datetime) -> set[str]:
+        """Which of `ids` may still be working. Stopped instances are gone; on this host
+        the process table decides (a SIGKILLed process is gone at once); elsewhere, a
+        heartbeat within the lease. An id never registered (a process from before
+        instances were recorded) is gone."""
+        rows = connection.execute(select(instances).where(instances.c.id.in_(ids))).all()
+        live = set()
+        for row in rows:
+            if row.stopped_at is not None:
+                continue
+            here = process_state_here(row.id)
+            if here is None:
+                beat = _utc(row.heartbeat_at)
+                assert beat is not None
+                alive = now - beat < INSTANCE_LEASE
+            else:
+                alive = here
+            if alive:
+                live.add(row.id)
+        return live
+
+    def _insert_change(
+        self,
+        connection: Connection,
+        change: CreditChange,
+        *,
+        origin: ChangeOrigin,
+        actor_id: str,
+        owner: str,
+        now: datetime,
+        request_id: int | None = None,
+        audit_event_id: int | None = None,
+    ) -> ChangeRecord:
+        row = connection.execute(
+            insert(credit_changes)
+            .values(
+                origin=origin.value,
+                request_id=request_id,
+                audit_event_id=audit_event_id,
+                actor_id=actor_id,
+                target=change.user,
+                arguments=json.dumps(change_arguments(change), sort_keys=True),
+                state=ChangeState.INTENT.value,
+                owner=owner,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(credit_changes)
+        ).one()
+        return _change_record(row)
 
     def deny(
         self, request_id: int, *, approver_id: str, reason: str | None, now: datetime
@@ -182,6 +399,26 @@ class SqlStore:
     ) -> ApprovalRequest | None:
         """One conditional UPDATE: applies only if the request is still in `from_statuses`
         (and unexpired, and executed by `owned_by`, when given). None: someone else won."""
+        with self.transaction() as connection:
+            return self._transition_in(
+                connection,
+                request_id,
+                from_statuses,
+                unexpired_at=unexpired_at,
+                owned_by=owned_by,
+                **values,
+            )
+
+    def _transition_in(
+        self,
+        connection: Connection,
+        request_id: int,
+        from_statuses: list[RequestStatus],
+        *,
+        unexpired_at: datetime | None = None,
+        owned_by: str | None = None,
+        **values: Any,
+    ) -> ApprovalRequest | None:
         table = approval_requests.c
         conditions = [table.id == request_id, table.status.in_([s.value for s in from_statuses])]
         if unexpired_at is not None:
@@ -194,8 +431,7 @@ class SqlStore:
             .values(**values)
             .returning(approval_requests)
         )
-        with self.transaction() as connection:
-            row = connection.execute(statement).one_or_none()
+        row = connection.execute(statement).one_or_none()
         return _request(row) if row else None
 
     def expire_due(self, now: datetime) -> list[ApprovalRequest]:
@@ -212,21 +448,29 @@ class SqlStore:
             rows = connection.execute(statement).all()
         return [_request(row) for row in rows]
 
-    def orphans_to_unknown(self, *, live_executor: str, now: datetime) -> list[ApprovalRequest]:
-        statement = (
-            update(approval_requests)
-            .where(
-                approval_requests.c.status == RequestStatus.EXECUTING.value,
-                approval_requests.c.executor != live_executor,
-            )
-            .values(
-                status=RequestStatus.UNKNOWN.value,
-                detail="the bot restarted while this change was being sent to SendGrid",
-            )
-            .returning(approval_requests)
-        )
+    def orphans_to_unknown(self, *, now: datetime) -> list[ApprovalRequest]:
+        table = approval_requests.c
         with self.transaction() as connection:
-            rows = connection.execute(statement).all()
+            executing = connection.execute(
+                select(table.id, table.executor).where(
+                    table.status == RequestStatus.EXECUTING.value,
+                    ~exists().where(credit_changes.c.request_id == table.id),
+                )
+            ).all()
+            executors = {row.executor for row in executing if row.executor}
+            live = self._live_instances(connection, executors, now) if executors else set()
+            gone = [row.id for row in executing if row.executor not in live]
+            if not gone:
+                return []
+            rows = connection.execute(
+                update(approval_requests)
+                .where(table.id.in_(gone), table.status == RequestStatus.EXECUTING.value)
+                .values(
+                    status=RequestStatus.UNKNOWN.value,
+                    detail="the bot restarted while this change was being sent to SendGrid",
+                )
+                .returning(approval_requests)
+            ).all()
         return [_request(row) for row in rows]
 
     def open_requests(self) -> list[ApprovalRequest]:
@@ -243,6 +487,10 @@ class SqlStore:
 
     def record(self, event: AuditEvent) -> int:
         """Append an event; returns its id (for `complete`)."""
+        with self.transaction() as connection:
+            return self._insert_event(connection, event)
+
+    def _insert_event(self, connection: Connection, event: AuditEvent) -> int:
         values = {
             "at": event.at,
             "actor_id": event.actor_id,
@@ -256,12 +504,11 @@ class SqlStore:
             "before_balance": _balance_json(event.before),
             "after_balance": _balance_json(event.after),
         }
-        with self.transaction() as connection:
-            return int(
-                connection.execute(
-                    insert(audit_events).values(values).returning(audit_events.c.id)
-                ).scalar_one()
-            )
+        return int(
+            connection.execute(
+                insert(audit_events).values(values).returning(audit_events.c.id)
+            ).scalar_one()
+        )
 
     def complete(
         self,
@@ -361,6 +608,56 @@ def _request(row: Row[Any]) -> ApprovalRequest:
         after=_balance(m["after_balance"]),
         detail=m["detail"],
     )
+
+
+def _change_record(row: Row[Any]) -> ChangeRecord:
+    m = row._mapping
+    return ChangeRecord(
+        id=m["id"],
+        origin=ChangeOrigin(m["origin"]),
+        change=change_from_arguments(json.loads(m["arguments"])),
+        actor_id=m["actor_id"],
+        owner=m["owner"],
+        state=ChangeState(m["state"]),
+        request_id=m["request_id"],
+        audit_event_id=m["audit_event_id"],
+        before=_balance(m["before_balance"]),
+        after=_balance(m["after_balance"]),
+        detail=m["detail"],
+    )
+
+
+def process_state_here(instance_id: str) -> bool | None:
+    """Whether the process `instance_id` (host:pid:random) still runs, if it ran on this
+    host; None for another host. A zombie (killed, not yet reaped) is not running."""
+    host, _, rest = instance_id.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    try:
+        stat = Path(f"/proc/{pid_text}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: the signal check is all there is
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+_UNSETTLED_OR_UNKNOWN = (ChangeState.INTENT, ChangeState.SENT, ChangeState.UNKNOWN)
+_AUDIT_FOR_STATE = {
+    ChangeState.APPLIED: AuditAction.CHANGED,
+    ChangeState.FAILED: AuditAction.FAILED,
+    ChangeState.UNKNOWN: AuditAction.UNKNOWN,
+}
+_REQUEST_FOR_STATE = {
+    ChangeState.APPLIED: RequestStatus.APPROVED,
+    ChangeState.FAILED: RequestStatus.FAILED,
+    ChangeState.UNKNOWN: RequestStatus.UNKNOWN,
+}
 
 
 def _event(row: Row[Any]) -> AuditEvent:

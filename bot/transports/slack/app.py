@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from slack_bolt import Ack, App, Respond
@@ -39,7 +40,7 @@ from bot.config import Settings
 from bot.domain.credits import CreditsBackend
 from bot.domain.policy import Verb
 from bot.errors import UserError
-from bot.transports.assembly import Housekeeping, build_services
+from bot.transports.assembly import Housekeeping, Services, build_services
 from bot.transports.slack.alerts import (
     ADD_ACTION,
     ADD_VIEW,
@@ -120,7 +121,21 @@ class AckFirst:
                     return
 
 
-def create_app(
+@dataclass(frozen=True)
+class SlackParts:
+    """The Bolt app and what the process around it needs to run and stop it."""
+
+    app: App
+    services: Services
+    work: PostAckWork
+
+
+def create_app(settings: Settings, **options: Any) -> App:
+    """Build the Bolt app and everything behind it from settings (see `build_slack`)."""
+    return build_slack(settings, **options).app
+
+
+def build_slack(
     settings: Settings,
     *,
     backend: CreditsBackend | None = None,
@@ -131,7 +146,7 @@ def create_app(
     ack_first: AckFirst | None = None,
     housekeeping_interval: float = 60.0,
     store: SqlStore | None = None,
-) -> App:
+) -> SlackParts:
     """Build the Bolt app and everything behind it from settings.
 
     HTTP mode needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; Socket Mode needs
@@ -156,6 +171,7 @@ def create_app(
         directory=SlackUserGroups(client=client),
         notifier=notifier,
         store=store,
+        kind="socket" if socket_mode else "serve",
     )
     Housekeeping(services.changes, interval=housekeeping_interval).start()
     signing_secret = settings.slack_signing_secret
@@ -169,9 +185,12 @@ def create_app(
         ),
         logger=logger,
     )
-    work = ThreadPoolExecutor(max_workers=work_workers, thread_name_prefix="credits-work")
-    register_listeners(app, services.commands, PostAckWork(work, ack_first))
-    return app
+    work = PostAckWork(
+        ThreadPoolExecutor(max_workers=work_workers, thread_name_prefix="credits-work"),
+        ack_first,
+    )
+    register_listeners(app, services.commands, work)
+    return SlackParts(app=app, services=services, work=work)
 
 
 class PostAckWork:
@@ -180,22 +199,45 @@ class PostAckWork:
     def __init__(self, pool: Executor, ack_first: AckFirst | None) -> None:
         self._pool = pool
         self._ack_first = ack_first
+        self._in_flight = 0
+        self._idle = threading.Condition()
 
     def submit(self, task: Callable[[], object], what: str) -> None:
         """Run `task` soon; a failure to deliver the answer is logged, never lost silently."""
-        self._pool.submit(self._run, task, what, True)
+        self._start(task, what, after_acks=True)
 
     def submit_now(self, task: Callable[[], object], what: str) -> None:
         """Like `submit`, without letting acks go first (for a dialog's 3-second trigger)."""
-        self._pool.submit(self._run, task, what, False)
+        self._start(task, what, after_acks=False)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no task is queued or running (True), or `timeout` seconds (False)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def _start(self, task: Callable[[], object], what: str, *, after_acks: bool) -> None:
+        with self._idle:
+            self._in_flight += 1
+        self._pool.submit(self._run, task, what, after_acks)
 
     def _run(self, task: Callable[[], object], what: str, after_acks: bool) -> None:
-        if after_acks and self._ack_first is not None:
-            self._ack_first.wait_for_acks()
         try:
+            if after_acks and self._ack_first is not None:
+                self._ack_first.wait_for_acks()
             task()
         except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
             logger.exception("could not deliver the answer to %s", what)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.notify_all()
 
 
 class _ReplyNotTaken(Exception):

@@ -142,6 +142,9 @@ class SlackApprovalNotifier:
     def tell_requester(self, request: ApprovalRequest) -> None:
         self._call("chat.postMessage", channel=request.requester_id, text=requester_notice(request))
 
+    def tell_user(self, user_id: str, text: str) -> None:
+        self._call("chat.postMessage", channel=user_id, text=text)
+
     def _call(self, method: str, **arguments: Any) -> Any:
         try:
             return self._client.api_call(method, json=arguments)

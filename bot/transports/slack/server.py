@@ -21,6 +21,14 @@ GUNICORN_OPTIONS = {
 }
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    """Gunicorn hook, in the worker, after it stopped taking requests (SIGTERM):
+    let the bot finish or record its work in flight before the process ends."""
+    shutdown = getattr(worker.wsgi, "shutdown", None)
+    if callable(shutdown):
+        shutdown()
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self._settings = settings
@@ -30,10 +38,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
+        self.cfg.set("worker_exit", worker_exit)
 
     def load(self) -> Any:
         # Built in the worker, after the fork: no threads or sockets cross it.
-        return build_wsgi_app(self._settings)
+        return build_wsgi_app(self._settings).start_heartbeat()
 
 
 def serve_with_gunicorn(settings: Settings, *, host: str, port: int) -> None:

@@ -19,12 +19,16 @@ from bot.adapters.store import SqlStore
 from bot.adapters.store.replay import SeenRequests
 from bot.config import Settings, load_settings
 from bot.logs import configure_logging
-from bot.transports.slack.app import AckFirst, create_app
+from bot.transports.assembly import Heartbeat, stop_gracefully
+from bot.transports.slack.app import AckFirst, SlackParts, build_slack
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 EVENTS_PATH = "/slack/events"
+# How long a stopping worker lets work in flight finish before recording it as
+# unfinished; gunicorn's graceful_timeout must be longer (see server.py, Procfile).
+DRAIN_SECONDS = 15.0
 
 
 def create_wsgi_app(
@@ -83,20 +87,50 @@ class ReplayGuard:
         return not self._seen.first_time(signature)
 
 
-def build_wsgi_app(settings: Settings, **overrides: Any) -> WSGIApplication:
+class ServedApp:
+    """The WSGI app of one `serve` process, with what its process needs to stop well."""
+
+    def __init__(self, application: WSGIApplication, parts: SlackParts, store: SqlStore) -> None:
+        self._application = application
+        self._parts = parts
+        self._store = store
+        self._heartbeat: Heartbeat | None = None
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return self._application(environ, start_response)
+
+    def start_heartbeat(self) -> ServedApp:
+        self._heartbeat = Heartbeat(self._store, self._parts.services.changes).start()
+        return self
+
+    def shutdown(self, timeout: float = DRAIN_SECONDS) -> None:
+        """SIGTERM (gunicorn's `worker_exit`): finish or record the work in flight."""
+        stop_gracefully(
+            self._store,
+            self._parts.services.changes,
+            wait_idle=self._parts.work.wait_idle,
+            timeout=timeout,
+        )
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+
+
+def build_wsgi_app(settings: Settings, **overrides: Any) -> ServedApp:
     """The HTTP-mode app for these settings (collaborators may be overridden)."""
     ack_first = AckFirst()
     store = SqlStore.from_url(settings.database_url)
     secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
-    return create_wsgi_app(
-        create_app(settings, ack_first=ack_first, store=store, **overrides),
+    parts = build_slack(settings, ack_first=ack_first, store=store, **overrides)
+    application = create_wsgi_app(
+        parts.app,
         ack_first=ack_first,
         replays=ReplayGuard(signing_secret=secret, seen=SeenRequests(store.engine)),
     )
+    return ServedApp(application, parts, store)
 
 
 def application_from_environment() -> WSGIApplication:
     """Gunicorn's app factory: settings from the environment, logging configured."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.secrets())
-    return build_wsgi_app(settings)
+    return build_wsgi_app(settings).start_heartbeat()
