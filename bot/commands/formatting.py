@@ -320,8 +320,10 @@ def requester_notice(request: ApprovalRequest) -> str:
     )
     if request.reason:
         text += " " + messages.OUTCOME_REASON.format(reason=escape(request.reason))
+    if request.detail and request.status in (RequestStatus.FAILED, RequestStatus.UNKNOWN):
+        text += " " + messages.OUTCOME_DETAIL.format(detail=escape(request.detail))
     if request.after is not None:
-        text += f" Balance now: {balance_summary(request.after)}."
+        text += " " + messages.BALANCE_NOW.format(balance=balance_summary(request.after))
     return text
 
 
