@@ -95,7 +95,7 @@ def dms_to(slack: FakeSlack, user: str) -> list[str]:
 
 @pytest.mark.parametrize("point", ["before-the-write", "after-sendgrid-applied-it"])
 @pytest.mark.parametrize("origin", ["direct", "approved"])
-def test_a_killed_change_ends_failed_or_unknown_never_sending_and_is_never_sent_again(
+def test_a_killed_change_ends_failed_or_unknown_never_sending_and_is_never_sent_again(  # noqa: PLR0917
     simulator: SimulatorServer,
     slack: FakeSlack,
     database_url: str,
@@ -305,7 +305,7 @@ def test_a_database_outage_during_the_call_tells_what_sendgrid_did_and_records_i
     assert not [r for r in audit_rows(url) if r["outcome"] == "sending"]
 
 
-class database_unreachable:  # noqa: N801 (used as a context manager, like `contextlib` ones)
+class database_unreachable:  # a context manager, named like `contextlib`'s
     """Refuse new connections to the database and end the existing ones."""
 
     def __init__(self, url: str) -> None:
@@ -322,7 +322,7 @@ class database_unreachable:  # noqa: N801 (used as a context manager, like `cont
     def __enter__(self) -> None:
         self._run(f'ALTER DATABASE "{self._name}" ALLOW_CONNECTIONS false')
         self._run(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "  # noqa: S608 (our name)
             f"WHERE datname = '{self._name}' AND pid <> pg_backend_pid()"
         )
 
