@@ -256,3 +256,35 @@ def test_audit_is_newest_first_filtered_and_completed(store: SqlStore):
         Balance.no_limit(),
     )
     assert event.at == NOW
+
+
+@pytest.mark.postgres
+def test_a_database_recreated_empty_is_migrated_again_on_reconnect():
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from bot.errors import StoreError
+    from tests.pg import create_database, server_url
+
+    admin = server_url()
+    if admin is None:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    url = create_database()
+    store = SqlStore.from_url(url)
+    store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    name = make_url(url).database
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:  # a restore onto an empty database
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    answers = []
+    for _ in range(2):  # the first may meet the dead connection; never more than that
+        try:
+            answers.append(store.open_requests())
+        except StoreError:
+            answers.append(None)
+    assert answers[-1] == []
+    store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    assert len(store.open_requests()) == 1
+    store.close()

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -25,13 +26,14 @@ from sqlalchemy import (
     Row,
     create_engine,
     desc,
+    event,
     exists,
     insert,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from bot.adapters.store.tables import approval_requests, audit_events, credit_changes, instances
 from bot.domain.approvals import (
@@ -87,16 +89,23 @@ def migrate(engine: Engine) -> None:
 class SqlStore:
     """The `Store` port over SQLAlchemy Core."""
 
-    def __init__(self, engine: Engine, *, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, logger: logging.Logger | None = None, migrated: bool = True
+    ) -> None:
         self._engine = engine
         self._logger = logger or logging.getLogger("bot.store")
+        # A new connection may be to a database recreated empty (a restore, a failover to
+        # a fresh server): the schema is checked again before the next transaction.
+        self._recheck_schema = threading.Event()
+        if migrated:
+            event.listen(engine, "connect", lambda *_: self._recheck_schema.set())
 
     @classmethod
     def from_url(cls, url: str, *, run_migrations: bool = True) -> SqlStore:
         engine = create_store_engine(url)
         if run_migrations:
             migrate(engine)
-        return cls(engine)
+        return cls(engine, migrated=run_migrations)
 
     @property
     def engine(self) -> Engine:
@@ -108,11 +117,19 @@ class SqlStore:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         try:
+            if self._recheck_schema.is_set():
+                self._recheck_schema.clear()
+                migrate(self._engine)
             with self._engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as error:
+            if isinstance(error, ProgrammingError | OperationalError):
+                self._recheck_schema.set()  # e.g. "no such table" after a restore
             self._logger.exception("database error")
             raise StoreError(f"the database failed ({type(error).__name__})") from error
+        except StoreError:
+            self._recheck_schema.set()
+            raise
 
     # --- approval requests ------------------------------------------------------------
 
