@@ -1,17 +1,20 @@
-"""A bounded soak: mixed commands and clicks on two instances sharing PostgreSQL.
+"""A fleet soak: 2 `serve` + 1 `clock` on one SendGrid budget, with an instance killed mid-run.
 
-5,000 operations (shows, direct adds, operator requests, approvals, pending/audit)
-from 16 threads, alternating between two `credits-bot serve` processes (gunicorn)
-on one PostgreSQL database, while the simulator injects a fault into 1% of calls
-(503s and dropped connections). Reports throughput, errors by class, p50/p99 time
-to the HTTP answer, RSS growth of both servers, and checks that the books balance:
-- every change issued has its audit row (direct: changed/failed/unknown; requests:
-  requested; approvals: executed/failed/unknown or a refusal);
-- SendGrid applied exactly as many writes as the audit trail says succeeded.
+Mixed operations (shows, direct adds, operator requests, approvals, pending/audit) paced
+over --minutes against two `credits-bot serve` processes (gunicorn) and a `credits-bot
+clock` sweeping every minute, all on one PostgreSQL database and one SendGrid account
+whose limit the simulator enforces (HTTP 429 past it, in any 60-second window). 1% of
+SendGrid calls fail (503 or a dropped connection). Midway, one `serve` is SIGKILLed and
+restarted. Every direct add carries a unique amount, so a write sent twice is visible.
 
-    python bench/soak.py [--operations 5000] [--server postgresql://postgres@127.0.0.1/postgres]
+Prints: acks and replies (p50/p99), SendGrid requests in the busiest 60 s against the
+budget, 429s, duplicate writes, and the books: every change ends applied / failed /
+unknown (none left "intent"/"sent"), and SendGrid's applied writes lie between the
+changes recorded applied and applied + unknown.
 
-Loopback only; bounded by --operations; it creates its own database and drops it at the end.
+    python bench/soak.py [--minutes 4] [--rate 3] [--server postgresql://postgres@127.0.0.1/postgres]
+
+Loopback only; bounded by --minutes; it creates its own database and drops it at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import random
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -100,8 +104,9 @@ def click_body(user: str, request_id: int, response_url: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--operations", type=int, default=5000)
-    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--minutes", type=float, default=4.0, help="how long to send (default 4)")
+    parser.add_argument("--rate", type=float, default=3.0, help="operations per second (3)")
+    parser.add_argument("--limit", type=int, default=600, help="SendGrid requests/minute (600)")
     parser.add_argument(
         "--server",
         default=os.environ.get(
@@ -114,7 +119,17 @@ def main() -> int:
     database = create_database("credits_soak_")
 
     simulator, sim_url = helper(
-        ["-m", "bot", "simulator", "--port", "0", "--rate-limit", "0", "--generate", "200"]
+        [
+            "-m",
+            "bot",
+            "simulator",
+            "--port",
+            "0",
+            "--rate-limit",
+            str(args.limit),
+            "--generate",
+            "200",
+        ]
     )
     slack, slack_url = helper(["-m", "tests.fakes.slack_api"])
     for fault in (
@@ -129,72 +144,74 @@ def main() -> int:
         SENDGRID_API_USER=DEMO_API_USER,
         SENDGRID_API_KEY=DEMO_API_KEY,
         SENDGRID_API_URL=sim_url + "/apiv2/",
-        SENDGRID_RATE_LIMIT="60000",
+        SENDGRID_RATE_LIMIT=str(args.limit),
         DATABASE_URL=database,
         CREDITS_ADMINS=ADMIN,
         CREDITS_OPERATORS=OPERATOR,
         CREDITS_APPROVERS=APPROVER,
         CREDITS_VIEWERS=VIEWER,
         CREDITS_APPROVAL_CHANNEL="C0APPROVE",
+        CREDITS_ALERT_CHANNEL="C0ALERTS",
+        CREDITS_ALERT_SCHEDULE="* * * * *",
         LOG_LEVEL="ERROR",
     )
     servers = [ServeProcess(env), ServeProcess(env)]
+    clock = subprocess.Popen(
+        [sys.executable, "-m", "bot", "clock"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     issued: Counter[str] = Counter()
-    statuses: Counter[int] = Counter()
-    latencies: list[float] = []
+    ack_ms: list[float] = []
+    sent_at: dict[str, float] = {}
     lock = threading.Lock()
     request_ids: list[int] = []
     kinds: dict[str, str] = {}
     rng = random.Random(11)
+    killed_at = restarted_at = 0.0
     try:
         for server in servers:
             server.wait_healthy()
-        rss_before = [rss_mb(s) for s in servers]
 
         def send(index: int) -> None:
             server = servers[index % 2]
             roll = rng.random()
             user = f"sub-{rng.randrange(200):06d}"
-            name = f"{slack_url}/response/op-{index}"
+            name = f"op-{index}"
+            url = f"{slack_url}/response/{name}"
             if roll < 0.45:
-                kind, body = (
-                    "show",
-                    slash_command_body(text=f"show {user}", user_id=VIEWER, response_url=name),
-                )
+                kind, text_, who = "show", f"show {user}", VIEWER
             elif roll < 0.70:
-                kind, body = (
-                    "direct add",
-                    slash_command_body(
-                        text=f"add {user} {rng.randint(1, 50)}", user_id=ADMIN, response_url=name
-                    ),
-                )
+                kind, text_, who = "direct add", f"add {user} {index + 1}", ADMIN
             elif roll < 0.85:
-                kind, body = (
-                    "request",
-                    slash_command_body(
-                        text=f"add {user} {rng.randint(1, 50)}", user_id=OPERATOR, response_url=name
-                    ),
-                )
+                kind, text_, who = "request", f"add {user} {rng.randint(1, 50)}", OPERATOR
             elif roll < 0.95 and request_ids:
                 with lock:
                     request_id = rng.choice(request_ids)
-                kind, body = "approve click", click_body(APPROVER, request_id, name)
+                kind, text_, who = "approve click", "", APPROVER
             else:
-                kind, body = (
-                    "pending/audit",
-                    slash_command_body(
-                        text=rng.choice(["pending", "audit"]), user_id=VIEWER, response_url=name
-                    ),
-                )
+                kind, text_, who = "pending/audit", rng.choice(["pending", "audit"]), VIEWER
+            body = (
+                click_body(APPROVER, request_id, url)
+                if kind == "approve click"
+                else slash_command_body(text=text_, user_id=who, response_url=url)
+            )
             with lock:
-                kinds[f"op-{index}"] = kind
+                kinds[name] = kind
+                sent_at[name] = time.time()
             started = time.perf_counter()
-            response = post_signed(server.url + "/slack/events", SECRET, body, timeout=30)
-            elapsed = time.perf_counter() - started
+            try:
+                response = post_signed(server.url + "/slack/events", SECRET, body, timeout=30)
+                status = response.status_code
+            except requests.ConnectionError:
+                status = 0  # the instance was killed under us
             with lock:
-                issued[kind] += 1
-                statuses[response.status_code] += 1
-                latencies.append(elapsed)
+                issued[f"{kind} {status}"] += 1
+                if status == 200:
+                    ack_ms.append((time.perf_counter() - started) * 1000)
 
         def harvest_request_ids() -> None:
             answer = requests.get(slack_url + "/_fake/responses?full=1", timeout=30).json()
@@ -206,25 +223,37 @@ def main() -> int:
             with lock:
                 request_ids[:] = sorted(found)
 
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.threads) as pool:
-            for batch in range(0, args.operations, 500):
-                list(pool.map(send, range(batch, min(batch + 500, args.operations))))
-                harvest_request_ids()
-        sent_seconds = time.perf_counter() - started
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        total = int(args.minutes * 60 * args.rate)
+        kill_index = total // 2
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            for index in range(total):
+                due = started + index / args.rate
+                time.sleep(max(0.0, due - time.monotonic()))
+                if index == kill_index:
+                    victim = servers[0]
+                    killed_at = time.time()
+                    victim.kill()
+                    servers[0] = ServeProcess(env)
+                    servers[0].wait_healthy()
+                    restarted_at = time.time()
+                if index % 100 == 0:
+                    pool.submit(harvest_request_ids)
+                pool.submit(send, index)
+        settle_deadline = time.monotonic() + 120
+        while time.monotonic() < settle_deadline:
             count = requests.get(slack_url + "/_fake/responses", timeout=10).json()["count"]
-            if count >= args.operations:
+            if count >= sum(c for k, c in issued.items() if k.endswith(" 200")) - 5:
                 break
-            time.sleep(0.5)
-        settle_seconds = time.perf_counter() - started
-        rss_after = [rss_mb(s) for s in servers]
+            time.sleep(1)
+        time.sleep(20)  # the clock's recovery of the killed instance's changes
         replies = requests.get(slack_url + "/_fake/responses?full=1", timeout=60).json()
-        sim_stats = requests.get(sim_url + "/_sim/stats", timeout=60).json()
+        calls = requests.get(sim_url + "/_sim/calls", timeout=60).json()
     finally:
         for server in servers:
             server.stop()
+        os.killpg(clock.pid, signal.SIGTERM)
+        clock.wait(timeout=30)
         for process in (simulator, slack):
             process.terminate()
             process.wait(timeout=10)
@@ -232,106 +261,81 @@ def main() -> int:
     report(
         args=args,
         issued=issued,
-        statuses=statuses,
-        latencies=latencies,
+        ack_ms=ack_ms,
         replies=replies,
-        sim_stats=sim_stats,
+        calls=calls,
         database=database,
-        sent_seconds=sent_seconds,
-        settle_seconds=settle_seconds,
-        rss_before=rss_before,
-        rss_after=rss_after,
+        sent_at=sent_at,
         kinds=kinds,
+        killed=(killed_at, restarted_at),
     )
     return 0
 
 
-MARKERS = (
-    ("unknown outcome", "may or may not"),
-    ("SendGrid unavailable", "could not be reached"),
-    ("unreadable answer", "could not read"),
-    ("already handled", "already handled"),
-    ("no credit limit", "has no credit limit"),
-    ("approved but not applied", "did not apply it"),
-    ("verify", "verify the balance"),
-)
+def busiest_window(times: list[float], window: float = 60.0) -> int:
+    times = sorted(times)
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
 
 
-def report(
-    *,
-    args,
-    issued,
-    statuses,
-    latencies,
-    replies,
-    sim_stats,
-    database,
-    sent_seconds,
-    settle_seconds,
-    rss_before,
-    rss_after,
-    kinds,
-) -> None:
-    classes: Counter[str] = Counter()
-    refused_requests = 0
-    for reply in replies["responses"]:
-        said = reply.get("text", "")
-        kind = kinds.get(reply.get("_path", "").rsplit("/", 1)[-1], "?")
-        for label, marker in MARKERS:
-            if marker in said:
-                classes[f"{kind}: {label}"] += 1
-        if kind == "request" and "Sent for approval" not in said and "Recorded as" not in said:
-            refused_requests += 1
+def report(*, args, issued, ack_ms, replies, calls, database, sent_at, kinds, killed) -> None:
+    reply_ms = [
+        (r["_received_at"] - sent_at[r["_path"].rsplit("/", 1)[-1]]) * 1000
+        for r in replies["responses"]
+        if "_received_at" in r and r.get("_path", "").rsplit("/", 1)[-1] in sent_at
+    ]
     engine = create_engine(database)
     with engine.connect() as connection:
-        rows = connection.execute(
-            text(
-                "SELECT action, request_id IS NULL AS direct, outcome = 'ok' AS ok, count(*) "
-                "FROM audit_events GROUP BY 1, 2, 3"
-            )
-        ).all()
+        states = dict(
+            connection.execute(text("SELECT state, count(*) FROM credit_changes GROUP BY 1")).all()
+        )
+        orphaned = connection.execute(
+            text("SELECT count(*) FROM audit_events WHERE action = 'orphaned'")
+        ).scalar_one()
     engine.dispose()
-    audit: Counter[str] = Counter()
-    for action, direct, ok, count in rows:
-        audit[f"{action}{'' if direct else ' (request)'}{' ok' if ok else ''}"] += count
-    direct_audited = sum(
-        c
-        for k, c in audit.items()
-        if k.split()[0] in ("changed", "failed", "unknown") and "(request)" not in k
+    writes = [c for c in calls if c["applied"]]
+    amounts = Counter(
+        (c["params"].get("user"), c["params"].get("credits"))
+        for c in writes
+        if c["params"].get("task") == "increment"
     )
-    succeeded = audit["changed ok"] + audit["executed (request) ok"]
-
+    duplicates = sum(n - 1 for n in amounts.values() if n > 1)
+    limited = sum(1 for c in calls if c["outcome"] == "rate-limited")
+    busiest = busiest_window([c["at"] for c in calls])
+    applied, unknown = states.get("applied", 0), states.get("unknown", 0)
+    unfinished = states.get("intent", 0) + states.get("sent", 0)
     print(
-        f"soak: {args.operations:,} operations on 2 instances (PostgreSQL), {args.threads} "
-        f"threads, 1% SendGrid faults (0.5% HTTP 503, 0.5% dropped connections)"
+        f"soak: {args.minutes:g} min at {args.rate:g} operations/s on 2 serve + 1 clock "
+        f"(PostgreSQL), SendGrid limit {args.limit}/min shared, 1% SendGrid faults; one serve "
+        f"SIGKILLed at {killed[0] - min(sent_at.values()):.0f} s and back "
+        f"{killed[1] - killed[0]:.1f} s later"
     )
-    print(f"  issued: {dict(issued)}")
-    print(f"  HTTP answers: {dict(statuses)}; replies at response_urls: {replies['count']:,}")
+    print(f"  issued (kind, HTTP status): {dict(sorted(issued.items()))}")
+    q = statistics.quantiles(ack_ms, n=100)
+    r = statistics.quantiles(reply_ms, n=100) if len(reply_ms) > 1 else [0.0] * 99
     print(
-        f"  throughput: {args.operations / sent_seconds:.0f} operations/s acknowledged over "
-        f"{sent_seconds:.1f} s; the last reply {settle_seconds:.1f} s after the start"
+        f"  acks: p50 {q[49]:.0f} ms, p99 {q[98]:.0f} ms; replies ({len(reply_ms):,}): "
+        f"p50 {r[49]:.0f} ms, p99 {r[98]:.0f} ms"
     )
-    q = statistics.quantiles(latencies, n=100)
     print(
-        f"  time to HTTP answer: p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, "
-        f"max {max(latencies) * 1000:.0f} ms"
+        f"  SendGrid calls: {len(calls):,}; by outcome {dict(Counter(c['outcome'] for c in calls))}"
     )
-    print(f"  replies by kind and error class: {dict(sorted(classes.items()))}")
     print(
-        "  RSS (master + worker): "
-        + ", ".join(f"{b:.0f} → {a:.0f} MB" for b, a in zip(rss_before, rss_after, strict=True))
+        f"  changes by state: {dict(sorted(states.items()))}; orphaned after the kill: {orphaned}"
     )
-    print(f"  SendGrid calls by outcome: {sim_stats['outcomes']}")
-    print(f"  audit rows: {dict(sorted(audit.items()))}")
-    ok1 = direct_audited == issued["direct add"]
-    ok2 = audit["requested (request)"] + refused_requests == issued["request"]
-    ok3 = sim_stats["applied"] == succeeded
     print(
-        f"  books: direct adds issued {issued['direct add']} = audited {direct_audited}: "
-        f"{'yes' if ok1 else 'NO'}; requests issued {issued['request']} = recorded "
-        f"{audit['requested (request)']} + refused before recording {refused_requests}: "
-        f"{'yes' if ok2 else 'NO'}; writes SendGrid applied {sim_stats['applied']} = "
-        f"audited successes {succeeded}: {'yes' if ok3 else 'NO'}"
+        f"  books: unfinished changes {unfinished}; writes SendGrid applied {len(writes)} within "
+        f"[applied {applied}, applied + unknown {applied + unknown}]: "
+        f"{'yes' if applied <= len(writes) <= applied + unknown else 'NO'}"
+    )
+    print(f"  duplicate writes: {duplicates}")
+    print(
+        f"  most SendGrid requests in any 60 s: {busiest} (SENDGRID_RATE_LIMIT {args.limit}); "
+        f"429s: {limited}"
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -108,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
             if failing:
                 self._send(500, "internal_error", "text/plain")
                 return
-            state.record(response={**payload, "_path": url.path})
+            state.record(response={**payload, "_path": url.path, "_received_at": time.time()})
             self._send(200, "ok", "text/plain")
             return
         if not url.path.startswith("/api/"):
