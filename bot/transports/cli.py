@@ -165,7 +165,7 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
 
     def chat(chat_settings: Settings) -> int:
         return run_console(
-            build_services(chat_settings).commands,
+            build_services(chat_settings, kind="console").commands,
             user_id=args.user_id,
             stdin=sys.stdin,
             stdout=sys.stdout,

@@ -7,6 +7,7 @@ Timestamps are stored timezone-aware and always read back as UTC.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -20,11 +21,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Engine,
     Row,
     create_engine,
+    delete,
     desc,
     event,
     exists,
@@ -60,6 +63,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 7_284_113_001
 # An instance that has not beaten its heart for this long is gone (it beats every 5 s).
 INSTANCE_LEASE = timedelta(seconds=30)
+FORGET_INSTANCES_AFTER = timedelta(days=7)
 
 
 def create_store_engine(url: str) -> Engine:
@@ -68,6 +72,13 @@ def create_store_engine(url: str) -> Engine:
         # Wait for the write lock instead of failing at once when threads contend.
         return create_engine(url, connect_args={"timeout": 30})
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def migrate(engine: Engine) -> None:
@@ -97,6 +108,7 @@ class SqlStore:
         # A new connection may be to a database recreated empty (a restore, a failover to
         # a fresh server): the schema is checked again before the next transaction.
         self._recheck_schema = threading.Event()
+        self._schema_lock = threading.Lock()
         if migrated:
             event.listen(engine, "connect", lambda *_: self._recheck_schema.set())
 
@@ -118,8 +130,7 @@ class SqlStore:
     def transaction(self) -> Iterator[Connection]:
         try:
             if self._recheck_schema.is_set():
-                self._recheck_schema.clear()
-                migrate(self._engine)
+                self._ensure_schema()
             with self._engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as error:
@@ -130,6 +141,23 @@ class SqlStore:
         except StoreError:
             self._recheck_schema.set()
             raise
+
+    def _ensure_schema(self) -> None:
+        """Migrate if the database is not at the newest revision (one cheap query if it is)."""
+        with self._schema_lock:
+            if not self._recheck_schema.is_set():
+                return
+            self._recheck_schema.clear()
+            with self._engine.connect() as connection:
+                try:
+                    current = connection.execute(
+                        text("SELECT version_num FROM alembic_version")
+                    ).scalar()
+                except (ProgrammingError, OperationalError):
+                    current = None
+            if current != head_revision():
+                self._logger.warning("the database schema is not current; migrating again")
+                migrate(self._engine)
 
     # --- approval requests ------------------------------------------------------------
 
@@ -322,7 +350,20 @@ class SqlStore:
     # --- live instances --------------------------------------------------------------------
 
     def register_instance(self, instance_id: str, *, kind: str, now: datetime) -> None:
+        """Record a starting instance (and forget instances silent for a week that own
+        no unfinished change)."""
+        table = instances.c
+        unfinished = [ChangeState.INTENT.value, ChangeState.SENT.value]
         with self.transaction() as connection:
+            connection.execute(
+                delete(instances).where(
+                    table.heartbeat_at < now - FORGET_INSTANCES_AFTER,
+                    ~exists().where(
+                        credit_changes.c.owner == table.id,
+                        credit_changes.c.state.in_(unfinished),
+                    ),
+                )
+            )
             connection.execute(
                 insert(instances).values(
                     id=instance_id, kind=kind, started_at=now, heartbeat_at=now
