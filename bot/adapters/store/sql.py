@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -82,19 +83,29 @@ def head_revision() -> str | None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent; safe from several instances)."""
+    """Bring the schema to the newest migration (idempotent; safe from several instances).
+
+    PostgreSQL serialises migrators with an advisory lock. SQLite has none: two
+    processes starting on one file at once may collide, and the loser tries again
+    (the second attempt finds the schema current).
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    try:
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
-                )
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-    except SQLAlchemyError as error:
-        raise StoreError(f"database migration failed: {type(error).__name__}") from error
+    attempts = 1 if engine.dialect.name == "postgresql" else 3
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                    )
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+            return
+        except SQLAlchemyError as error:
+            if attempt == attempts:
+                raise StoreError(f"database migration failed: {type(error).__name__}") from error
+            time.sleep(0.5 * attempt)
 
 
 class SqlStore:
