@@ -173,22 +173,22 @@ def test_sigterm_during_a_burst_finishes_or_records_every_change_and_answers_eve
 ):
     url = f"sqlite:///{tmp_path / 'burst.sqlite3'}"
     simulator.state.add_fault(FaultRule(kind="latency", arg="500"))
-    env = env_for(simulator, slack, url, "v2", SENDGRID_RATE_LIMIT="120")
-    server = ServeProcess(env).wait_healthy()
     users = [f"U0BURST{n:02d}" for n in range(40)]
-    env_admins = {**env, "CREDITS_ADMINS": ",".join(users)}
-    server.stop()
-    server = ServeProcess(env_admins).wait_healthy()
-    threads = [
-        threading.Thread(target=send, args=(server, slack, "add globex 1", user, user))
-        for user in users
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wait_until(lambda: len(simulator.state.writes(task="increment")) >= 3)
-    server.stop()  # SIGTERM; gunicorn's graceful timeout bounds the stop
+    env = env_for(simulator, slack, url, "v2", SENDGRID_RATE_LIMIT="120")
+    server = ServeProcess({**env, "CREDITS_ADMINS": ",".join(users)})
+    try:
+        server.wait_healthy()
+        threads = [
+            threading.Thread(target=send, args=(server, slack, "add globex 1", user, user))
+            for user in users
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wait_until(lambda: len(simulator.state.writes(task="increment")) >= 3, timeout=60)
+    finally:
+        server.stop()  # SIGTERM; gunicorn's graceful timeout bounds the stop
     assert server.process.returncode is not None
     rows = changes(url)
     assert len(rows) <= len(users)
