@@ -104,6 +104,9 @@ UNEXPECTED = (
     "with `/credits show` before trying again."
 )
 STORE_FAILED = "The bot's database is not answering, so nothing was done."
+NO_CHANGES_WITHOUT_DATABASE = (
+    "The bot's database is not answering, so it cannot make changes right now; nothing was done."
+)
 UNEXPECTED_NEXT = "If it keeps happening, give this error id to an admin: `{error_id}`."
 
 # --- approvals ---------------------------------------------------------------------
