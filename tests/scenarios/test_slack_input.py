@@ -152,8 +152,15 @@ def test_an_unsigned_body_is_refused_with_401_before_it_is_sent(bot: BotUnderTes
         assert status_of(connection) == 401
 
 
-def test_a_stale_timestamp_is_refused_with_401_before_the_body_is_sent(bot: BotUnderTest):
-    headers = {**forged_headers(4000), "X-Slack-Request-Timestamp": str(int(time.time()) - 600)}
+@pytest.mark.parametrize(
+    "timestamp",
+    [str(int(time.time()) - 600), "9" * 5000, "١٧٠٠٠٠٠٠٠٠", "-1", ""],
+    ids=["stale", "5000 digits", "not ASCII digits", "negative", "empty"],
+)
+def test_a_bad_timestamp_is_refused_with_401_before_the_body_is_sent(
+    bot: BotUnderTest, timestamp: str
+):
+    headers = {**forged_headers(4000), "X-Slack-Request-Timestamp": timestamp}
     connection = open_request(bot.events_url, headers, b"text=")
     with connection:
         assert status_of(connection) == 401

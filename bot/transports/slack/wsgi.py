@@ -37,7 +37,7 @@ from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from bot.adapters.store import SqlStore
 from bot.adapters.store.replay import SeenRequests
 from bot.config import Settings, load_settings
-from bot.errors import StoreError
+from bot.errors import ConfigError, StoreError
 from bot.logs import configure_logging
 from bot.transports.slack.app import REPLAY_CHECKED, AckFirst, create_app
 
@@ -95,7 +95,7 @@ class SlackGate:
         body_deadline: float = BODY_DEADLINE,
     ) -> None:
         if not signing_secret:
-            raise ValueError("a signing secret is required")
+            raise ConfigError("SLACK_SIGNING_SECRET is required to serve Slack over HTTP")
         self._secret = signing_secret.encode()
         self._seen = seen
         self._clock = clock
@@ -108,7 +108,8 @@ class SlackGate:
             return Refusal("413 Content Too Large", "body too large")
         timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
         signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
-        if not timestamp.isdigit() or not signature.startswith("v0="):
+        well_formed = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
+        if not well_formed or not signature.startswith("v0="):
             return Refusal("401 Unauthorized", "unsigned request")
         now = self._clock()
         if not -FUTURE_SKEW <= now - int(timestamp) <= SLACK_WINDOW:
@@ -263,6 +264,7 @@ def create_wsgi_app(
             return _answer(start_response, "405 Method Not Allowed", "POST only")
         verdict = gate.admit(environ)
         if isinstance(verdict, Refusal):
+            logger.info("refused a request to %s: %s", EVENTS_PATH, verdict.reason)
             return _answer(start_response, verdict.status, verdict.reason)
         if ack_first is None:
             return _dispatch(bolt_app, environ, verdict, start_response)
