@@ -119,6 +119,9 @@ ABANDONED_SENT = (
     "applied — verify the balance before trying again"
 )
 DIRECT_ABANDONED = "Your change ({summary}) did not finish: {detail}."
+NO_CHANGES_WITHOUT_DATABASE = (
+    "The bot's database is not answering, so it cannot make changes right now; nothing was done."
+)
 UNEXPECTED_NEXT = "If it keeps happening, give this error id to an admin: `{error_id}`."
 
 # --- approvals ---------------------------------------------------------------------

@@ -89,13 +89,19 @@ class CommandService:
         self._store = store
         self._clock = clock
 
-    def handle(self, actor: Actor, text: str) -> Reply:
-        """Answer one command. Never raises: every failure becomes an ErrorReply."""
+    def handle(self, actor: Actor, text: str, *, replay_checked: bool = True) -> Reply:
+        """Answer one command. Never raises: every failure becomes an ErrorReply.
+
+        `replay_checked=False` (the database could not record the request, so a
+        replay of it would go unnoticed): reads are answered, changes refused.
+        """
         parsed: list[Command] = []
 
         def run() -> Reply:
             command = parse(text)
             parsed.append(command)
+            if not replay_checked and command.verb in CHANGING_VERBS:
+                return _unchecked_change()
             return self._run(actor, command)
 
         reply = self._safely(run, actor, lambda: parsed[0] if parsed else None)
@@ -109,11 +115,17 @@ class CommandService:
         )
         return reply
 
-    def approve(self, actor: Actor, request_id: int) -> Reply:
+    def approve(self, actor: Actor, request_id: int, *, replay_checked: bool = True) -> Reply:
         """An Approve click: execute the request at most once, or say why not."""
+        if not replay_checked:
+            return _unchecked_change()
         return self._safely(lambda: self._desk().approve(request_id, actor.user_id), actor)
 
-    def deny(self, actor: Actor, request_id: int, reason: str | None) -> Reply:
+    def deny(
+        self, actor: Actor, request_id: int, reason: str | None, *, replay_checked: bool = True
+    ) -> Reply:
+        if not replay_checked:
+            return _unchecked_change()
         return self._safely(lambda: self._desk().deny(request_id, actor.user_id, reason), actor)
 
     def refusal_to_decide(self, actor: Actor, request_id: int) -> ErrorReply | None:
@@ -123,8 +135,12 @@ class CommandService:
         )
         return reply if isinstance(reply, ErrorReply) else None
 
-    def snooze(self, actor: Actor, user: str, *, hours: int = 24) -> Reply:
+    def snooze(
+        self, actor: Actor, user: str, *, hours: int = 24, replay_checked: bool = True
+    ) -> Reply:
         """The digest's Snooze button: silence a subuser's alerts (operators and up)."""
+        if not replay_checked:
+            return _unchecked_change()
 
         def run() -> Reply:
             resolved = self._roles.resolve(actor.user_id, self._directory)
@@ -275,6 +291,16 @@ class CommandService:
             auto_approve_max=self._auto_approve_max,
             recorded=recorded,
         )
+
+
+# What a request whose replay could not be checked may not do.
+CHANGING_VERBS = frozenset(
+    {Verb.ADD, Verb.REMOVE, Verb.SET, Verb.RECURRING, Verb.UNLIMIT, Verb.THRESHOLD}
+)
+
+
+def _unchecked_change() -> ErrorReply:
+    return ErrorReply(messages.NO_CHANGES_WITHOUT_DATABASE)
 
 
 def _refusal(command: Command, decision: Decision, resolved: ResolvedRole) -> ErrorReply:

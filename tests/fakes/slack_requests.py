@@ -11,7 +11,8 @@ import requests
 from slack_sdk.signature import SignatureVerifier
 
 
-def slash_command_body(*, text: str, user_id: str, response_url: str) -> str:
+def slash_command_body(*, text: str, user_id: str, response_url: str, **fields: str) -> str:
+    """A slash command's form body; `fields` replace or add fields (e.g. `channel_name`)."""
     return urlencode(
         {
             "token": "deprecated-verification-token",
@@ -27,6 +28,7 @@ def slash_command_body(*, text: str, user_id: str, response_url: str) -> str:
             "is_enterprise_install": "false",
             "response_url": response_url,
             "trigger_id": "1337.42.abcdef",
+            **fields,
         }
     )
 

@@ -3,11 +3,16 @@
 Slack signs `v0:{timestamp}:{body}`; the same signature twice is the same request
 twice. Slack does not retry slash commands or interactions, so a repeat is a replay:
 one unique INSERT per request decides, across every instance sharing the database.
+
+A signature is accepted for as long as its *timestamp* is within 5 minutes of now,
+on either side. So the row stores that timestamp (in `seen_at`, the moment Slack
+says it sent the request), and a row is forgotten only once its timestamp has left
+the window, plus a margin for the clocks of other instances: not so many minutes
+after the insert, which for a request stamped in the future is too early.
 """
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert
@@ -16,27 +21,38 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from bot.adapters.store.tables import seen_requests
 from bot.errors import StoreError
 
-# Slack refuses timestamps more than 5 minutes off; keep a little longer than that.
-KEEP = timedelta(minutes=6)
-PRUNE_EVERY = 200
+# Slack's window: a timestamp more than 5 minutes from now is refused as stale.
+SLACK_WINDOW = timedelta(minutes=5)
+# Other instances' clocks may differ from ours by this much.
+CLOCK_MARGIN = timedelta(minutes=1)
+# Forgetting is one DELETE on an indexed column, at most this often per process.
+PRUNE_INTERVAL = timedelta(seconds=30)
 
 
 class SeenRequests:
+    """The signatures of requests already handled, shared through the database."""
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._inserts = itertools.count(1)
+        self._next_prune = datetime.min.replace(tzinfo=UTC)
 
-    def first_time(self, signature: str, *, now: datetime | None = None) -> bool:
-        """Record `signature`; False if it was already recorded (a replay)."""
-        now = now or datetime.now(UTC)
+    def first_time(self, signature: str, *, signed_at: datetime, now: datetime) -> bool:
+        """Record `signature` (stamped `signed_at` by Slack); False if already recorded.
+
+        Raises StoreError when the database fails, so the caller decides what an
+        unchecked request may still do.
+        """
         try:
             with self._engine.begin() as connection:
                 connection.execute(
-                    insert(seen_requests).values(signature=signature[:80], seen_at=now)
+                    insert(seen_requests).values(signature=signature[:80], seen_at=signed_at)
                 )
-                if next(self._inserts) % PRUNE_EVERY == 0:
+                if now >= self._next_prune:
+                    self._next_prune = now + PRUNE_INTERVAL
                     connection.execute(
-                        delete(seen_requests).where(seen_requests.c.seen_at < now - KEEP)
+                        delete(seen_requests).where(
+                            seen_requests.c.seen_at < now - SLACK_WINDOW - CLOCK_MARGIN
+                        )
                     )
         except IntegrityError:
             return False

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
@@ -71,6 +71,15 @@ T = TypeVar("T")
 
 # Work waits at most this long for acks in progress, so it is never starved.
 ACK_FIRST_MAX_WAIT = 0.25
+
+# Set by the WSGI layer in Bolt's context: False when the database could not record
+# the request, so a replay of it would go unnoticed (changes are then refused).
+REPLAY_CHECKED = "credits_replay_checked"
+
+
+def replay_checked(context: BoltContext) -> bool:
+    return context.get(REPLAY_CHECKED) is not False
+
 
 logger = logging.getLogger("bot.slack")
 
@@ -146,12 +155,14 @@ def build_slack(
     ack_first: AckFirst | None = None,
     housekeeping_interval: float = 60.0,
     store: SqlStore | None = None,
+    verified_upstream: bool = False,
 ) -> SlackParts:
     """Build the Bolt app and everything behind it from settings.
 
     HTTP mode needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; Socket Mode needs
     SLACK_BOT_TOKEN (and SLACK_APP_TOKEN, checked by the socket runner).
     `ack_first` is shared with the WSGI app that serves this app (HTTP mode).
+    `verified_upstream`: the WSGI app checks every signature, so Bolt does not.
     """
     settings.require("SLACK_BOT_TOKEN")
     if not socket_mode:
@@ -178,7 +189,7 @@ def build_slack(
     app = App(
         client=client,
         signing_secret=signing_secret.reveal() if signing_secret else "",
-        request_verification_enabled=not socket_mode,
+        request_verification_enabled=not (socket_mode or verified_upstream),
         process_before_response=False,
         listener_executor=ThreadPoolExecutor(
             max_workers=listener_workers, thread_name_prefix="bolt-listener"
@@ -265,13 +276,16 @@ def deliver(respond: Respond, **message: Any) -> None:
 def credits_command(service: CommandService, work: PostAckWork) -> Any:
     """`/credits …`: ack at once, then run the command and answer via response_url."""
 
-    def handle_credits(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    def handle_credits(
+        ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
+    ) -> None:
         ack()
         actor = Actor(user_id=command["user_id"])
         text = command.get("text") or ""
+        checked = replay_checked(context)
 
         def answer() -> None:
-            reply = service.handle(actor, text)
+            reply = service.handle(actor, text, replay_checked=checked)
             deliver(respond, response_type="ephemeral", **render_message(reply))
 
         work.submit(answer, f"/credits from {actor.user_id}")
@@ -283,17 +297,23 @@ def button_answered_to_clicker(
     work: PostAckWork,
     *,
     parse: Callable[[str], T],
-    act: Callable[[Actor, T], Reply],
+    act: Callable[[Actor, T, bool], Reply],
     what: str,
 ) -> Any:
     """A button whose click is answered ephemerally to the clicker: ack, then in the
-    work pool parse the button's value (a bad one is refused), act, and respond."""
+    work pool parse the button's value (a bad one is refused), act (told whether the
+    click's replay was checked), and respond."""
 
     def handle_click(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+        ack: Ack,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: Respond,
+        context: BoltContext,
     ) -> None:
         ack()
         actor = Actor(user_id=body["user"]["id"])
+        checked = replay_checked(context)
 
         def answer() -> None:
             try:
@@ -301,7 +321,7 @@ def button_answered_to_clicker(
             except UserError as error:
                 reply: Reply = ErrorReply(str(error))
             else:
-                reply = act(actor, value)
+                reply = act(actor, value, checked)
             deliver(
                 respond, response_type="ephemeral", replace_original=False, **render_message(reply)
             )
@@ -314,7 +334,12 @@ def button_answered_to_clicker(
 def approve_button(service: CommandService, work: PostAckWork) -> Any:
     """Approve (after the confirm dialog): execute once, tell the clicker how it went."""
     return button_answered_to_clicker(
-        work, parse=request_id_from, act=service.approve, what="an Approve click"
+        work,
+        parse=request_id_from,
+        act=lambda actor, request_id, checked: service.approve(
+            actor, request_id, replay_checked=checked
+        ),
+        what="an Approve click",
     )
 
 
@@ -353,8 +378,11 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
 def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
     """The Deny dialog's submit: refusals show in the dialog; the denial follows the ack."""
 
-    def handle_deny_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def handle_deny_submission(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
         actor = Actor(user_id=body["user"]["id"])
+        checked = replay_checked(context)
         try:
             request_id = request_id_from(view.get("private_metadata"))
         except UserError as error:
@@ -368,7 +396,7 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
         reason = reason_from(view)
 
         def answer() -> None:
-            reply = service.deny(actor, request_id, reason)
+            reply = service.deny(actor, request_id, reason, replay_checked=checked)
             if isinstance(reply, ErrorReply):  # lost a race after the dialog was checked
                 client.chat_postMessage(channel=actor.user_id, **render_message(reply))
 
@@ -382,7 +410,7 @@ def snooze_button(service: CommandService, work: PostAckWork) -> Any:
     return button_answered_to_clicker(
         work,
         parse=lambda value: parse_user(value, USAGE[Verb.SHOW]),
-        act=service.snooze,
+        act=lambda actor, user, checked: service.snooze(actor, user, replay_checked=checked),
         what="a Snooze click",
     )
 
@@ -419,8 +447,11 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
     """The Add credits dialog: a bad amount is shown in the dialog; the rest is `add USER N`,
     under the same roles and approval rules as the slash command; the answer comes as a DM."""
 
-    def handle_add_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+    def handle_add_submission(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
         actor = Actor(user_id=body["user"]["id"])
+        checked = replay_checked(context)
         try:
             user = parse_user(str(view.get("private_metadata") or ""), USAGE[Verb.ADD])
             credits = parse_credits(amount_from(view), USAGE[Verb.ADD])
@@ -430,7 +461,7 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
         ack()
 
         def answer() -> None:
-            reply = service.handle(actor, f"add {user} {credits}")
+            reply = service.handle(actor, f"add {user} {credits}", replay_checked=checked)
             client.chat_postMessage(channel=actor.user_id, **render_message(reply))
 
         work.submit(answer, f"Add credits by {actor.user_id}")

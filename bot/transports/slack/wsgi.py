@@ -2,25 +2,45 @@
 
 `credits-bot serve` runs it under gunicorn; the Procfile's `web:` runs the same
 factory, `bot.transports.slack.wsgi:application_from_environment()`.
+
+Every request to Bolt passes one gate here first, in this order, and each step
+refuses as early as it can, so nobody unsigned costs more than a header read:
+
+1. `Content-Length` above `MAX_BODY` → 413, nothing read.
+2. no signature, or a timestamp outside Slack's 5 minutes (or more than
+   `FUTURE_SKEW` ahead) → 401, nothing read.
+3. the body, at most `MAX_BODY` bytes, within `BODY_DEADLINE` → else 413 / 408.
+4. the signature, checked once, here → 401. Bolt's own check is off.
+5. the form, parsed here (never by searching the text for a word) → 400 if malformed.
+6. the signature recorded as seen → 401 if it was already. If the database cannot
+   say, the request goes on marked "replay not checked" (`REPLAY_CHECKED` false in
+   Bolt's context), and the command layer refuses to change anything for it.
+7. Bolt dispatches the parsed body to the listeners.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
+import hmac
 import json
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
-from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
-from slack_sdk.signature import SignatureVerifier
+from slack_bolt import App, BoltRequest
+from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 
 from bot.adapters.store import SqlStore
 from bot.adapters.store.replay import SeenRequests
 from bot.config import Settings, load_settings
+from bot.errors import ConfigError, StoreError
 from bot.logs import configure_logging
 from bot.transports.assembly import Heartbeat, stop_gracefully
-from bot.transports.slack.app import AckFirst, SlackParts, build_slack
+from bot.transports.slack.app import REPLAY_CHECKED, AckFirst, SlackParts, build_slack
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -30,61 +50,263 @@ EVENTS_PATH = "/slack/events"
 # unfinished; gunicorn's graceful_timeout must be longer (see server.py, Procfile).
 DRAIN_SECONDS = 15.0
 
+# Slack's slash commands and interactions are a few KB (a block_actions payload
+# carries the message's blocks: 50 blocks at most, well under 64 KiB). Anything
+# larger is not from Slack, and is refused before it is read.
+MAX_BODY = 64 * 1024
+# Slack gives up on an answer after 3 seconds: a body still arriving after that
+# cannot be answered in time, and a thread waiting for it is one fewer for others.
+BODY_DEADLINE = 3.0
+# Slack refuses timestamps more than 5 minutes old; one from the future is refused
+# beyond a small clock skew (Slack's clock and ours).
+SLACK_WINDOW = 300
+FUTURE_SKEW = 60
+# A form with more fields than this is not Slack's (a slash command has 13).
+MAX_FIELDS = 50
+READ_STEP = 16 * 1024
+# Nobody may send the mark the gate sets: a header of the same name is dropped.
+_FORGEABLE = "x-" + REPLAY_CHECKED.replace("_", "-")
+
+logger = logging.getLogger("bot.slack")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An HTTP answer that ends the request before Bolt sees it."""
+
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A signed request, read and parsed, ready for Bolt."""
+
+    body: dict[str, Any]
+    replay_checked: bool
+
+
+class SlackGate:
+    """Steps 1–6 above: decides whether a request reaches Bolt, and with what body."""
+
+    def __init__(
+        self,
+        *,
+        signing_secret: str,
+        seen: SeenRequests | None,
+        clock: Callable[[], float] = time.time,
+        max_body: int = MAX_BODY,
+        body_deadline: float = BODY_DEADLINE,
+    ) -> None:
+        if not signing_secret:
+            raise ConfigError("SLACK_SIGNING_SECRET is required to serve Slack over HTTP")
+        self._secret = signing_secret.encode()
+        self._seen = seen
+        self._clock = clock
+        self._max_body = max_body
+        self._body_deadline = body_deadline
+
+    def admit(self, environ: WSGIEnvironment) -> Admitted | Refusal:
+        length = _content_length(environ)
+        if length is not None and length > self._max_body:
+            return Refusal("413 Content Too Large", "body too large")
+        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+        well_formed = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12
+        if not well_formed or not signature.startswith("v0="):
+            return Refusal("401 Unauthorized", "unsigned request")
+        now = self._clock()
+        if not -FUTURE_SKEW <= now - int(timestamp) <= SLACK_WINDOW:
+            return Refusal("401 Unauthorized", "stale or future timestamp")
+        try:
+            raw = read_body(
+                environ, length=length, limit=self._max_body, timeout=self._body_deadline
+            )
+        except BodyTooLarge:
+            return Refusal("413 Content Too Large", "body too large")
+        except BodyTooSlow:
+            return Refusal("408 Request Timeout", "body too slow")
+        except BodyIncomplete:
+            return Refusal("400 Bad Request", "body shorter than announced")
+        if not self._signed(raw, timestamp, signature):
+            return Refusal("401 Unauthorized", "bad signature")
+        try:
+            body = parse_slack_body(raw, environ.get("CONTENT_TYPE", ""))
+        except ValueError:
+            return Refusal("400 Bad Request", "malformed body")
+        replay_checked = True
+        if self._seen is not None:
+            try:
+                first = self._seen.first_time(
+                    signature,
+                    signed_at=datetime.fromtimestamp(int(timestamp), UTC),
+                    now=datetime.fromtimestamp(now, UTC),
+                )
+            except StoreError as error:
+                # Reads may go on (a replayed read is harmless); writes are refused.
+                logger.warning("replay not checked, the database failed: %s", error)
+                replay_checked = False
+            else:
+                if not first:
+                    return Refusal("401 Unauthorized", "replayed request")
+        return Admitted(body=body, replay_checked=replay_checked)
+
+    def _signed(self, raw: bytes, timestamp: str, signature: str) -> bool:
+        base = b"v0:" + timestamp.encode() + b":" + raw
+        expected = "v0=" + hmac.new(self._secret, base, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, signature)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyTooSlow(Exception):
+    pass
+
+
+class BodyIncomplete(Exception):
+    pass
+
+
+def _content_length(environ: WSGIEnvironment) -> int | None:
+    value = environ.get("CONTENT_LENGTH") or ""
+    if not value:
+        return None
+    if not value.isdigit():
+        return 1 << 62  # malformed: treated as too large
+    return int(value)
+
+
+def read_body(environ: WSGIEnvironment, *, length: int | None, limit: int, timeout: float) -> bytes:
+    """Read the request body: at most `limit` bytes, within `timeout` seconds.
+
+    Without a Content-Length (a chunked body) the server must say the input ends
+    (`wsgi.input_terminated`, as gunicorn does); else there is no body. Under
+    gunicorn the deadline is enforced on the client's socket (`gunicorn.socket`),
+    checked again before every read of at most `READ_STEP` bytes; other servers
+    read without a deadline.
+    """
+    if length is None and not environ.get("wsgi.input_terminated"):
+        return b""
+    wanted = limit + 1 if length is None else length
+    stream = environ["wsgi.input"]
+    client = environ.get("gunicorn.socket")
+    previous = client.gettimeout() if client is not None else None
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        while received < wanted:
+            if client is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BodyTooSlow
+                client.settimeout(remaining)
+            chunk = stream.read(min(READ_STEP, wanted - received))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+    except TimeoutError as error:
+        raise BodyTooSlow from error
+    finally:
+        if client is not None:
+            client.settimeout(previous)
+    if received > limit:
+        raise BodyTooLarge
+    if length is not None and received < length:
+        raise BodyIncomplete
+    return b"".join(chunks)
+
+
+def parse_slack_body(raw: bytes, content_type: str) -> dict[str, Any]:
+    """The body as Bolt's listeners expect it; ValueError if it is not what Slack sends.
+
+    A slash command is a form; an interaction is a form whose one `payload` field
+    holds a JSON object; the Events API sends a JSON object.
+    """
+    text = raw.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    if content_type.split(";", maxsplit=1)[0].strip().lower() == "application/json":
+        return _json_object(text)
+    pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        raise ValueError("a field is given twice")
+    if "payload" in fields:
+        return _json_object(fields["payload"])
+    return fields
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)  # JSONDecodeError is a ValueError
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
 
 def create_wsgi_app(
     bolt_app: App,
     *,
+    gate: SlackGate,
     ack_first: AckFirst | None = None,
-    replays: ReplayGuard | None = None,
 ) -> WSGIApplication:
-    """Wrap a Bolt app: Slack's requests go to Bolt, `/healthz` answers here.
+    """Wrap a Bolt app: requests `gate` admits go to Bolt, `/healthz` answers here.
 
+    `bolt_app` must not verify signatures itself (the gate did, on the raw body).
     With `ack_first`, every request to Bolt is counted while it is being
-    acknowledged, so post-ack work can let it go first. With `replays`, a
-    correctly signed request seen before is refused with 401 before Bolt runs.
+    acknowledged, so post-ack work can let it go first.
     """
-    slack = SlackRequestHandler(bolt_app, path=EVENTS_PATH)
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz":
-            body = json.dumps({"ok": True}).encode()
-            start_response(
-                "200 OK",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-            )
-            return [body]
-        if replays is not None and replays.is_replay(environ):
-            start_response("401 Unauthorized", [("Content-Type", "text/plain")])
-            return [b"replayed request"]
+        path = environ.get("PATH_INFO")
+        if path == "/healthz":
+            return _answer(start_response, "200 OK", json.dumps({"ok": True}), "application/json")
+        if path != EVENTS_PATH:
+            return _answer(start_response, "404 Not Found", "not found")
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _answer(start_response, "405 Method Not Allowed", "POST only")
+        verdict = gate.admit(environ)
+        if isinstance(verdict, Refusal):
+            logger.info("refused a request to %s: %s", EVENTS_PATH, verdict.reason)
+            return _answer(start_response, verdict.status, verdict.reason)
         if ack_first is None:
-            return slack(environ, start_response)
+            return _dispatch(bolt_app, environ, verdict, start_response)
         with ack_first.acknowledging():
-            return slack(environ, start_response)
+            return _dispatch(bolt_app, environ, verdict, start_response)
 
     return application
 
 
-class ReplayGuard:
-    """Checks the signature itself, then asks the database whether it was seen before."""
+def _dispatch(
+    bolt_app: App, environ: WSGIEnvironment, admitted: Admitted, start_response: StartResponse
+) -> Iterable[bytes]:
+    headers = {
+        key[5:].replace("_", "-").lower(): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_") and key[5:].replace("_", "-").lower() != _FORGEABLE
+    }
+    # Bolt takes a raw body in HTTP mode: hand it the parsed one, as JSON, which
+    # Bolt reads back as it is (a JSON object is never searched for a word).
+    headers["content-type"] = "application/json"
+    request = BoltRequest(
+        body=json.dumps(admitted.body),
+        query=environ.get("QUERY_STRING", ""),
+        headers=headers,
+        context={REPLAY_CHECKED: admitted.replay_checked},
+    )
+    response = bolt_app.dispatch(request)
+    answer = WsgiHttpResponse(status=response.status, headers=response.headers, body=response.body)
+    start_response(answer.status, answer.get_headers())
+    return answer.get_body()
 
-    def __init__(self, *, signing_secret: str, seen: SeenRequests) -> None:
-        self._verifier = SignatureVerifier(signing_secret)
-        self._seen = seen
 
-    def is_replay(self, environ: WSGIEnvironment) -> bool:
-        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != EVENTS_PATH:
-            return False
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)  # Bolt reads it again
-        timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
-        signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
-        if not timestamp.isdigit() or not signature:
-            return False  # unsigned: Bolt answers 401; nothing is recorded
-        text = body.decode("utf-8", "replace")
-        if not self._verifier.is_valid(body=text, timestamp=timestamp, signature=signature):
-            return False  # Bolt answers 401 for a bad signature; nothing is recorded
-        return not self._seen.first_time(signature)
+def _answer(
+    start_response: StartResponse, status: str, text: str, content_type: str = "text/plain"
+) -> list[bytes]:
+    body = text.encode()
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 class ServedApp:
@@ -115,18 +337,18 @@ class ServedApp:
             self._heartbeat.stop()
 
 
-def build_wsgi_app(settings: Settings, **overrides: Any) -> ServedApp:
+def build_wsgi_app(
+    settings: Settings, *, clock: Callable[[], float] = time.time, **overrides: Any
+) -> ServedApp:
     """The HTTP-mode app for these settings (collaborators may be overridden)."""
     ack_first = AckFirst()
     store = SqlStore.from_url(settings.database_url)
     secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
-    parts = build_slack(settings, ack_first=ack_first, store=store, **overrides)
-    application = create_wsgi_app(
-        parts.app,
-        ack_first=ack_first,
-        replays=ReplayGuard(signing_secret=secret, seen=SeenRequests(store.engine)),
+    parts = build_slack(
+        settings, ack_first=ack_first, store=store, verified_upstream=True, **overrides
     )
-    return ServedApp(application, parts, store)
+    gate = SlackGate(signing_secret=secret, seen=SeenRequests(store.engine), clock=clock)
+    return ServedApp(create_wsgi_app(parts.app, gate=gate, ack_first=ack_first), parts, store)
 
 
 def application_from_environment() -> WSGIApplication:

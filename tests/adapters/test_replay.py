@@ -1,0 +1,73 @@
+"""The seen-requests table: a signature is remembered for as long as Slack's window
+accepts its timestamp, whichever side of now that timestamp is on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from bot.adapters.store import SqlStore
+from bot.adapters.store.replay import SeenRequests
+from bot.adapters.store.tables import seen_requests
+from bot.errors import StoreError
+from tests.pg import postgres_url, reset_postgres
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    else:
+        pg = postgres_url()
+        if pg is None:
+            pytest.skip("TEST_DATABASE_URL is not set")
+        reset_postgres(pg)
+        url = pg
+    store = SqlStore.from_url(url)
+    yield store
+    store.close()
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def rows(store: SqlStore) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(seen_requests)).scalar_one())
+
+
+def test_a_request_stamped_in_the_future_is_remembered_until_its_stamp_is_stale(
+    store: SqlStore,
+):
+    """The issue's case: stamped +280 s, replayed at +368 s, after other requests pruned."""
+    seen = SeenRequests(store.engine)
+    assert seen.first_time("v0=future", signed_at=at(280), now=at(0))
+    assert seen.first_time("v0=other", signed_at=at(368), now=at(368))  # prunes
+    assert not seen.first_time("v0=future", signed_at=at(280), now=at(368))
+    # Slack's window (+ a minute for other clocks) has passed for it: forgotten.
+    assert seen.first_time("v0=later", signed_at=at(700), now=at(700))  # prunes
+    assert rows(store) == 2  # "v0=other" (stamped 368 s) is still inside its window
+    assert seen.first_time("v0=future", signed_at=at(280), now=at(700))
+
+
+def test_a_request_stamped_in_the_past_is_forgotten_once_outside_the_window(store: SqlStore):
+    seen = SeenRequests(store.engine)
+    assert seen.first_time("v0=old", signed_at=at(-290), now=at(0))
+    assert seen.first_time("v0=new", signed_at=at(60), now=at(60))  # prunes: kept
+    assert not seen.first_time("v0=old", signed_at=at(-290), now=at(60))
+    assert seen.first_time("v0=newer", signed_at=at(100), now=at(100))  # prunes: gone
+    assert rows(store) == 2
+
+
+def test_an_unreachable_database_raises_store_error(tmp_path: Path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'store.sqlite3'}")
+    with pytest.raises(StoreError):
+        SeenRequests(engine).first_time("v0=x", signed_at=T0, now=T0)
