@@ -133,6 +133,8 @@ def test_manifest_declares_the_command_and_matches_the_http_mode():
         "chat:write",
         "chat:write.public",
         "usergroups:read",
+        "channels:read",
+        "groups:read",
     }
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
 
