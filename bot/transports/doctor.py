@@ -45,6 +45,7 @@ from bot.adapters.store import create_store_engine
 from bot.adapters.store.sql import MIGRATIONS, database_location, describe_failure
 from bot.config import Settings
 from bot.errors import AuthenticationFailed, BotError, ConfigError, SendGridError
+from bot.logs import REDACTED
 
 OK, FAILED, NOT_SET = "✓", "✗", "–"
 
@@ -167,11 +168,11 @@ def run_doctor(
 ) -> int:
     """Run every check, print one line each as it completes; 1 if any failed, else 0."""
     failed = False
-    secrets = settings.secrets()
+    secrets = [s for s in settings.secrets() if len(s) >= 4]  # as the log formatter does
     for finding in _findings(settings, web_client):
         line = finding.line()
         for secret in secrets:
-            line = line.replace(secret, "********")
+            line = line.replace(secret, REDACTED)
         print(line, file=out, flush=True)
         failed = failed or finding.failed
     return 1 if failed else 0
