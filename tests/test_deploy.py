@@ -90,3 +90,22 @@ def test_compose_runs_web_and_clock_from_one_image_next_to_postgresql():
     assert clock["healthcheck"] == {"disable": True}  # the clock serves no HTTP
     assert services["db"]["image"].startswith("postgres:")
     assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
+
+
+def test_readme_set_up_is_v3_first_and_self_contained():
+    readme = (ROOT / "README.md").read_text()
+    set_up = readme[readme.index("## Setting up") : readme.index("## Measured")]
+    for needed in (
+        ".env.example",
+        "SENDGRID_API_KEY",
+        "subusers.read",
+        "CREDITS_ALERT_CHANNEL",
+        "credits-bot clock",
+        "credits-bot doctor",
+        "docker compose up",
+        "requirements.txt",
+    ):
+        assert needed in set_up, needed
+    assert "v2" not in set_up.split("SENDGRID_API_KEY", 1)[0]  # v3 comes first
+    for outside in ("design §", "§", "issue notes", "the issue"):
+        assert outside not in readme, outside
