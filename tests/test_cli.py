@@ -118,9 +118,7 @@ def test_missing_sendgrid_credentials_are_one_line(command, slack_api, tmp_path)
 
     result = start(command, env, tmp_path)
 
-    assert_one_line(
-        result, "configuration error: SENDGRID_API_USER and SENDGRID_API_KEY are required"
-    )
+    assert_one_line(result, "configuration error: SENDGRID_API_KEY is required: a v3 API key")
     assert result.returncode == 2
 
 

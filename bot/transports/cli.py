@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str, details: str, run: Runner) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=summary, description=f"{summary}. {details}")
+        sentence = summary[:1].upper() + summary[1:]
+        sub = commands.add_parser(name, help=summary, description=f"{sentence}. {details}")
         sub.set_defaults(run=run)
         return sub
 

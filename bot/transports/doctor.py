@@ -342,6 +342,8 @@ def _sendgrid_findings(settings: Settings) -> Iterator[Finding]:
     subject = "SendGrid " + (
         "v3 (SENDGRID_API_KEY)" if v3 else "v2 (SENDGRID_API_USER, SENDGRID_API_KEY)"
     )
+    if not settings.sendgrid_api_key and not settings.sendgrid_api_user:
+        subject = "SendGrid"  # neither version is configured yet
     try:
         backend = build_backend(settings)
     except ConfigError as error:

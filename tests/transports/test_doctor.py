@@ -215,7 +215,7 @@ def test_missing_settings_are_each_named(simulator, tmp_path):
         "✗ roles",
         "– CREDITS_APPROVAL_CHANNEL",
         "– CREDITS_ALERT_CHANNEL",
-        "✗ SendGrid v2 (SENDGRID_API_USER, SENDGRID_API_KEY)",
+        "✗ SendGrid",
         "✗ database",
     ]
     assert lines[-1].endswith("does not exist yet; run `credits-bot migrate`")
