@@ -178,7 +178,7 @@ def test_socket_with_an_app_token_slack_refuses_is_one_line(slack_api, tmp_path)
     env = {
         **SENDGRID_OK,
         "SLACK_BOT_TOKEN": "xoxb-startup",
-        "SLACK_APP_TOKEN": "xapp-revoked",
+        "SLACK_APP_TOKEN": "xapp-revoked-invalid",
         "SLACK_API_URL": slack_api.api_url,
         "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
     }

@@ -240,7 +240,7 @@ def _app_token_finding(settings: Settings) -> Finding:
     try:
         verify_app_token(client, settings.slack_app_token.reveal(), api_url=settings.slack_api_url)
     except BotError as error:
-        return Finding(FAILED, "SLACK_APP_TOKEN", str(error))
+        return Finding(FAILED, "SLACK_APP_TOKEN", str(error).removeprefix("SLACK_APP_TOKEN: "))
     return Finding(OK, "SLACK_APP_TOKEN", "accepted for Socket Mode (`credits-bot socket`)")
 
 

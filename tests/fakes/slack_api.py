@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 VALID_TOKEN_PREFIX = "xoxb-"
+APP_TOKEN_PREFIX = "xapp-"
 # What auth.test reports as granted (`x-oauth-scopes`): manifest.yml's bot scopes.
 MANIFEST_SCOPES = (
     "commands",
@@ -137,7 +138,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.record(call=SlackCall(method, payload, token, body))
             self._send(status, json.dumps(body), "application/json", headers)
             return
-        if not token or not token.startswith(VALID_TOKEN_PREFIX) or token.endswith("-invalid"):
+        # Socket Mode's apps.connections.open takes the app-level token (xapp-…).
+        prefix = APP_TOKEN_PREFIX if method == "apps.connections.open" else VALID_TOKEN_PREFIX
+        if not token or not token.startswith(prefix) or token.endswith("-invalid"):
             answer: dict[str, Any] = {"ok": False, "error": "invalid_auth"}
         else:
             answer = self._answer(method, payload)
@@ -157,6 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "user_id": "UBOT",
                 "bot_id": "BBOT",
             }
+        if method == "apps.connections.open":
+            return {"ok": True, "url": f"ws://127.0.0.1:{self.server.server_address[1]}/socket"}
         if method == "usergroups.users.list":
             members = state.groups.get(payload.get("usergroup", ""))
             if members is None:

@@ -268,3 +268,18 @@ def test_a_malformed_setting_is_one_failed_check(tmp_path):
 def test_the_scopes_doctor_wants_are_the_manifests():
     manifest = yaml.safe_load((ROOT / "manifest.yml").read_text())
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == SLACK_SCOPES
+
+
+def test_socket_mode_checks_the_app_token_instead_of_the_signing_secret(slack, simulator, database):
+    env = environment(slack, simulator, database, version="v3", SLACK_SIGNING_SECRET="")
+
+    code, lines = doctor_in_process({**env, "SLACK_APP_TOKEN": "xapp-1-socket"})
+    assert code == 0
+    assert "✓ SLACK_APP_TOKEN: accepted for Socket Mode (`credits-bot socket`)" in lines
+
+    code, lines = doctor_in_process({**env, "SLACK_APP_TOKEN": "xapp-1-socket-invalid"})
+    assert code == 1
+    assert (
+        "✗ SLACK_APP_TOKEN: Slack refused it (invalid_auth); create an "
+        "app-level token with connections:write (Basic Information → App-Level Tokens)"
+    ) in lines
