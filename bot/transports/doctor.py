@@ -3,8 +3,9 @@
 `doctor` checks a deployment and prints one line per check, `✓` or `✗` with the
 fix (`–` for something optional that is not set up):
 
-- settings: what is required is set (the Slack token and signing secret, SendGrid
-  credentials, at least one role);
+- settings: what is required is set (the Slack token and signing secret, or the
+  Socket Mode app token, which Slack is asked about; SendGrid credentials; at
+  least one role);
 - the Slack token (`auth.test`) and the scopes it was granted (`x-oauth-scopes`)
   against the ones `manifest.yml` asks for;
 - the approval and alert channels: they exist and the bot can post there
@@ -18,9 +19,10 @@ It changes nothing anywhere (it does not migrate; it does not create a SQLite
 file), exits 1 if any check failed, and never prints a secret: every line is
 scrubbed of the configured secret values before it is written.
 
-`check_sendgrid_settings` and `verify_slack_token` are what `serve`, `socket`,
-`clock` and `sweep` run before they start, so a bad setting stops them with one
-line naming it (for `serve`, before gunicorn starts its worker).
+`check_sendgrid_settings`, `verify_slack_token` and (Socket Mode)
+`verify_app_token` are what `serve`, `socket`, `clock` and `sweep` run before
+they start, so a bad setting stops them with one line naming it (for `serve`,
+before gunicorn starts its worker).
 """
 
 from __future__ import annotations
