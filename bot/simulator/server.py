@@ -131,6 +131,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             handle=lambda: state.handle(module, params),
             ok=lambda result: self._reply(fmt, 200, result, root=_xml_root(module, params)),
             refuse=refuse,
+            refusal_status=200,
         )
 
     def _v3(self, path: str, query: dict[str, str], raw: bytes) -> None:
@@ -181,9 +182,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         handle: Callable[[], tuple[Any, bool]],
         ok: Callable[[Any], None],
         refuse: Callable[[int, tuple[str, ...]], int],
+        refusal_status: int | None = None,
     ) -> None:
         """What every authenticated call goes through, v2 or v3: faults, the rate limit,
-        the call itself and the call log. `ok` and `refuse` answer in the version's shape."""
+        the call itself and the call log. `ok` and `refuse` answer in the version's shape;
+        a refusal is answered with `refusal_status` (v2: 200) or the error's own status."""
         state = self.server.state
         try:
             faults = parse_key_faults(fault_spec) + state.faults_for(module, params)
@@ -206,8 +209,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         try:
             result, applied = handle()
         except SimulatedError as exc:
-            status = refuse(exc.status, exc.messages)
+            # Logged before answering: a client holding its answer finds the call in the log.
+            status = exc.status if refusal_status is None else refusal_status
             self._record(module, fmt, params, status, "error", applied=False)
+            refuse(exc.status, exc.messages)
             return
         self._record(module, fmt, params, 200, "ok", applied=applied)
         for fault in faults:

@@ -26,6 +26,19 @@ from urllib.parse import unquote
 WRITE_TASKS = frozenset({"none", "recurring", "total", "increment", "decrement"})
 PERIODS = ("daily", "weekly", "monthly")
 MAX_UNSIGNED = 4_294_967_295
+# The demo key's scopes (`GET /v3/scopes`): the subuser and credits scopes, and a
+# few unrelated ones, as a key made with "Full Access" would have.
+CREDITS_KEY_SCOPES = frozenset(
+    {
+        "mail.send",
+        "subusers.read",
+        "subusers.credits.read",
+        "subusers.credits.update",
+        "subusers.credits.remaining.read",
+        "subusers.credits.remaining.update",
+        "user.profile.read",
+    }
+)
 
 
 class SimulatedError(Exception):
@@ -186,6 +199,8 @@ class SimulatorState:
     ) -> None:
         self.api_user = api_user
         self.api_key = api_key
+        # What `GET /v3/scopes` answers for the key; tests take scopes away.
+        self.key_scopes: set[str] = set(CREDITS_KEY_SCOPES)
         self.subusers = {a.username: a for a in subusers}
         self.customers = {a.username: a for a in customers}
         self.limit = SlidingWindowLimit(rate_limit, rate_window) if rate_limit else None
@@ -272,6 +287,8 @@ class SimulatorState:
     def handle_v3(self, params: dict[str, str]) -> tuple[Any, bool]:
         """A v3 call, given as the v2-style params `v3_params` made of it."""
         with self._lock:
+            if params["task"] == "scopes":
+                return {"scopes": sorted(self.key_scopes)}, False
             if params["task"] == "get":
                 offset, limit = int(params["offset"]), int(params["limit"])
                 chosen = list(self.subusers.values())[offset : offset + limit]
@@ -402,6 +419,8 @@ def v3_params(
     None if the path is not one of the v3 endpoints the simulator serves.
     """
     parts = path.strip("/").split("/")
+    if parts == ["v3", "scopes"] and method == "GET":
+        return {"task": "scopes"}
     if parts == ["v3", "subusers"] and method == "GET":
         return {
             "task": "get",

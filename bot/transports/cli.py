@@ -1,7 +1,10 @@
-"""`credits-bot` / `python -m bot`: the process entry points of design §3.
+"""`credits-bot` / `python -m bot`: the process entry points.
 
 Each subcommand loads the settings once, sets up logging and hands the
-settings to the part it starts. A ConfigError stops start-up with one line.
+settings to the part it starts. Whatever stops start-up — a missing or
+malformed setting, a token Slack refuses, a database it cannot reach — is one
+line on stderr naming the variable or the cause, and a non-zero exit:
+2 for configuration, 1 for everything else.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from bot import __version__
 from bot.config import Secret, Settings, load_settings
-from bot.errors import ConfigError, StoreError
+from bot.errors import BotError, ConfigError, StoreError
 from bot.logs import configure_logging
 
 logger = logging.getLogger("bot")
@@ -27,6 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
+        if args.command == "doctor":
+            from bot.transports.doctor import settings_error
+
+            print(settings_error(exc), flush=True)
+            return 1
         print(f"credits-bot: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.secrets())
@@ -39,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print(f"credits-bot: database error: {exc}", file=sys.stderr)
         return 1
+    except BotError as exc:
+        print(f"credits-bot: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -46,12 +58,85 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="credits-bot",
-        description="Look after SendGrid customers' email credits from Slack.",
+        description="Look after SendGrid customers' email credits from Slack. Settings come "
+        "from the environment and from .env in the working directory.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    simulator = commands.add_parser(
-        "simulator", help="run the embedded SendGrid v2 simulator as an HTTP server"
+    def command(name: str, summary: str, details: str, run: Runner) -> argparse.ArgumentParser:
+        sentence = summary[:1].upper() + summary[1:]
+        sub = commands.add_parser(name, help=summary, description=f"{sentence}. {details}")
+        sub.set_defaults(run=run)
+        return sub
+
+    serve = command(
+        "serve",
+        "HTTP mode: POST /slack/events and GET /healthz, under gunicorn",
+        "Needs SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET and SendGrid credentials; checks the "
+        "token with Slack and migrates the database before it starts.",
+        _run_serve,
+    )
+    serve.add_argument("--port", type=int, help="port (default: $PORT, else 3000)")
+    serve.add_argument("--host", default="0.0.0.0", help="address (default 0.0.0.0)")
+
+    command(
+        "socket",
+        "Socket Mode: connect out to Slack, no public URL needed",
+        "Needs SLACK_APP_TOKEN (an app-level token with connections:write) and SLACK_BOT_TOKEN.",
+        _run_socket,
+    )
+    command(
+        "clock",
+        "the scheduler: low-credit sweeps (CREDITS_ALERT_SCHEDULE) and approval expiry",
+        "Run exactly one per deployment next to serve or socket; a second one stands by. "
+        "Warnings go to CREDITS_ALERT_CHANNEL.",
+        _run_clock,
+    )
+    command(
+        "sweep",
+        "run one low-credit sweep now, print what it found, post the digest, exit",
+        "For cron, a platform scheduler or by hand; never overlaps the clock's sweep.",
+        _run_sweep,
+    )
+    command(
+        "migrate",
+        "apply database migrations to DATABASE_URL, then exit",
+        "serve, socket and clock also migrate at start-up; this is for a release step.",
+        _run_migrate,
+    )
+    command(
+        "doctor",
+        "check this deployment: settings, Slack, channels, user groups, SendGrid, database",
+        "One line per check, ✓ or ✗ with the fix; exits 1 if any check failed. Changes "
+        "nothing and prints no secret.",
+        _run_doctor,
+    )
+
+    console = command(
+        "console",
+        "chat with the bot without Slack: one command a line on stdin",
+        "Type what you would type after /credits. --demo needs no settings at all.",
+        _run_console,
+    )
+    console.add_argument(
+        "--as",
+        dest="user_id",
+        default=CONSOLE_USER,
+        help=f"Slack user ID to act as ({CONSOLE_USER})",
+    )
+    console.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the embedded SendGrid simulator with sample data and act as an admin",
+    )
+
+    simulator = command(
+        "simulator",
+        "run the embedded SendGrid simulator (v2 and v3) as an HTTP server",
+        "Sample subusers and reseller customers; credentials demo / demo-key unless "
+        "SENDGRID_API_USER / SENDGRID_API_KEY are set. For tests and demos, never production.",
+        _run_simulator,
     )
     simulator.add_argument("--port", type=int, default=8025, help="port (default 8025)")
     simulator.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
@@ -68,46 +153,6 @@ def _parser() -> argparse.ArgumentParser:
         default=600,
         help="requests per minute per API user before HTTP 429; 0 turns it off (default 600)",
     )
-    simulator.set_defaults(run=_run_simulator)
-
-    console = commands.add_parser(
-        "console", help="chat with the bot without Slack: one command a line on stdin"
-    )
-    console.add_argument(
-        "--as",
-        dest="user_id",
-        default=CONSOLE_USER,
-        help=f"Slack user ID to act as ({CONSOLE_USER})",
-    )
-    console.add_argument(
-        "--demo",
-        action="store_true",
-        help="start the embedded SendGrid simulator with sample data and act as an admin",
-    )
-    console.set_defaults(run=_run_console)
-
-    serve = commands.add_parser(
-        "serve", help="HTTP mode: POST /slack/events and GET /healthz, under gunicorn"
-    )
-    serve.add_argument("--port", type=int, help="port (default: $PORT, else 3000)")
-    serve.add_argument("--host", default="0.0.0.0", help="address (default 0.0.0.0)")
-    serve.set_defaults(run=_run_serve)
-
-    socket = commands.add_parser("socket", help="Socket Mode (needs SLACK_APP_TOKEN)")
-    socket.set_defaults(run=_run_socket)
-
-    clock = commands.add_parser(
-        "clock", help="the scheduler: low-credit sweeps (CREDITS_ALERT_SCHEDULE) and expiry"
-    )
-    clock.set_defaults(run=_run_clock)
-
-    sweep = commands.add_parser("sweep", help="run one low-credit sweep now, post alerts, exit")
-    sweep.set_defaults(run=_run_sweep)
-
-    migrate = commands.add_parser(
-        "migrate", help="apply database migrations to DATABASE_URL (also done at start-up)"
-    )
-    migrate.set_defaults(run=_run_migrate)
     return parser
 
 
@@ -115,6 +160,7 @@ def _run_clock(args: argparse.Namespace, settings: Settings) -> int:
     from bot.transports.assembly import build_clock
     from bot.transports.clock import run_clock
 
+    _check_before_start(settings)
     run_clock(build_clock(settings), cron=settings.alert_schedule)
     return 0
 
@@ -123,6 +169,7 @@ def _run_sweep(args: argparse.Namespace, settings: Settings) -> int:
     from bot.transports.assembly import build_clock
     from bot.transports.clock import sweep_once
 
+    _check_before_start(settings)
     clock = build_clock(settings)
     report = sweep_once(clock.sweeper, clock.sweep_lock)
     if report is None:
@@ -202,9 +249,12 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+    # Checked here, in the one process, so that a bad setting is one line and not a
+    # gunicorn worker failing to boot.
+    _check_before_start(settings, database=True)
     from bot.transports.slack.server import serve_with_gunicorn
 
-    settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
     port = args.port if args.port is not None else settings.port
     serve_with_gunicorn(settings, host=args.host, port=port)
     return 0
@@ -212,6 +262,7 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _run_socket(args: argparse.Namespace, settings: Settings) -> int:
     settings.require("SLACK_APP_TOKEN", "SLACK_BOT_TOKEN")
+    _check_before_start(settings, app_token=True)
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.transports.slack.app import create_app
@@ -221,6 +272,46 @@ def _run_socket(args: argparse.Namespace, settings: Settings) -> int:
     logger.info("connecting to Slack in Socket Mode")
     SocketModeHandler(app, settings.slack_app_token.reveal()).start()  # type: ignore[no-untyped-call]
     return 0
+
+
+def _run_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.transports.doctor import run_doctor
+
+    # The findings say what failed; the clients' own warnings would repeat it.
+    logging.getLogger().setLevel(logging.ERROR)
+    return run_doctor(settings, out=sys.stdout)
+
+
+def _check_before_start(
+    settings: Settings, *, database: bool = False, app_token: bool = False
+) -> None:
+    """What `doctor` would find fatal, checked before a long-running command starts:
+    SendGrid credentials set, the Slack token accepted (when set), with `app_token`
+    the Socket Mode token accepted, and with `database` the database reachable and
+    migrated."""
+    from bot.transports.doctor import (
+        check_sendgrid_settings,
+        slack_client,
+        verify_app_token,
+        verify_slack_token,
+    )
+
+    check_sendgrid_settings(settings)
+    if settings.slack_bot_token:
+        client = slack_client(settings)
+        verify_slack_token(client, api_url=settings.slack_api_url)
+        if app_token and settings.slack_app_token:
+            verify_app_token(
+                client, settings.slack_app_token.reveal(), api_url=settings.slack_api_url
+            )
+    if database:
+        from bot.adapters.store import create_store_engine, migrate
+
+        engine = create_store_engine(settings.database_url)
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
 
 
 def _run_simulator(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO
 
 import requests
 
@@ -32,9 +33,16 @@ class ServeProcess:
     """One `python -m bot serve` in its own process group (so a kill takes its workers too).
 
     `command` replaces it (e.g. the Procfile's gunicorn line); `{port}` is filled in.
+    Its stderr (the log) is discarded unless `stderr` is given.
     """
 
-    def __init__(self, env: dict[str, str], command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        command: list[str] | None = None,
+        *,
+        stderr: IO[str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         default = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "{port}"]
@@ -42,7 +50,7 @@ class ServeProcess:
             [part.replace("{port}", str(self.port)) for part in command or default],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr if stderr is not None else subprocess.DEVNULL,
             start_new_session=True,
         )
 
@@ -73,8 +81,10 @@ class ServeProcess:
 
 
 @contextmanager
-def serving(env: dict[str, str], command: list[str] | None = None) -> Iterator[ServeProcess]:
-    server = ServeProcess(env, command)
+def serving(
+    env: dict[str, str], command: list[str] | None = None, *, stderr: IO[str] | None = None
+) -> Iterator[ServeProcess]:
+    server = ServeProcess(env, command, stderr=stderr)
     try:
         yield server.wait_healthy()
     finally:

@@ -20,6 +20,16 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 VALID_TOKEN_PREFIX = "xoxb-"
+APP_TOKEN_PREFIX = "xapp-"
+# What auth.test reports as granted (`x-oauth-scopes`): manifest.yml's bot scopes.
+MANIFEST_SCOPES = (
+    "commands",
+    "chat:write",
+    "chat:write.public",
+    "usergroups:read",
+    "channels:read",
+    "groups:read",
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,9 @@ class SlackCall:
 class FakeSlackState:
     groups: dict[str, list[str] | str] = field(default_factory=dict)
     missing_channels: set[str] = field(default_factory=set)
+    outside_channels: set[str] = field(default_factory=set)  # the bot is not a member
+    private_channels: set[str] = field(default_factory=set)
+    scopes: tuple[str, ...] = MANIFEST_SCOPES  # granted to the token (auth.test header)
     failing_responses: int = 0  # response_url posts to answer with HTTP 500 first
     # method → answers to give before the normal one: (HTTP status, body, headers)
     scripted: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(
@@ -126,12 +139,15 @@ class _Handler(BaseHTTPRequestHandler):
             state.record(call=SlackCall(method, payload, token, body))
             self._send(status, json.dumps(body), "application/json", headers)
             return
-        if not token or not token.startswith(VALID_TOKEN_PREFIX) or token.endswith("-invalid"):
+        # Socket Mode's apps.connections.open takes the app-level token (xapp-…).
+        prefix = APP_TOKEN_PREFIX if method == "apps.connections.open" else VALID_TOKEN_PREFIX
+        if not token or not token.startswith(prefix) or token.endswith("-invalid"):
             answer: dict[str, Any] = {"ok": False, "error": "invalid_auth"}
         else:
             answer = self._answer(method, payload)
         state.record(call=SlackCall(method, payload, token, answer))
-        self._json(answer)
+        headers = {"x-oauth-scopes": ",".join(state.scopes)} if answer.get("ok") else {}
+        self._send(200, json.dumps(answer), "application/json; charset=utf-8", headers)
 
     def _answer(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
         state = self.server.state
@@ -145,6 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "user_id": "UBOT",
                 "bot_id": "BBOT",
             }
+        if method == "apps.connections.open":
+            return {"ok": True, "url": f"ws://127.0.0.1:{self.server.server_address[1]}/socket"}
         if method == "usergroups.users.list":
             members = state.groups.get(payload.get("usergroup", ""))
             if members is None:
@@ -154,6 +172,20 @@ class _Handler(BaseHTTPRequestHandler):
             return {"ok": True, "users": members}
         if payload.get("channel") in state.missing_channels:
             return {"ok": False, "error": "channel_not_found"}
+        if method == "conversations.info":
+            channel = str(payload.get("channel"))
+            private = channel in state.private_channels
+            if private and channel in state.outside_channels:
+                return {"ok": False, "error": "channel_not_found"}  # as Slack hides it
+            return {
+                "ok": True,
+                "channel": {
+                    "id": channel,
+                    "name": f"channel-{channel.lower()}",
+                    "is_private": private,
+                    "is_member": channel not in state.outside_channels,
+                },
+            }
         if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
             return {
                 "ok": True,
@@ -161,9 +193,6 @@ class _Handler(BaseHTTPRequestHandler):
                 "ts": f"1700000000.{next(state.ts):06d}",
             }
         return {"ok": True}
-
-    def _json(self, body: dict[str, Any]) -> None:
-        self._send(200, json.dumps(body), "application/json; charset=utf-8")
 
     def _send(
         self, status: int, body: str, content_type: str, headers: dict[str, str] | None = None

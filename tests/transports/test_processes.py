@@ -90,12 +90,13 @@ def test_socket_mode_without_an_app_token_stops_with_one_line():
 
 def test_procfile_web_line_serves_the_same_app(simulator, tmp_path):
     import pathlib
-    import shlex
 
     procfile = pathlib.Path(__file__).parents[2] / "Procfile"
     [web] = [line for line in procfile.read_text().splitlines() if line.startswith("web:")]
-    command = shlex.split(web.removeprefix("web:").replace("$PORT", "{port}"))
-    assert command[0] == "gunicorn"
+    command = web.removeprefix("web:").strip()
+    # As the platform runs it: a shell, $PORT set, `python` the app's interpreter.
+    assert command.startswith("python ")
+    shell = f"PORT={{port}} exec {sys.executable} {command.removeprefix('python ')}"
     secret = "procfile-secret"
     with FakeSlack().running() as slack:
         env = clean_env(
@@ -107,13 +108,30 @@ def test_procfile_web_line_serves_the_same_app(simulator, tmp_path):
             SENDGRID_API_URL=simulator.url,
             DATABASE_URL=f"sqlite:///{tmp_path / 'procfile.sqlite3'}",
         )
-        with serving(env, [sys.executable, "-m", "gunicorn", *command[1:]]) as server:
+        with serving(env, ["sh", "-c", shell]) as server:
             body = slash_command_body(
                 text="help", user_id="U0ANYONE1", response_url=slack.response_url()
             )
             assert post_signed(server.url + "/slack/events", secret, body).status_code == 200
             [message] = slack.state.wait_for_responses(1)
             assert "no role yet" in str(message)
+
+
+def test_every_procfile_line_is_a_credits_bot_command():
+    import pathlib
+    import shlex
+
+    from bot.transports.cli import _parser
+
+    procfile = pathlib.Path(__file__).parents[2] / "Procfile"
+    kinds = {}
+    for line in procfile.read_text().splitlines():
+        kind, command = line.split(":", 1)
+        argv = shlex.split(command)
+        # `python -m bot`: the buildpack installs requirements.txt, not the project.
+        assert argv[:3] == ["python", "-m", "bot"], line
+        kinds[kind] = _parser().parse_args(argv[3:]).command
+    assert kinds == {"release": "migrate", "web": "serve", "clock": "clock"}
 
 
 def test_manifest_declares_the_command_and_matches_the_http_mode():
@@ -133,6 +151,8 @@ def test_manifest_declares_the_command_and_matches_the_http_mode():
         "chat:write",
         "chat:write.public",
         "usergroups:read",
+        "channels:read",
+        "groups:read",
     }
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
 

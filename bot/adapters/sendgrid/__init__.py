@@ -33,9 +33,16 @@ def build_backend(
             limiter=limiter,
             logger=logger or logging.getLogger("bot.sendgrid"),
         )
+    if not settings.sendgrid_api_user and not settings.sendgrid_api_key:
+        raise ConfigError(
+            "SENDGRID_API_KEY is required: a v3 API key with the subusers.read and "
+            "subusers.credits.* scopes (v2: SENDGRID_API_USER and SENDGRID_API_KEY; "
+            "`console --demo` needs neither)"
+        )
     if not settings.sendgrid_api_user or not settings.sendgrid_api_key:
         raise ConfigError(
-            "SENDGRID_API_USER and SENDGRID_API_KEY are required (or use `console --demo`)"
+            "SENDGRID_API_USER and SENDGRID_API_KEY are required for SendGrid v2 "
+            "(or use `console --demo`)"
         )
     return SendGridV2Client(
         api_user=settings.sendgrid_api_user,

@@ -10,6 +10,7 @@ Implements `CreditsBackend` with an API key (`Authorization: Bearer`):
 | recurring N P | `PUT … {"type": "recurring", "reset_frequency": P, "total": N}` |
 | unlimit | `PUT … {"type": "unlimited"}` |
 | list | `GET /v3/subusers?limit=&offset=` until a short page |
+| the key's scopes | `GET /v3/scopes` (`credits-bot doctor`) |
 
 v3 has no start date, end date or initial credits for recurring credits, and
 no reseller overview: those are refused with a clear message before anything
@@ -35,6 +36,17 @@ from bot.domain.credits import Account, Balance, ChangeKind, CreditChange, Overv
 from bot.errors import BadResponse, OutcomeUnknown, UserError
 
 PAGE_SIZE = 500
+# The API key scopes this client needs (reference §6.1): reading and changing
+# credits, and listing subusers for the sweep.
+REQUIRED_SCOPES = frozenset(
+    {
+        "subusers.read",
+        "subusers.credits.read",
+        "subusers.credits.update",
+        "subusers.credits.remaining.read",
+        "subusers.credits.remaining.update",
+    }
+)
 UNSUPPORTED_RECURRING = (
     "SendGrid's v3 API has no start date, end date or initial credits for recurring "
     "credits; leave them out, or use v2 (SENDGRID_API_VERSION=v2)."
@@ -108,6 +120,13 @@ class SendGridV3Client:
             if len(page) < self._page_size:
                 return
             offset += len(page)
+
+    def scopes(self) -> frozenset[str]:
+        """The API key's scopes (`GET /v3/scopes`), for `credits-bot doctor`."""
+        body = self._call("GET", "v3/scopes", write=False)
+        if not isinstance(body, dict) or not isinstance(body.get("scopes"), list):
+            raise BadResponse("the scope list is not a list")
+        return frozenset(str(scope) for scope in body["scopes"])
 
     # --- writes ------------------------------------------------------------------------
 

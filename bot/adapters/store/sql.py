@@ -104,8 +104,31 @@ def migrate(engine: Engine) -> None:
             return
         except SQLAlchemyError as error:
             if attempt == attempts:
-                raise StoreError(f"database migration failed: {type(error).__name__}") from error
+                raise StoreError(describe_failure(engine, error)) from error
             time.sleep(0.5 * attempt)
+
+
+def database_location(engine: Engine) -> str:
+    """Where the database is, for messages: host, port and name, never the password."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database or ':memory:'}"
+    host = url.host or "localhost"
+    port = url.port or 5432
+    return f"PostgreSQL at {host}:{port}/{url.database or ''}"
+
+
+def describe_failure(engine: Engine, error: SQLAlchemyError) -> str:
+    """One line: where the database is and why it failed (the driver's own first line).
+
+    The driver's text never holds the password, but it is scrubbed anyway.
+    """
+    cause = str(getattr(error, "orig", None) or error)
+    first = next((line.strip() for line in cause.splitlines() if line.strip()), "")
+    password = engine.url.password
+    if password:
+        first = first.replace(str(password), "***")
+    return f"{database_location(engine)}: {first or type(error).__name__}"
 
 
 class SqlStore:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
@@ -82,6 +83,19 @@ def replay_checked(context: BoltContext) -> bool:
 
 
 logger = logging.getLogger("bot.slack")
+
+
+class _TokenFromEnvironmentWarning(logging.Filter):
+    """Drops Bolt's "As you gave `client` as well, `token` will be unused." warning.
+
+    Bolt reads SLACK_BOT_TOKEN from the environment itself whenever `token` is
+    not passed, then warns that the `client` we give it (built from that same
+    token, with our base URL and retries) wins. Nothing is wrong, so nothing is
+    said; every other Bolt message passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
 class AckFirst:
@@ -186,6 +200,8 @@ def build_slack(
     )
     Housekeeping(services.changes, interval=housekeeping_interval).start()
     signing_secret = settings.slack_signing_secret
+    if not any(isinstance(f, _TokenFromEnvironmentWarning) for f in logger.filters):
+        logger.addFilter(_TokenFromEnvironmentWarning())
     app = App(
         client=client,
         signing_secret=signing_secret.reveal() if signing_secret else "",
