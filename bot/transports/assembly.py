@@ -29,6 +29,7 @@ from bot.domain.approvals import Store
 from bot.domain.credits import CreditsBackend
 from bot.domain.policy import GroupDirectory, RoleBook
 from bot.errors import BotError
+from bot.observability.metrics import NO_METRICS, Metrics
 from bot.transports.clock import SWEEP_LEASE, Clock
 
 logger = logging.getLogger("bot")
@@ -63,13 +64,14 @@ def build_services(
     roles: RoleBook | None = None,
     store: Store | None = None,
     notifier: ApprovalNotifier | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> Services:
     """The services for these settings; collaborators may be injected.
 
     Opening the store applies pending migrations (`credits-bot migrate` does
     only that).
     """
-    backend = backend if backend is not None else build_backend(settings)
+    backend = backend if backend is not None else build_backend(settings, metrics=metrics)
     roles = roles if roles is not None else role_book(settings)
     store = store if store is not None else SqlStore.from_url(settings.database_url)
     changes = ChangeService(
@@ -81,6 +83,7 @@ def build_services(
         ttl=settings.approval_ttl,
         executor=executor_name(),
         logger=logging.getLogger("bot.changes"),
+        metrics=metrics,
     )
     commands = CommandService(
         backend=backend,
@@ -91,6 +94,7 @@ def build_services(
         auto_approve_max=settings.auto_approve_max,
         logger=logging.getLogger("bot.commands"),
         store=store,
+        metrics=metrics,
     )
     return Services(commands=commands, changes=changes, store=store)
 
@@ -150,9 +154,10 @@ def build_sweep(
     store: SqlStore,
     backend: CreditsBackend | None = None,
     poster: AlertPoster | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> SweepService:
     return SweepService(
-        backend=backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE),
+        backend=backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE, metrics=metrics),
         store=SqlAlertStore(store),
         poster=poster,
         thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
@@ -160,10 +165,13 @@ def build_sweep(
         concurrency=SWEEP_CONCURRENCY,
         horizon=sweep_horizon(settings.alert_schedule),
         logger=logging.getLogger("bot.sweep"),
+        metrics=metrics,
     )
 
 
-def build_clock(settings: Settings, *, backend: CreditsBackend | None = None) -> Clock:
+def build_clock(
+    settings: Settings, *, backend: CreditsBackend | None = None, metrics: Metrics = NO_METRICS
+) -> Clock:
     """Everything the clock process runs: sweeps and approval expiry, behind the lock."""
     from bot.adapters.slack_web import build_web_client  # noqa: PLC0415 (Slack only if used)
     from bot.transports.slack.alerts import SlackAlertPoster  # noqa: PLC0415
@@ -182,11 +190,15 @@ def build_clock(settings: Settings, *, backend: CreditsBackend | None = None) ->
             notifier = SlackApprovalNotifier(client=client, channel_id=settings.approval_channel)
     if poster is None:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
-    sweep_backend = backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE)
-    services = build_services(settings, backend=sweep_backend, store=store, notifier=notifier)
+    sweep_backend = backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE, metrics=metrics)
+    services = build_services(
+        settings, backend=sweep_backend, store=store, notifier=notifier, metrics=metrics
+    )
     holder = executor_name()
     return Clock(
-        sweeper=build_sweep(settings, store=store, backend=sweep_backend, poster=poster),
+        sweeper=build_sweep(
+            settings, store=store, backend=sweep_backend, poster=poster, metrics=metrics
+        ),
         expire=services.changes.expire_due,
         scheduler_lock=SchedulerLock(store.engine, holder=holder),
         sweep_lock=SchedulerLock(

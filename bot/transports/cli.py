@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"credits-bot: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.secrets())
+    configure_logging(settings.log_level, settings.secrets(), log_format=settings.log_format)
     runner: Runner = args.run
     try:
         return runner(args, settings)
@@ -113,9 +113,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_clock(args: argparse.Namespace, settings: Settings) -> int:
     from bot.transports.assembly import build_clock
-    from bot.transports.clock import run_clock
+    from bot.transports.clock import run_clock, serve_metrics
 
-    run_clock(build_clock(settings), cron=settings.alert_schedule)
+    run_clock(build_clock(settings, metrics=serve_metrics(settings)), cron=settings.alert_schedule)
     return 0
 
 

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -39,6 +39,8 @@ from bot.config import Settings
 from bot.domain.credits import CreditsBackend
 from bot.domain.policy import Verb
 from bot.errors import UserError
+from bot.observability.context import ContextExecutor, current_request
+from bot.observability.metrics import NO_METRICS, Metrics
 from bot.transports.assembly import Housekeeping, build_services
 from bot.transports.slack.alerts import (
     ADD_ACTION,
@@ -131,6 +133,7 @@ def create_app(
     ack_first: AckFirst | None = None,
     housekeeping_interval: float = 60.0,
     store: SqlStore | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> App:
     """Build the Bolt app and everything behind it from settings.
 
@@ -156,6 +159,7 @@ def create_app(
         directory=SlackUserGroups(client=client),
         notifier=notifier,
         store=store,
+        metrics=metrics,
     )
     Housekeeping(services.changes, interval=housekeeping_interval).start()
     signing_secret = settings.slack_signing_secret
@@ -164,22 +168,25 @@ def create_app(
         signing_secret=signing_secret.reveal() if signing_secret else "",
         request_verification_enabled=not socket_mode,
         process_before_response=False,
-        listener_executor=ThreadPoolExecutor(
+        listener_executor=ContextExecutor(
             max_workers=listener_workers, thread_name_prefix="bolt-listener"
         ),
         logger=logger,
     )
-    work = ThreadPoolExecutor(max_workers=work_workers, thread_name_prefix="credits-work")
-    register_listeners(app, services.commands, PostAckWork(work, ack_first))
+    work = ContextExecutor(max_workers=work_workers, thread_name_prefix="credits-work")
+    register_listeners(app, services.commands, PostAckWork(work, ack_first, metrics))
     return app
 
 
 class PostAckWork:
     """The pool that runs what follows an ack, after the acks in progress."""
 
-    def __init__(self, pool: Executor, ack_first: AckFirst | None) -> None:
+    def __init__(
+        self, pool: Executor, ack_first: AckFirst | None, metrics: Metrics = NO_METRICS
+    ) -> None:
         self._pool = pool
         self._ack_first = ack_first
+        self._metrics = metrics
 
     def submit(self, task: Callable[[], object], what: str) -> None:
         """Run `task` soon; a failure to deliver the answer is logged, never lost silently."""
@@ -196,6 +203,11 @@ class PostAckWork:
             task()
         except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
             logger.exception("could not deliver the answer to %s", what)
+            return
+        request = current_request()  # the Slack request this answers (copied context)
+        if request is not None:
+            self._metrics.replied(request.elapsed())
+            logger.info("answered %s in %.0f ms", what, request.elapsed() * 1000)
 
 
 class _ReplyNotTaken(Exception):
