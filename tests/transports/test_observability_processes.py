@@ -8,6 +8,7 @@ from pathlib import Path
 
 import requests
 
+from bot.adapters.store import create_store_engine, migrate
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer
 from tests.fakes.processes import ServeProcess, clean_env, serving
 from tests.fakes.slack_api import FakeSlack
@@ -67,6 +68,11 @@ def test_metrics_add_up_across_two_gunicorn_workers(simulator, tmp_path: Path):
     directory.mkdir()
     with FakeSlack().running() as slack:
         env = bot_env(simulator, slack, tmp_path, PROMETHEUS_MULTIPROC_DIR=str(directory))
+        # Migrated first: two workers migrating one new SQLite file at once can collide
+        # (PostgreSQL serialises migrations with an advisory lock; SQLite has none).
+        engine = create_store_engine(env["DATABASE_URL"])
+        migrate(engine)
+        engine.dispose()
         with serving(env, PROCFILE_WEB) as server:
             sent = 0
             # Until both workers have answered at least one command (the kernel picks).
