@@ -5,8 +5,9 @@
   connect timeout, so a stopped server is reported, not waited for).
 - **sendgrid**: the credentials are accepted (one listing call);
   **slack**: the bot token is valid (`auth.test`). Both are cached — a
-  verdict for `ok_ttl` seconds, a rejection for `fail_ttl` — and refreshed by
-  one probe at a time, so N probes make one call.
+  verdict for `ok_ttl` seconds, a rejection for `fail_ttl` — and refreshed in
+  the background, one refresh at a time, so N probes make one call and a slow
+  SendGrid never makes a probe wait.
 
 A rejection (wrong key, revoked token) makes the instance not ready. SendGrid
 or Slack merely being unreachable does not: every instance would be pulled at
@@ -16,6 +17,7 @@ all; the check then keeps its last verdict and says it could not confirm it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +38,9 @@ from bot.errors import AuthenticationFailed, RequestRejected, SendGridError
 OK_TTL = 300.0
 FAIL_TTL = 30.0
 CONNECT_TIMEOUT = 3
+FIRST_WAIT = 5.0
+
+logger = logging.getLogger("bot.readiness")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +59,18 @@ class Verdict(Exception):
         self.rejected = rejected
 
 
+def in_background(task: Callable[[], None]) -> None:
+    threading.Thread(target=task, name="readiness-check", daemon=True).start()
+
+
 class CachedCheck:
-    """Runs `probe` at most once per TTL; concurrent callers share one run."""
+    """Runs `probe` at most once per TTL; concurrent callers share one run.
+
+    Once there is a verdict, an expired one is still answered while the next
+    probe runs in the background (`start`), so a slow SendGrid or Slack never
+    makes the probe itself time out. The very first probe waits up to
+    `first_wait` seconds for its verdict, then counts as not confirmed yet.
+    """
 
     def __init__(
         self,
@@ -64,41 +79,61 @@ class CachedCheck:
         *,
         ok_ttl: float = OK_TTL,
         fail_ttl: float = FAIL_TTL,
+        first_wait: float = FIRST_WAIT,
         clock: Callable[[], float] = time.monotonic,
+        start: Callable[[Callable[[], None]], None] = in_background,
     ) -> None:
         self.name = name
         self._probe = probe
         self._ok_ttl = ok_ttl
         self._fail_ttl = fail_ttl
+        self._first_wait = first_wait
         self._clock = clock
+        self._start = start
         self._lock = threading.Lock()
+        self._checked = threading.Event()
+        self._refreshing = False
         self._result: CheckResult | None = None
         self._confirmed: CheckResult | None = None  # the last definite verdict
         self._expires = 0.0
 
     def __call__(self) -> CheckResult:
         with self._lock:
-            now = self._clock()
-            if self._result is not None and now < self._expires:
-                return self._result
-            try:
-                self._probe()
-            except Verdict as verdict:
-                if verdict.rejected:
-                    self._confirmed = CheckResult(self.name, False, verdict.detail)
-                    self._result, ttl = self._confirmed, self._fail_ttl
-                else:
-                    last = self._confirmed
-                    ok = last.ok if last is not None else True
-                    detail = f"not confirmed ({verdict.detail})"
-                    if last is not None and not last.ok:
-                        detail = f"{last.detail}; {detail}"
-                    self._result, ttl = CheckResult(self.name, ok, detail), self._fail_ttl
-            else:
-                self._confirmed = self._result = CheckResult(self.name, True)
-                ttl = self._ok_ttl
-            self._expires = now + ttl
-            return self._result
+            expired = self._result is None or self._clock() >= self._expires
+            refresh = expired and not self._refreshing
+            self._refreshing = self._refreshing or refresh
+        if refresh:
+            self._start(self._refresh)
+        self._checked.wait(self._first_wait)
+        with self._lock:
+            return self._result or CheckResult(self.name, True, "not confirmed yet (checking)")
+
+    def _refresh(self) -> None:
+        result, ttl = CheckResult(self.name, True, "not confirmed (the check failed)"), 0.0
+        try:
+            self._probe()
+        except Verdict as verdict:
+            result, ttl = self._judge(verdict), self._fail_ttl
+        except Exception:  # a bug in a probe must not stop the checks for good
+            logger.exception("readiness check %s failed", self.name)
+        else:
+            result, ttl = CheckResult(self.name, True), self._ok_ttl
+            self._confirmed = result
+        finally:
+            with self._lock:
+                self._result, self._expires = result, self._clock() + ttl
+                self._refreshing = False
+            self._checked.set()
+
+    def _judge(self, verdict: Verdict) -> CheckResult:
+        if verdict.rejected:
+            self._confirmed = CheckResult(self.name, False, verdict.detail)
+            return self._confirmed
+        last = self._confirmed
+        detail = f"not confirmed ({verdict.detail})"
+        if last is not None and not last.ok:
+            detail = f"{last.detail}; {detail}"
+        return CheckResult(self.name, last.ok if last is not None else True, detail)
 
 
 class Readiness:
