@@ -42,7 +42,7 @@ def create_wsgi_app(
     metrics: PrometheusMetrics | None = None,
     readiness: Readiness | None = None,
 ) -> WSGIApplication:
-    """Wrap a Bolt app: Slack's requests go to Bolt, `/healthz` answers here.
+    """Wrap a Bolt app: Slack's requests go to Bolt; `/healthz`, `/readyz`, `/metrics` answer here.
 
     With `ack_first`, every request to Bolt is counted while it is being
     acknowledged, so post-ack work can let it go first. With `replays`, a
