@@ -86,6 +86,11 @@ class Settings:
 
     port: int = 3000
     log_level: str = "INFO"
+    log_format: str = "text"
+    # prometheus_client's multi-process directory (gunicorn workers add up there).
+    metrics_dir: str | None = None
+    # `clock` serves /metrics on this port when set (the web process serves its own).
+    metrics_port: int | None = None
 
     def secrets(self) -> tuple[str, ...]:
         """The configured secret values, for log redaction and leak scans."""
@@ -170,6 +175,9 @@ def load_settings(
         watch=env.names("CREDITS_WATCH"),
         port=env.integer("PORT", 3000, minimum=1, maximum=65535),
         log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        log_format=env.choice("LOG_FORMAT", ("text", "json"), "text"),
+        metrics_dir=env.text("PROMETHEUS_MULTIPROC_DIR"),
+        metrics_port=env.optional_integer("METRICS_PORT", minimum=1, maximum=65535),
     )
 
 
@@ -245,6 +253,11 @@ class _Env:
 
         upper = f" and at most {maximum}" if maximum is not None else ""
         return self._parsed(name, default, parse, f"a whole number of at least {minimum}{upper}")
+
+    def optional_integer(self, name: str, *, minimum: int, maximum: int) -> int | None:
+        if self.text(name) is None:
+            return None
+        return self.integer(name, minimum, minimum=minimum, maximum=maximum)
 
     def number(
         self, name: str, default: float, *, minimum: float, maximum: float | None = None

@@ -1,9 +1,19 @@
-"""Logging set-up shared by every process, with secrets scrubbed from every line."""
+"""Logging set-up shared by every process, with secrets scrubbed from every line.
+
+`LOG_FORMAT=text` (default): one human-readable line per record.
+`LOG_FORMAT=json`: one JSON object per line — time, level, logger, message,
+`request_id` (the Slack request being handled, the same from ack to reply),
+exception — each string redacted before it is encoded.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from bot.observability.context import current_request
 
 REDACTED = "********"
 
@@ -21,18 +31,49 @@ class RedactingFormatter(logging.Formatter):
         self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        return self.redact(super().format(record))
+
+    def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return text
 
 
-def configure_logging(level: str, secrets: Iterable[str]) -> None:
-    """Log to stderr at `level`, redacting `secrets` from everything written."""
+class JsonFormatter(RedactingFormatter):
+    """One JSON object per record; every value redacted before it is encoded
+    (so a secret with a quote or a backslash in it cannot slip through escaped)."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__("%(message)s", secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": self.redact(record.getMessage()),
+        }
+        request = current_request()
+        if request is not None:
+            line["request_id"] = request.request_id
+        if record.exc_info:
+            line["exception"] = self.redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            line["exception"] = self.redact(record.exc_text)
+        if record.stack_info:
+            line["stack"] = self.redact(self.formatStack(record.stack_info))
+        return self.redact(json.dumps(line, ensure_ascii=False))
+
+
+def configure_logging(level: str, secrets: Iterable[str], *, log_format: str = "text") -> None:
+    """Log to stderr at `level` as text or JSON lines, redacting `secrets` from everything."""
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
-    )
+    formatter: logging.Formatter
+    if log_format == "json":
+        formatter = JsonFormatter(secrets)
+    else:
+        formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -56,6 +56,20 @@ def drop_database(url: str) -> None:
     _created.remove(name)
 
 
+def recreate_database(url: str) -> None:
+    """Create again, empty, a database this run created and then dropped."""
+    name = make_url(url).database or ""
+    if not name.startswith(PREFIX):
+        raise RuntimeError(f"refusing to create {name!r}: not a test database name")
+    admin = server_url()
+    assert admin is not None
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    _created.append(name)
+
+
 def postgres_url() -> str | None:
     """This run's own PostgreSQL database (created on first use), or None if not configured."""
     global _session_database  # noqa: PLW0603 (one database per test run)

@@ -52,6 +52,7 @@ from bot.domain.credits import (
 )
 from bot.domain.policy import GroupDirectory, RoleBook
 from bot.errors import BotError, NotifyError, SendGridError, ShuttingDown, StoreError, UserError
+from bot.observability.metrics import NO_METRICS, Metrics
 
 Clock = Callable[[], datetime]
 SYSTEM = "system"  # the actor of what the bot does on its own (expiry, recovery)
@@ -150,7 +151,9 @@ class ChangeService:
         stopping: threading.Event | None = None,
         clock: Clock = utc_now,
         logger: logging.Logger | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._backend = backend
         self._roles = roles
@@ -277,6 +280,7 @@ class ChangeService:
             change, requester_id=actor_id, now=now, expires_at=now + self._ttl
         )
         expected = change.expected_after(before)
+        self._metrics.approval("pending")
         self._note(
             request, actor_id, AuditAction.REQUESTED, "pending", before=before, after=expected
         )
@@ -355,6 +359,7 @@ class ChangeService:
             after=carried.result.after if carried.result else None,
             detail=_outcome(carried.error) if carried.error else None,
         )
+        self._metrics.approval(finished.status.value, _waited(finished, now))
         if carried.recorded:
             self._announce(finished)
         text = messages.DECIDED_BY_YOU.format(
@@ -377,6 +382,7 @@ class ChangeService:
             assert current is not None
             return self._already_handled(current)
         self._note(denied, actor_id, AuditAction.DENIED, reason or "denied")
+        self._metrics.approval("denied", _waited(denied, denied.decided_at))
         self._announce(denied)
         return NoticeReply(
             messages.DECIDED_BY_YOU.format(id=denied.id, outcome="denied", summary=_summary(denied))
@@ -390,6 +396,7 @@ class ChangeService:
         expired = self._store.expire_due(now)
         for request in expired:
             self._note(request, SYSTEM, AuditAction.EXPIRED, "expired")
+            self._metrics.approval("expired", _waited(request, now))
             self._announce(request)
         return len(expired)
 
@@ -541,6 +548,11 @@ class ChangeService:
                 id=request.id, by=f"<@{request.decided_by}>", outcome=_status_text(request)
             )
         )
+
+
+def _waited(request: ApprovalRequest, until: datetime | None) -> float | None:
+    """Seconds from the request to its decision (for the decision-time histogram)."""
+    return (until - request.requested_at).total_seconds() if until else None
 
 
 def _outcome(error: BaseException | None) -> str:

@@ -18,6 +18,7 @@ from bot.commands.changes import ChangeService
 from bot.commands.formatting import escape
 from bot.commands.grammar import USAGE, Command, UnknownSubcommand, UsageError, parse
 from bot.commands.replies import (
+    ApprovalRequestedReply,
     BalanceReply,
     ChangeReply,
     ErrorReply,
@@ -52,6 +53,7 @@ from bot.errors import (
     UnknownAccount,
     UserError,
 )
+from bot.observability.metrics import NO_METRICS, Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,9 @@ class CommandService:
         new_error_id: Callable[[], str] = lambda: uuid.uuid4().hex[:10],
         store: Store | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics = NO_METRICS,
     ) -> None:
+        self._metrics = metrics
         self._backend = backend
         self._roles = roles
         self._directory = directory
@@ -113,6 +117,7 @@ class CommandService:
             command.user if command and command.user else "-",
             type(reply).__name__,
         )
+        self._metrics.command_handled(command.verb.value if command else "invalid", _outcome(reply))
         return reply
 
     def approve(self, actor: Actor, request_id: int, *, replay_checked: bool = True) -> Reply:
@@ -301,6 +306,17 @@ CHANGING_VERBS = frozenset(
 
 def _unchecked_change() -> ErrorReply:
     return ErrorReply(messages.NO_CHANGES_WITHOUT_DATABASE)
+
+
+def _outcome(reply: Reply) -> str:
+    """A command's outcome for metrics: ok, error, approval_requested or unknown."""
+    if isinstance(reply, ErrorReply):
+        return "error"
+    if isinstance(reply, ApprovalRequestedReply):
+        return "approval_requested"
+    if isinstance(reply, ChangeReply) and reply.result.outcome_unknown:
+        return "unknown"
+    return "ok"
 
 
 def _refusal(command: Command, decision: Decision, resolved: ResolvedRole) -> ErrorReply:

@@ -9,6 +9,7 @@ fatal. Announcing goes through the `AlertPoster` port (Slack in production).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from bot.domain.alerts import (
 )
 from bot.domain.credits import Balance, CreditsBackend
 from bot.errors import NotifyError, SendGridError
+from bot.observability.metrics import NO_METRICS, Metrics
 
 CHUNK = 500
 SNAPSHOT_DAYS = 7
@@ -67,6 +69,8 @@ class SweepReport:
     announcements: list[Announcement] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     level_counts: dict[AlertLevel, int] = field(default_factory=dict)
+    # Hours until zero of the low and exhausted accounts whose pace is known.
+    runway: dict[str, float] = field(default_factory=dict)
     # States that record an announcement: saved only once the digest is posted,
     # so an alert Slack did not take is announced again next sweep.
     announced_states: list[AlertState] = field(default_factory=list)
@@ -104,7 +108,9 @@ class SweepService:
         horizon: timedelta = timedelta(hours=1),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         logger: logging.Logger | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
+        self._metrics = metrics
         self._backend = backend
         self._store = store
         self._poster = poster
@@ -119,6 +125,7 @@ class SweepService:
         """One sweep: read, decide, store, announce. Idempotent: a second sweep right
         after announces nothing new."""
         now = self._clock()
+        started = time.monotonic()
         report = SweepReport(started=now)
         overrides = self._store.thresholds()
         with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="sweep") as pool:
@@ -140,6 +147,13 @@ class SweepService:
             len(report.failures),
             len(report.alerts),
             len(report.recoveries),
+        )
+        self._metrics.sweep_finished(
+            seconds=time.monotonic() - started,
+            accounts_by_level={
+                level.value: report.level_counts.get(level, 0) for level in AlertLevel
+            },
+            runway_hours=report.runway,
         )
         if self._poster is not None and (report.announcements or report.failures):
             try:
@@ -198,6 +212,10 @@ class SweepService:
                 horizon_hours=self._horizon_hours,
             )
             report.level_counts[assessment.level] = report.level_counts.get(assessment.level, 0) + 1
+            if assessment.level is AlertLevel.EXHAUSTED:
+                report.runway[user] = 0.0
+            elif assessment.level is AlertLevel.LOW and assessment.forecast is not None:
+                report.runway[user] = assessment.forecast.hours_left
             change, new_state = announcement(state, assessment.level, now=now)
             new_state = AlertState(
                 user,

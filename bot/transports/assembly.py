@@ -30,6 +30,7 @@ from bot.domain.approvals import Store
 from bot.domain.credits import CreditsBackend
 from bot.domain.policy import GroupDirectory, RoleBook
 from bot.errors import BotError
+from bot.observability.metrics import NO_METRICS, Metrics
 from bot.transports.clock import SWEEP_LEASE, Clock
 
 logger = logging.getLogger("bot")
@@ -65,6 +66,7 @@ def build_services(
     store: Store | None = None,
     notifier: ApprovalNotifier | None = None,
     kind: str = "serve",
+    metrics: Metrics = NO_METRICS,
 ) -> Services:
     """The services for these settings; collaborators may be injected.
 
@@ -72,7 +74,7 @@ def build_services(
     only that). The process is registered as a live instance, the owner of the
     changes it executes (see `Heartbeat`).
     """
-    backend = backend if backend is not None else build_backend(settings)
+    backend = backend if backend is not None else build_backend(settings, metrics=metrics)
     roles = roles if roles is not None else role_book(settings)
     store = store if store is not None else SqlStore.from_url(settings.database_url)
     executor = executor_name()
@@ -86,6 +88,7 @@ def build_services(
         ttl=settings.approval_ttl,
         executor=executor,
         logger=logging.getLogger("bot.changes"),
+        metrics=metrics,
     )
     commands = CommandService(
         backend=backend,
@@ -96,6 +99,7 @@ def build_services(
         auto_approve_max=settings.auto_approve_max,
         logger=logging.getLogger("bot.commands"),
         store=store,
+        metrics=metrics,
     )
     return Services(commands=commands, changes=changes, store=store)
 
@@ -212,9 +216,10 @@ def build_sweep(
     store: SqlStore,
     backend: CreditsBackend | None = None,
     poster: AlertPoster | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> SweepService:
     return SweepService(
-        backend=backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE),
+        backend=backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE, metrics=metrics),
         store=SqlAlertStore(store),
         poster=poster,
         thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
@@ -222,10 +227,13 @@ def build_sweep(
         concurrency=SWEEP_CONCURRENCY,
         horizon=sweep_horizon(settings.alert_schedule),
         logger=logging.getLogger("bot.sweep"),
+        metrics=metrics,
     )
 
 
-def build_clock(settings: Settings, *, backend: CreditsBackend | None = None) -> Clock:
+def build_clock(
+    settings: Settings, *, backend: CreditsBackend | None = None, metrics: Metrics = NO_METRICS
+) -> Clock:
     """Everything the clock process runs: sweeps and approval expiry, behind the lock."""
     from bot.adapters.slack_web import build_web_client  # noqa: PLC0415 (Slack only if used)
     from bot.transports.slack.alerts import SlackAlertPoster  # noqa: PLC0415
@@ -244,14 +252,21 @@ def build_clock(settings: Settings, *, backend: CreditsBackend | None = None) ->
             notifier = SlackApprovalNotifier(client=client, channel_id=settings.approval_channel)
     if poster is None:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
-    sweep_backend = backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE)
+    sweep_backend = backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE, metrics=metrics)
     services = build_services(
-        settings, backend=sweep_backend, store=store, notifier=notifier, kind="clock"
+        settings,
+        backend=sweep_backend,
+        store=store,
+        notifier=notifier,
+        kind="clock",
+        metrics=metrics,
     )
     changes = services.changes
     holder = executor_name()
     return Clock(
-        sweeper=build_sweep(settings, store=store, backend=sweep_backend, poster=poster),
+        sweeper=build_sweep(
+            settings, store=store, backend=sweep_backend, poster=poster, metrics=metrics
+        ),
         expire=lambda: changes.expire_due() + changes.recover_abandoned(),
         heartbeat=Heartbeat(store, changes),
         scheduler_lock=SchedulerLock(store.engine, holder=holder),

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"credits-bot: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.secrets())
+    configure_logging(settings.log_level, settings.secrets(), log_format=settings.log_format)
     runner: Runner = args.run
     try:
         return runner(args, settings)
@@ -158,10 +158,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_clock(args: argparse.Namespace, settings: Settings) -> int:
     from bot.transports.assembly import build_clock
-    from bot.transports.clock import run_clock
+    from bot.transports.clock import run_clock, serve_metrics
 
     _check_before_start(settings)
-    run_clock(build_clock(settings), cron=settings.alert_schedule)
+    run_clock(build_clock(settings, metrics=serve_metrics(settings)), cron=settings.alert_schedule)
     return 0
 
 

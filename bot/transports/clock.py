@@ -20,7 +20,9 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.adapters.store.lock import SchedulerLock
 from bot.commands.sweep import SweepReport, SweepService
+from bot.config import Settings
 from bot.errors import BotError
+from bot.observability.metrics import NO_METRICS, Metrics
 
 if TYPE_CHECKING:
     from bot.transports.assembly import Heartbeat
@@ -134,3 +136,17 @@ def run_clock(clock: Clock, *, cron: str) -> None:
 
 
 SWEEP_LEASE = timedelta(minutes=30)
+
+
+def serve_metrics(settings: Settings) -> Metrics:
+    """With METRICS_PORT, the clock serves its own `/metrics` (sweeps, SendGrid, expiry)."""
+    if settings.metrics_port is None:
+        return NO_METRICS
+    from prometheus_client import start_http_server  # noqa: PLC0415
+
+    from bot.observability.prometheus import PrometheusMetrics  # noqa: PLC0415
+
+    metrics = PrometheusMetrics()
+    start_http_server(settings.metrics_port, registry=metrics.registry)
+    logger.info("clock metrics on :%d/metrics", settings.metrics_port)
+    return metrics

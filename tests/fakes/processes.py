@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO
 
 import requests
@@ -33,26 +34,31 @@ class ServeProcess:
     """One `python -m bot serve` in its own process group (so a kill takes its workers too).
 
     `command` replaces it (e.g. the Procfile's gunicorn line); `{port}` is filled in.
-    Its stderr (the log) is discarded unless `stderr` is given.
+    With `log`, its stderr (the log) is written to that file; with `stderr`, to that
+    stream; otherwise it is discarded.
     """
 
     def __init__(
         self,
         env: dict[str, str],
         command: list[str] | None = None,
+        log: Path | None = None,
         *,
         stderr: IO[str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         default = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "{port}"]
+        log_file = log.open("wb") if log is not None else None
         self.process = subprocess.Popen(
             [part.replace("{port}", str(self.port)) for part in command or default],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=stderr if stderr is not None else subprocess.DEVNULL,
+            stderr=log_file or stderr or subprocess.DEVNULL,
             start_new_session=True,
         )
+        if log_file is not None:
+            log_file.close()  # the child has its own copy
 
     def wait_healthy(self, timeout: float = 30) -> ServeProcess:
         def healthy() -> bool:
@@ -60,7 +66,7 @@ class ServeProcess:
                 raise AssertionError(f"serve exited with {self.process.returncode}")
             try:
                 return requests.get(self.url + "/healthz", timeout=1).ok
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still booting
                 return False
 
         wait_until(healthy, timeout=timeout)
@@ -82,9 +88,13 @@ class ServeProcess:
 
 @contextmanager
 def serving(
-    env: dict[str, str], command: list[str] | None = None, *, stderr: IO[str] | None = None
+    env: dict[str, str],
+    command: list[str] | None = None,
+    log: Path | None = None,
+    *,
+    stderr: IO[str] | None = None,
 ) -> Iterator[ServeProcess]:
-    server = ServeProcess(env, command, stderr=stderr)
+    server = ServeProcess(env, command, log, stderr=stderr)
     try:
         yield server.wait_healthy()
     finally:

@@ -10,12 +10,17 @@ from bot.adapters.sendgrid.v2 import SendGridV2Client
 from bot.adapters.sendgrid.v3 import SendGridV3Client
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.observability.metrics import NO_METRICS, Metrics
 
 __all__ = ["RetryPolicy", "SendGridV2Client", "SendGridV3Client", "TokenBucket", "build_backend"]
 
 
 def build_backend(
-    settings: Settings, *, rate_share: float = 1.0, logger: logging.Logger | None = None
+    settings: Settings,
+    *,
+    rate_share: float = 1.0,
+    logger: logging.Logger | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> SendGridV2Client | SendGridV3Client:
     """The SendGrid client the settings describe, with its own process-wide limiter.
 
@@ -32,6 +37,7 @@ def build_backend(
             timeout=settings.sendgrid_timeout,
             limiter=limiter,
             logger=logger or logging.getLogger("bot.sendgrid"),
+            metrics=metrics,
         )
     if not settings.sendgrid_api_user and not settings.sendgrid_api_key:
         raise ConfigError(
@@ -53,4 +59,5 @@ def build_backend(
         timeout=settings.sendgrid_timeout,
         limiter=limiter,
         logger=logger or logging.getLogger("bot.sendgrid"),
+        metrics=metrics,
     )

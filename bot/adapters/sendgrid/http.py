@@ -11,6 +11,7 @@ Retry policy (tenacity, each attempt through the limiter again):
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from bot.adapters.sendgrid.ratelimit import TokenBucket
 from bot.errors import BadResponse, OutcomeUnknown, RateLimited, SendGridError, Unavailable
+from bot.observability.metrics import NO_METRICS, Metrics
 
 REDACTED = "********"
 T = TypeVar("T")
@@ -59,7 +61,9 @@ class SendGridHttp:
         logger: logging.Logger | None,
         session: requests.Session | None,
         sleep: Callable[[float], None],
+        metrics: Metrics = NO_METRICS,
     ) -> None:
+        self._metrics = metrics
         self._secret = secret
         self.timeout = timeout
         self._limiter: Limiter = limiter or TokenBucket(limit=600)
@@ -99,7 +103,7 @@ class SendGridHttp:
         *,
         write: bool,
     ) -> T:
-        self._limiter.acquire()
+        self._metrics.limiter_waited(self._limiter.acquire())
         started = time.monotonic()
         response: requests.Response | None = None
         try:
@@ -108,6 +112,7 @@ class SendGridHttp:
         except requests.RequestException as exc:
             error = self._transport_error(exc, write=write)
             self._log(label, started, error)
+            self._metrics.sendgrid_call(endpoint_of(label), type(error).__name__, 0)
             raise error from None
         except SendGridError as exc:
             error = self._scrub(exc)
@@ -121,8 +126,10 @@ class SendGridHttp:
             if isinstance(error, RateLimited):
                 self._limiter.pause_for(error.retry_after if error.retry_after else 1.0)
             self._log(label, started, error)
+            self._metrics.sendgrid_call(endpoint_of(label), type(error).__name__, status)
             raise error from None
         self._log(label, started, None)
+        self._metrics.sendgrid_call(endpoint_of(label), "ok", response.status_code)
         return result
 
     def _transport_error(self, exc: requests.RequestException, *, write: bool) -> SendGridError:
@@ -177,6 +184,21 @@ class SendGridHttp:
                 type(error).__name__,
                 error,
             )
+
+
+_V2_WORDS = re.compile(r"^(?:method|task)=(\S+)$")
+_V3_ACCOUNT = re.compile(r"^(v3/subusers/)[^/]+(/.*)$")
+_ANY_ACCOUNT = r"\1{user}\2"
+
+
+def endpoint_of(label: str) -> str:
+    """A call's label without the account or amounts, for a bounded metrics label:
+    `customer.limit retrieve`, `PATCH v3/subusers/{user}/credits/remaining`."""
+    words = label.split()
+    if len(words) >= 2 and words[0].isupper():  # v3: METHOD path
+        return f"{words[0]} {_V3_ACCOUNT.sub(_ANY_ACCOUNT, words[1])}"
+    kept = [m.group(1) for w in words[1:] if (m := _V2_WORDS.match(w))]
+    return " ".join(words[:1] + kept)
 
 
 def new_session() -> requests.Session:

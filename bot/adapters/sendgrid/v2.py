@@ -21,6 +21,7 @@ from bot.adapters.sendgrid import responses
 from bot.adapters.sendgrid.http import REDACTED, Limiter, RetryPolicy, SendGridHttp
 from bot.domain.credits import Account, Balance, CreditChange, Overview, Period
 from bot.errors import BadResponse, OutcomeUnknown
+from bot.observability.metrics import NO_METRICS, Metrics
 
 RESELLER_PAGE_SIZE = 500
 
@@ -42,6 +43,7 @@ class SendGridV2Client:
         logger: logging.Logger | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        metrics: Metrics = NO_METRICS,
         page_size: int = RESELLER_PAGE_SIZE,
     ) -> None:
         if mode not in ("subuser", "reseller"):
@@ -63,6 +65,7 @@ class SendGridV2Client:
             logger=logger or logging.getLogger(__name__),
             session=session,
             sleep=sleep,
+            metrics=metrics,
         )
 
     def __repr__(self) -> str:

@@ -34,6 +34,7 @@ from bot.adapters.sendgrid import responses
 from bot.adapters.sendgrid.http import REDACTED, Limiter, RetryPolicy, SendGridHttp
 from bot.domain.credits import Account, Balance, ChangeKind, CreditChange, Overview, Period
 from bot.errors import BadResponse, OutcomeUnknown, UserError
+from bot.observability.metrics import NO_METRICS, Metrics
 
 PAGE_SIZE = 500
 # The API key scopes this client needs (reference §6.1): reading and changing
@@ -68,6 +69,7 @@ class SendGridV3Client:
         logger: logging.Logger | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        metrics: Metrics = NO_METRICS,
         page_size: int = PAGE_SIZE,
     ) -> None:
         self._api_key = api_key
@@ -82,6 +84,7 @@ class SendGridV3Client:
             logger=logger or logging.getLogger(__name__),
             session=session,
             sleep=sleep,
+            metrics=metrics,
         )
 
     def __repr__(self) -> str:

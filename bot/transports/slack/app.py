@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,6 +41,8 @@ from bot.config import Settings
 from bot.domain.credits import CreditsBackend
 from bot.domain.policy import Verb
 from bot.errors import UserError
+from bot.observability.context import ContextExecutor, current_request
+from bot.observability.metrics import NO_METRICS, Metrics
 from bot.transports.assembly import Housekeeping, Services, build_services
 from bot.transports.slack.alerts import (
     ADD_ACTION,
@@ -170,6 +172,7 @@ def build_slack(
     housekeeping_interval: float = 60.0,
     store: SqlStore | None = None,
     verified_upstream: bool = False,
+    metrics: Metrics = NO_METRICS,
 ) -> SlackParts:
     """Build the Bolt app and everything behind it from settings.
 
@@ -197,6 +200,7 @@ def build_slack(
         notifier=notifier,
         store=store,
         kind="socket" if socket_mode else "serve",
+        metrics=metrics,
     )
     Housekeeping(services.changes, interval=housekeeping_interval).start()
     signing_secret = settings.slack_signing_secret
@@ -207,14 +211,15 @@ def build_slack(
         signing_secret=signing_secret.reveal() if signing_secret else "",
         request_verification_enabled=not (socket_mode or verified_upstream),
         process_before_response=False,
-        listener_executor=ThreadPoolExecutor(
+        listener_executor=ContextExecutor(
             max_workers=listener_workers, thread_name_prefix="bolt-listener"
         ),
         logger=logger,
     )
     work = PostAckWork(
-        ThreadPoolExecutor(max_workers=work_workers, thread_name_prefix="credits-work"),
+        ContextExecutor(max_workers=work_workers, thread_name_prefix="credits-work"),
         ack_first,
+        metrics,
     )
     register_listeners(app, services.commands, work)
     return SlackParts(app=app, services=services, work=work)
@@ -223,11 +228,14 @@ def build_slack(
 class PostAckWork:
     """The pool that runs what follows an ack, after the acks in progress."""
 
-    def __init__(self, pool: Executor, ack_first: AckFirst | None) -> None:
+    def __init__(
+        self, pool: Executor, ack_first: AckFirst | None, metrics: Metrics = NO_METRICS
+    ) -> None:
         self._pool = pool
         self._ack_first = ack_first
         self._in_flight = 0
         self._idle = threading.Condition()
+        self._metrics = metrics
 
     def submit(self, task: Callable[[], object], what: str) -> None:
         """Run `task` soon; a failure to deliver the answer is logged, never lost silently."""
@@ -257,9 +265,15 @@ class PostAckWork:
         try:
             if after_acks and self._ack_first is not None:
                 self._ack_first.wait_for_acks()
-            task()
-        except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
-            logger.exception("could not deliver the answer to %s", what)
+            try:
+                task()
+            except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
+                logger.exception("could not deliver the answer to %s", what)
+                return
+            request = current_request()  # the Slack request this answers (copied context)
+            if request is not None:
+                self._metrics.replied(request.elapsed())
+                logger.info("answered %s in %.0f ms", what, request.elapsed() * 1000)
         finally:
             with self._idle:
                 self._in_flight -= 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from bot.config import Settings
-from bot.transports.slack.wsgi import build_wsgi_app
+from bot.observability.multiprocess import use_multiprocess_dir
 
 # One process, many threads: the Bolt listener executor does the slow work, so
 # gunicorn's threads only hold a request until its ack.
@@ -29,6 +32,16 @@ def worker_exit(server: Any, worker: Any) -> None:
         shutdown()
 
 
+class RootHandlersLogger(GunicornLogger):  # type: ignore[misc]
+    """Gunicorn's own lines go through the bot's handlers (LOG_FORMAT, redaction)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            log.handlers[:] = []
+            log.propagate = True
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self._settings = settings
@@ -42,10 +55,32 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         # Built in the worker, after the fork: no threads or sockets cross it.
+        # Imported here: prometheus_client must not be imported before its directory is set.
+        from bot.transports.slack.wsgi import build_wsgi_app  # noqa: PLC0415
+
         return build_wsgi_app(self._settings).start_heartbeat()
 
 
 def serve_with_gunicorn(settings: Settings, *, host: str, port: int) -> None:
-    """Run until stopped (SIGTERM / Ctrl-C)."""
-    options = {**GUNICORN_OPTIONS, "bind": f"{host}:{port}", "loglevel": settings.log_level.lower()}
+    """Run until stopped (SIGTERM / Ctrl-C).
+
+    Metrics add up across workers in PROMETHEUS_MULTIPROC_DIR, or in a fresh
+    temporary directory when it is unset; stale files are removed first.
+    """
+    directory = use_multiprocess_dir(settings.metrics_dir)
+    settings = dataclasses.replace(settings, metrics_dir=directory)
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from bot.observability.prometheus import worker_exited  # noqa: PLC0415
+
+        worker_exited(worker.pid, directory)
+
+    options = {
+        **GUNICORN_OPTIONS,
+        "bind": f"{host}:{port}",
+        "loglevel": settings.log_level.lower(),
+        "logger_class": RootHandlersLogger,
+        "child_exit": child_exit,
+    }
+    logging.getLogger("bot").info("metrics of every worker are kept in %s", directory)
     _Gunicorn(settings, options).run()

@@ -1,4 +1,4 @@
-"""The WSGI application: `POST /slack/events` (Bolt) and `GET /healthz`.
+"""The WSGI application: `POST /slack/events` (Bolt), `GET /healthz`, `/readyz`, `/metrics`.
 
 `credits-bot serve` runs it under gunicorn; the Procfile's `web:` runs the same
 factory, `bot.transports.slack.wsgi:application_from_environment()`.
@@ -34,11 +34,16 @@ from urllib.parse import parse_qsl
 from slack_bolt import App, BoltRequest
 from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 
+from bot.adapters.sendgrid import build_backend
+from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.adapters.store.replay import SeenRequests
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, StoreError
 from bot.logs import configure_logging
+from bot.observability.context import request_scope
+from bot.observability.prometheus import PrometheusMetrics
+from bot.observability.readiness import Readiness, database_check, sendgrid_check, slack_check
 from bot.transports.assembly import Heartbeat, stop_gracefully
 from bot.transports.slack.app import REPLAY_CHECKED, AckFirst, SlackParts, build_slack
 
@@ -250,22 +255,52 @@ def create_wsgi_app(
     *,
     gate: SlackGate,
     ack_first: AckFirst | None = None,
+    metrics: PrometheusMetrics | None = None,
+    readiness: Readiness | None = None,
 ) -> WSGIApplication:
-    """Wrap a Bolt app: requests `gate` admits go to Bolt, `/healthz` answers here.
+    """Wrap a Bolt app: requests `gate` admits go to Bolt; `/healthz`, `/readyz` and
+    `/metrics` answer here.
 
     `bolt_app` must not verify signatures itself (the gate did, on the raw body).
     With `ack_first`, every request to Bolt is counted while it is being
-    acknowledged, so post-ack work can let it go first.
+    acknowledged, so post-ack work can let it go first. Each Slack request gets a
+    request id (logged from its ack to its answer).
     """
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO")
         if path == "/healthz":
-            return _answer(start_response, "200 OK", json.dumps({"ok": True}), "application/json")
+            return _respond(start_response, "200 OK", {"ok": True})
+        if path == "/readyz" and readiness is not None:
+            return _readyz(readiness, start_response)
+        if path == "/metrics" and metrics is not None:
+            body, content_type = metrics.render()
+            start_response("200 OK", [("Content-Type", content_type)])
+            return [body]
         if path != EVENTS_PATH:
             return _answer(start_response, "404 Not Found", "not found")
         if environ.get("REQUEST_METHOD") != "POST":
             return _answer(start_response, "405 Method Not Allowed", "POST only")
+        with request_scope() as request:
+            statuses: list[str] = []
+
+            def recording_start_response(status: str, headers: Any, *exc_info: Any) -> Any:
+                statuses.append(status)
+                return start_response(status, headers, *exc_info)
+
+            answer = slack_events(environ, recording_start_response)
+            if metrics is not None:
+                metrics.acknowledged(request.elapsed())
+            logger.info(
+                "answered %s %s: %s in %.0f ms",
+                environ.get("REQUEST_METHOD"),
+                path,
+                statuses[0] if statuses else "-",
+                request.elapsed() * 1000,
+            )
+            return answer
+
+    def slack_events(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         verdict = gate.admit(environ)
         if isinstance(verdict, Refusal):
             logger.info("refused a request to %s: %s", EVENTS_PATH, verdict.reason)
@@ -276,6 +311,23 @@ def create_wsgi_app(
             return _dispatch(bolt_app, environ, verdict, start_response)
 
     return application
+
+
+def _respond(start_response: StartResponse, status: str, document: object) -> list[bytes]:
+    return _answer(start_response, status, json.dumps(document), "application/json")
+
+
+def _readyz(readiness: Readiness, start_response: StartResponse) -> list[bytes]:
+    """200 when every check passes, else 503 naming the failing ones."""
+    results = readiness.check()
+    failing = [r.name for r in results if not r.ok]
+    document = {
+        "ok": not failing,
+        "failing": failing,
+        "checks": {r.name: {"ok": r.ok, "detail": r.detail} for r in results},
+    }
+    status = "503 Service Unavailable" if failing else "200 OK"
+    return _respond(start_response, status, document)
 
 
 def _dispatch(
@@ -344,15 +396,35 @@ def build_wsgi_app(
     ack_first = AckFirst()
     store = SqlStore.from_url(settings.database_url)
     secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
+    settings.require("SLACK_BOT_TOKEN")
+    assert settings.slack_bot_token is not None
+    metrics = PrometheusMetrics(multiprocess_dir=settings.metrics_dir)
+    backend = overrides.pop("backend", None) or build_backend(settings, metrics=metrics)
+    client = overrides.pop("web_client", None) or build_web_client(
+        token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url
+    )
+    readiness = Readiness(
+        [database_check(settings.database_url), sendgrid_check(backend), slack_check(client)]
+    )
     parts = build_slack(
-        settings, ack_first=ack_first, store=store, verified_upstream=True, **overrides
+        settings,
+        ack_first=ack_first,
+        store=store,
+        backend=backend,
+        web_client=client,
+        metrics=metrics,
+        verified_upstream=True,
+        **overrides,
     )
     gate = SlackGate(signing_secret=secret, seen=SeenRequests(store.engine), clock=clock)
-    return ServedApp(create_wsgi_app(parts.app, gate=gate, ack_first=ack_first), parts, store)
+    application = create_wsgi_app(
+        parts.app, gate=gate, ack_first=ack_first, metrics=metrics, readiness=readiness
+    )
+    return ServedApp(application, parts, store)
 
 
 def application_from_environment() -> WSGIApplication:
     """Gunicorn's app factory: settings from the environment, logging configured."""
     settings = load_settings()
-    configure_logging(settings.log_level, settings.secrets())
+    configure_logging(settings.log_level, settings.secrets(), log_format=settings.log_format)
     return build_wsgi_app(settings).start_heartbeat()
