@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.adapters.sendgrid import build_backend
+from bot.adapters.sendgrid import Priority, build_backend
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.lock import SchedulerLock
+from bot.adapters.store.ratelimit import SqlRateBudget
 from bot.commands.changes import ApprovalNotifier, ChangeService
 from bot.commands.service import CommandService
 from bot.commands.sweep import AlertPoster, SweepService
@@ -69,9 +70,11 @@ def build_services(
     Opening the store applies pending migrations (`credits-bot migrate` does
     only that).
     """
-    backend = backend if backend is not None else build_backend(settings)
     roles = roles if roles is not None else role_book(settings)
     store = store if store is not None else SqlStore.from_url(settings.database_url)
+    if backend is None:
+        budget = SqlRateBudget(store.engine) if isinstance(store, SqlStore) else None
+        backend = build_backend(settings, budget=budget)
     changes = ChangeService(
         store=store,
         backend=backend,
@@ -128,9 +131,6 @@ class Housekeeping:
                 logger.exception("expiring approval requests failed; will retry")
 
 
-# The sweep may use this share of SENDGRID_RATE_LIMIT; the rest stays free for
-# interactive commands (a process-local budget: see the README's limits).
-SWEEP_RATE_SHARE = 0.8
 SWEEP_CONCURRENCY = 8
 
 
@@ -144,6 +144,11 @@ def sweep_horizon(cron: str) -> timedelta:
     return interval + timedelta(hours=1)
 
 
+def sweep_backend(settings: Settings, store: SqlStore) -> CreditsBackend:
+    """SendGrid for the sweep: the fleet's budget, behind interactive commands."""
+    return build_backend(settings, budget=SqlRateBudget(store.engine), priority=Priority.SWEEP)
+
+
 def build_sweep(
     settings: Settings,
     *,
@@ -152,7 +157,7 @@ def build_sweep(
     poster: AlertPoster | None = None,
 ) -> SweepService:
     return SweepService(
-        backend=backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE),
+        backend=backend or sweep_backend(settings, store),
         store=SqlAlertStore(store),
         poster=poster,
         thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
@@ -182,11 +187,11 @@ def build_clock(settings: Settings, *, backend: CreditsBackend | None = None) ->
             notifier = SlackApprovalNotifier(client=client, channel_id=settings.approval_channel)
     if poster is None:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
-    sweep_backend = backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE)
-    services = build_services(settings, backend=sweep_backend, store=store, notifier=notifier)
+    backend = backend or sweep_backend(settings, store)
+    services = build_services(settings, backend=backend, store=store, notifier=notifier)
     holder = executor_name()
     return Clock(
-        sweeper=build_sweep(settings, store=store, backend=sweep_backend, poster=poster),
+        sweeper=build_sweep(settings, store=store, backend=backend, poster=poster),
         expire=services.changes.expire_due,
         scheduler_lock=SchedulerLock(store.engine, holder=holder),
         sweep_lock=SchedulerLock(
