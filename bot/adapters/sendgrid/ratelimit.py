@@ -43,6 +43,7 @@ already has: the same database, the same migrations, no extra service.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -127,6 +128,7 @@ class SlidingWindowLimiter:
         reserve: float = 0.2,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
+        logger: logging.Logger | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -146,20 +148,26 @@ class SlidingWindowLimiter:
         self._clock = clock
         self._sleep = sleep
         self._turn = threading.Lock()
+        self._logger = logger or logging.getLogger("bot.sendgrid.ratelimit")
 
     def acquire(self) -> float:
-        """Wait for a grant. Returns the seconds waited (0.0 when the window had room)."""
+        """Wait for a grant. Returns the seconds it took: behind this limiter's other
+        threads, waiting for room in the window, and asking the budget."""
         started = self._clock()
         with self._turn:
-            while True:
-                delay = self._budget.take(limit=self.allowed, window=self.window + self.margin)
-                if delay <= 0.0:
-                    break
+            delay = self._budget.take(limit=self.allowed, window=self.window + self.margin)
+            if delay > 0.0:
+                self._logger.debug(
+                    "rate budget full for %s requests: waiting %.2f s", self.priority.value, delay
+                )
+            while delay > 0.0:
                 self._sleep(max(delay, _MIN_SLEEP))
+                delay = self._budget.take(limit=self.allowed, window=self.window + self.margin)
         return self._clock() - started
 
     def pause_for(self, seconds: float) -> None:
         """Hold every caller on this budget, in every process, for `seconds`."""
+        self._logger.info("SendGrid said 429: every process waits %.1f s", seconds)
         self._budget.pause(seconds)
 
 
