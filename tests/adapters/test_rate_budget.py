@@ -20,7 +20,9 @@ from bot.adapters.sendgrid.ratelimit import MemoryRateBudget, RateBudget
 from bot.adapters.store import SqlStore, create_store_engine, migrate
 from bot.adapters.store.ratelimit import PRUNE_EVERY, SqlRateBudget
 from bot.adapters.store.replay import SeenRequests
-from bot.adapters.store.tables import rate_grants
+from bot.adapters.store.tables import rate_budgets, rate_grants
+from bot.simulator import FaultRule
+from tests.helpers import wait_until
 from tests.pg import postgres_url, reset_postgres
 
 
@@ -209,3 +211,24 @@ def test_an_interactive_caller_gets_a_grant_while_the_sweep_is_held_back(engines
         stop.set()
         waiting.join(10)
     assert [type(o) for o in outcome] == [InterruptedError]
+
+
+@pytest.mark.parametrize("engines", SQL, indirect=True)
+def test_a_429_in_one_process_pauses_the_others(engines, make_client, simulator):
+    """SendGrid's Retry-After, seen by one client, holds a limiter on another engine."""
+    simulator.state.add_fault(FaultRule(kind="ratelimit", arg="2", times=1))
+    first = make_client(limiter=SlidingWindowLimiter(limit=100, budget=SqlRateBudget(engines())))
+    engine = engines()
+    other = SlidingWindowLimiter(limit=100, budget=SqlRateBudget(engine))
+
+    def paused() -> bool:
+        with engine.connect() as connection:
+            return bool(connection.execute(select(rate_budgets.c.paused_until)).scalar())
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        balance = pool.submit(first.get_balance, "acme-eu")
+        wait_until(paused)  # the first client got its 429 and stored the pause
+        waited = other.acquire()
+        assert balance.result(timeout=10).remaining == 31_200
+    assert waited > 1.0  # most of the 2 s pause was left when it asked
+    assert [c.outcome for c in simulator.state.calls()] == ["fault:ratelimit", "ok"]
