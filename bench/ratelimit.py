@@ -1,8 +1,8 @@
 """What one grant from the fleet's SendGrid rate budget costs, on SQLite and PostgreSQL.
 
 For each database, `SqlRateBudget.take()` is timed:
-- one thread, `--grants` grants (a limit no run reaches: every call is a full grant:
-  lock the budget row, read the time and the n-th latest grant, insert);
+- one thread, `--grants` grants of a 600 budget (every call is a full grant: lock the
+  budget row, read the time and the 600th latest grant, insert);
 - three limiters on three engines (three processes' worth) × 4 threads each,
   `--grants` grants in all (a limiter lets one of its threads ask at a time);
 - refusals: the window is full, so a call locks, reads and answers how long to wait.
@@ -36,7 +36,7 @@ from bot.adapters.store.ratelimit import SqlRateBudget  # noqa: E402
 from bot.config import normalize_database_url  # noqa: E402
 from tests.pg import create_database  # noqa: E402
 
-UNREACHED = 10**9
+LIMIT = 600
 
 
 def timed(takers: list[Callable[[], object]], calls: int, threads: int) -> str:
@@ -61,17 +61,19 @@ def measure(label: str, url: str, grants: int) -> None:
     engines = [create_store_engine(url) for _ in range(3)]
     migrate(engines[0])
     budgets = [SqlRateBudget(engine) for engine in engines]
-    grant = partial(budgets[0].take, limit=UNREACHED, window=3600.0)
-    limiters = [
-        SlidingWindowLimiter(limit=UNREACHED, window=3600.0, budget=budget) for budget in budgets
-    ]
-    timed([grant], 50, 1)  # warm up: connections, the budget row
+    # As in production: the 600th latest grant is read (an index scan of 600 entries).
+    # A 0.5 s window keeps it outside the window, so every call here is a grant.
+    grant = partial(budgets[0].take, limit=LIMIT, window=0.5)
+    limiters = [SlidingWindowLimiter(limit=LIMIT, window=0.5, budget=budget) for budget in budgets]
+    timed([grant], LIMIT, 1)  # warm up: connections, the budget row, 600 grants to read past
     print(f"{label}:")
     print(f"  1 thread, {grants} grants:                  {timed([grant], grants, 1)}")
     acquires = [limiter.acquire for limiter in limiters]
     print(f"  3 limiters × 4 threads, {grants} grants:    {timed(acquires, grants, 12)}")
-    # Every grant so far is still in the window: each of these is refused.
-    refuse = partial(budgets[0].take, limit=2 * grants + 50, window=3600.0)
+    # A full 600-per-hour window: every call is refused (and says how long to wait).
+    while budgets[0].take(limit=LIMIT, window=3600.0) == 0.0:
+        pass
+    refuse = partial(budgets[0].take, limit=LIMIT, window=3600.0)
     print(f"  1 thread, {grants} refusals:                {timed([refuse], grants, 1)}")
     for engine in engines:
         engine.dispose()
