@@ -34,7 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.adapters.sendgrid import RetryPolicy, SendGridV2Client, TokenBucket  # noqa: E402
+from bot.adapters.sendgrid import RetryPolicy, SendGridV2Client, SlidingWindowLimiter  # noqa: E402
 from bot.adapters.sendgrid.ratelimit import NoLimit  # noqa: E402
 from bot.adapters.store import SqlStore  # noqa: E402
 from bot.adapters.store.alerts import SqlAlertStore  # noqa: E402
@@ -105,7 +105,7 @@ def rate_bound(scratch: Path, n: int, concurrency: int) -> None:
     try:
         # The listing is one call; the reads are what the limiter paces.
         service = sweeper(
-            client(sim.url, limiter=TokenBucket(limit=rate)), scratch, "a.db", concurrency
+            client(sim.url, limiter=SlidingWindowLimiter(limit=rate)), scratch, "a.db", concurrency
         )
         seconds, read, failed = timed_sweep(service)
         stats = sim.stats()

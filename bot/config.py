@@ -65,6 +65,8 @@ class Settings:
     sendgrid_mode: str = "subuser"
     sendgrid_format: str = "json"
     sendgrid_rate_limit: int = 600
+    sendgrid_rate_window: float = 60.0
+    sendgrid_interactive_reserve: float = 20.0
     sendgrid_timeout: float = 10.0
 
     database_url: str = "sqlite:///credits-bot.sqlite3"
@@ -157,6 +159,10 @@ def load_settings(
         sendgrid_mode=env.choice("SENDGRID_MODE", ("subuser", "reseller"), "subuser"),
         sendgrid_format=env.choice("SENDGRID_FORMAT", ("json", "xml"), "json"),
         sendgrid_rate_limit=env.integer("SENDGRID_RATE_LIMIT", 600, minimum=1),
+        sendgrid_rate_window=env.number("SENDGRID_RATE_WINDOW", 60.0, minimum=1.0),
+        sendgrid_interactive_reserve=env.number(
+            "SENDGRID_INTERACTIVE_RESERVE", 20.0, minimum=0.0, maximum=90.0
+        ),
         sendgrid_timeout=env.number("SENDGRID_TIMEOUT", 10.0, minimum=0.1),
         database_url=normalize_database_url(
             env.text("DATABASE_URL") or "sqlite:///credits-bot.sqlite3"

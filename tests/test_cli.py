@@ -241,3 +241,34 @@ def test_version():
         [sys.executable, "-m", "bot", "--version"], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == f"credits-bot {__version__}"
+
+
+def test_simulator_rate_window_scales_its_sliding_window():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "SLACK_"))}
+    command = [sys.executable, "-m", "bot", "simulator", "--port", "0"]
+    with subprocess.Popen(
+        [*command, "--rate-limit", "2", "--rate-window", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    ) as process:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        try:
+            assert "rate limit 2/30s" in banner
+            url = re.findall(r"http://127\.0\.0\.1:\d+/apiv2/", banner)[0]
+            statuses = [
+                requests.post(
+                    url + "customer.limit.json",
+                    data="api_user=demo&api_key=demo-key&user=acme-eu&task=retrieve",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                    timeout=5,
+                )
+                for _ in range(3)
+            ]
+            assert [r.status_code for r in statuses] == [200, 200, 429]
+            assert 20 < int(statuses[2].headers["Retry-After"]) <= 30  # a 30 s window
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

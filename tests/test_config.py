@@ -157,3 +157,26 @@ def test_sendgrid_api_version_and_its_default_url(env: dict[str, str], version: 
 def test_bad_api_version_is_named():
     with pytest.raises(ConfigError, match=r"^SENDGRID_API_VERSION: expected v2 or v3, got 'v4'$"):
         load_settings({"SENDGRID_API_VERSION": "v4"})
+
+
+def test_the_fleet_rate_budget_settings():
+    defaults = load_settings({})
+    assert (defaults.sendgrid_rate_limit, defaults.sendgrid_rate_window) == (600, 60.0)
+    assert defaults.sendgrid_interactive_reserve == 20.0
+    scaled = load_settings(
+        {
+            "SENDGRID_RATE_LIMIT": "60",
+            "SENDGRID_RATE_WINDOW": "6",
+            "SENDGRID_INTERACTIVE_RESERVE": "25%",
+        }
+    )
+    assert (scaled.sendgrid_rate_limit, scaled.sendgrid_rate_window) == (60, 6.0)
+    assert scaled.sendgrid_interactive_reserve == 25.0
+    for name, value, expects in [
+        ("SENDGRID_RATE_WINDOW", "0.5", "at least 1"),
+        ("SENDGRID_INTERACTIVE_RESERVE", "95", "at most 90"),
+        ("SENDGRID_INTERACTIVE_RESERVE", "-1", "at least 0"),
+    ]:
+        with pytest.raises(ConfigError, match=expects) as caught:
+            load_settings({name: value})
+        assert str(caught.value).startswith(name)

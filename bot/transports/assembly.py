@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.adapters.sendgrid import build_backend
+from bot.adapters.sendgrid import Priority, build_backend
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.lock import SchedulerLock
+from bot.adapters.store.ratelimit import SqlRateBudget
 from bot.commands.changes import ApprovalNotifier, ChangeService
 from bot.commands.service import CommandService
 from bot.commands.sweep import AlertPoster, SweepService
@@ -74,9 +75,11 @@ def build_services(
     only that). The process is registered as a live instance, the owner of the
     changes it executes (see `Heartbeat`).
     """
-    backend = backend if backend is not None else build_backend(settings, metrics=metrics)
     roles = roles if roles is not None else role_book(settings)
     store = store if store is not None else SqlStore.from_url(settings.database_url)
+    if backend is None:
+        budget = SqlRateBudget(store.engine) if isinstance(store, SqlStore) else None
+        backend = build_backend(settings, budget=budget, metrics=metrics)
     executor = executor_name()
     store.register_instance(executor, kind=kind, now=datetime.now(UTC))
     changes = ChangeService(
@@ -194,9 +197,6 @@ class Housekeeping:
                 logger.exception("expiring approval requests failed; will retry")
 
 
-# The sweep may use this share of SENDGRID_RATE_LIMIT; the rest stays free for
-# interactive commands (a process-local budget: see the README's limits).
-SWEEP_RATE_SHARE = 0.8
 SWEEP_CONCURRENCY = 8
 
 
@@ -210,6 +210,15 @@ def sweep_horizon(cron: str) -> timedelta:
     return interval + timedelta(hours=1)
 
 
+def sweep_backend(
+    settings: Settings, store: SqlStore, *, metrics: Metrics = NO_METRICS
+) -> CreditsBackend:
+    """SendGrid for the sweep: the fleet's budget, behind interactive commands."""
+    return build_backend(
+        settings, budget=SqlRateBudget(store.engine), priority=Priority.SWEEP, metrics=metrics
+    )
+
+
 def build_sweep(
     settings: Settings,
     *,
@@ -219,7 +228,7 @@ def build_sweep(
     metrics: Metrics = NO_METRICS,
 ) -> SweepService:
     return SweepService(
-        backend=backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE, metrics=metrics),
+        backend=backend or sweep_backend(settings, store, metrics=metrics),
         store=SqlAlertStore(store),
         poster=poster,
         thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
@@ -252,10 +261,10 @@ def build_clock(
             notifier = SlackApprovalNotifier(client=client, channel_id=settings.approval_channel)
     if poster is None:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
-    sweep_backend = backend or build_backend(settings, rate_share=SWEEP_RATE_SHARE, metrics=metrics)
+    backend = backend or sweep_backend(settings, store, metrics=metrics)
     services = build_services(
         settings,
-        backend=sweep_backend,
+        backend=backend,
         store=store,
         notifier=notifier,
         kind="clock",
@@ -264,9 +273,7 @@ def build_clock(
     changes = services.changes
     holder = executor_name()
     return Clock(
-        sweeper=build_sweep(
-            settings, store=store, backend=sweep_backend, poster=poster, metrics=metrics
-        ),
+        sweeper=build_sweep(settings, store=store, backend=backend, poster=poster, metrics=metrics),
         expire=lambda: changes.expire_due() + changes.recover_abandoned(),
         heartbeat=Heartbeat(store, changes),
         scheduler_lock=SchedulerLock(store.engine, holder=holder),

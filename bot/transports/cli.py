@@ -151,7 +151,14 @@ def _parser() -> argparse.ArgumentParser:
         "--rate-limit",
         type=int,
         default=600,
-        help="requests per minute per API user before HTTP 429; 0 turns it off (default 600)",
+        help="requests per window per API user before HTTP 429; 0 turns it off (default 600)",
+    )
+    simulator.add_argument(
+        "--rate-window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="the sliding window of --rate-limit (default 60; match SENDGRID_RATE_WINDOW)",
     )
     return parser
 
@@ -326,7 +333,11 @@ def _run_simulator(args: argparse.Namespace, settings: Settings) -> int:
     api_user = settings.sendgrid_api_user or DEMO_API_USER
     api_key = settings.sendgrid_api_key.reveal() if settings.sendgrid_api_key else DEMO_API_KEY
     state = sample_state(
-        api_user=api_user, api_key=api_key, data=args.data, rate_limit=args.rate_limit or None
+        api_user=api_user,
+        api_key=api_key,
+        data=args.data,
+        rate_limit=args.rate_limit or None,
+        rate_window=args.rate_window,
     )
     if args.generate:
         state.subusers = {a.username: a for a in generated_subusers(args.generate, seed=7)}
@@ -335,7 +346,7 @@ def _run_simulator(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"SendGrid v2 simulator on {server.url}  api_user={api_user} {key_hint}  "
         f"{len(state.subusers)} subusers, {len(state.customers)} customers  "
-        f"rate limit {args.rate_limit or 'off'}/min",
+        f"rate limit {f'{args.rate_limit}/{args.rate_window:g}s' if args.rate_limit else 'off'}",
         flush=True,
     )
     try:

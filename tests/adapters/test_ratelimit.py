@@ -1,4 +1,4 @@
-"""The client-side limiter: unit tests on an injected clock, and a real burst over HTTP."""
+"""The sliding-window limiter: unit tests on an injected clock, and a real burst over HTTP."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot.adapters.sendgrid import RetryPolicy, SendGridV2Client, TokenBucket
-from bot.adapters.sendgrid.ratelimit import NoLimit
+from bot.adapters.sendgrid import Priority, RetryPolicy, SendGridV2Client, SlidingWindowLimiter
+from bot.adapters.sendgrid.ratelimit import MemoryRateBudget, NoLimit
 from bot.errors import RateLimited
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer, sample_state
 
@@ -25,41 +25,84 @@ class FakeClock:
         self.now += seconds
 
 
-def test_bucket_never_admits_more_than_the_limit_in_any_window():
+def limiter(clock: FakeClock, budget: MemoryRateBudget | None = None, **options: object):
+    options = {"limit": 600, "clock": clock, "sleep": clock.sleep, **options}
+    return SlidingWindowLimiter(budget=budget or MemoryRateBudget(clock=clock), **options)  # type: ignore[arg-type]
+
+
+def busiest(times: list[float], window: float) -> int:
+    seen: deque[float] = deque()
+    worst = 0
+    for at in times:
+        seen.append(at)
+        while seen[0] <= at - window:
+            seen.popleft()
+        worst = max(worst, len(seen))
+    return worst
+
+
+def test_no_window_ever_holds_more_than_the_limit():
     clock = FakeClock()
-    bucket = TokenBucket(limit=600, clock=clock, sleep=clock.sleep)
+    limit = limiter(clock)
     sent = []
     for _ in range(2_000):
-        bucket.acquire()
+        limit.acquire()
         sent.append(clock.now)
-    window: deque[float] = deque()
-    worst = 0
-    for at in sent:
-        window.append(at)
-        while window[0] <= at - 60.0:
-            window.popleft()
-        worst = max(worst, len(window))
-    assert worst <= 600
-    # ... and it is not needlessly slow: 2,000 requests at 600/min is about 200 s.
-    assert 190 < clock.now < 215
+    assert busiest(sent, 60.0) == 600
+    # ... with the 1 s margin for network jitter: no 61 s window holds more either.
+    assert busiest(sent, 61.0) == 600
+    # ... and no slower than that: 2,000 grants are 4 windows' worth, 3 waits of 61 s.
+    assert clock.now == pytest.approx(3 * 61.0, abs=0.01)
 
 
-def test_pause_holds_every_caller():
+def test_a_burst_that_fits_the_window_is_not_delayed():
     clock = FakeClock()
-    bucket = TokenBucket(limit=600, clock=clock, sleep=clock.sleep)
-    bucket.pause_for(5.0)
-    assert bucket.acquire() >= 5.0
-    assert clock.now >= 5.0
+    limit = limiter(clock)
+    waits = [limit.acquire() for _ in range(600)]
+    assert waits == [0.0] * 600
+    assert clock.now == 0.0
+    # The 601st waits for the first to leave the window (plus the margin).
+    assert limit.acquire() == pytest.approx(61.0, abs=0.01)
 
 
-def test_default_burst_is_a_sixtieth_of_the_window():
-    assert TokenBucket(limit=600).burst == 10
-    assert TokenBucket(limit=100, window=1.0).burst == 1
+def test_the_sweep_leaves_the_reserve_to_interactive_callers():
+    clock = FakeClock()
+    budget = MemoryRateBudget(clock=clock)
+    sweep = limiter(clock, budget, limit=10, reserve=0.2, priority=Priority.SWEEP)
+    interactive = limiter(clock, budget, limit=10, reserve=0.2)
+    assert (sweep.allowed, interactive.allowed) == (8, 10)
+    assert [sweep.acquire() for _ in range(8)] == [0.0] * 8
+    # The window is 80% full: the sweep would wait, an interactive caller does not.
+    assert budget.take(limit=sweep.allowed, window=sweep.window + sweep.margin) > 0
+    assert [interactive.acquire() for _ in range(2)] == [0.0, 0.0]
+    assert sweep.acquire() > 0
+
+
+def test_default_reserve_keeps_a_fifth_of_600_per_minute_for_commands():
+    sweep = SlidingWindowLimiter(limit=600, priority=Priority.SWEEP)
+    assert sweep.allowed == 480
+    assert SlidingWindowLimiter(limit=1, priority=Priority.SWEEP).allowed == 1
+
+
+def test_pause_holds_every_caller_on_the_budget():
+    clock = FakeClock()
+    budget = MemoryRateBudget(clock=clock)
+    one, other = limiter(clock, budget), limiter(clock, budget, priority=Priority.SWEEP)
+    one.pause_for(5.0)
+    assert other.acquire() == pytest.approx(5.0)
+    one.pause_for(1.0)
+    one.pause_for(0.5)  # never shortens a pause
+    assert one.acquire() == pytest.approx(1.0)
+
+
+def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="at least 1"):
-        TokenBucket(limit=0)
+        SlidingWindowLimiter(limit=0)
+    with pytest.raises(ValueError, match="fraction"):
+        SlidingWindowLimiter(limit=10, reserve=1.0)
 
 
-def _burst(limiter: TokenBucket | NoLimit, *, reads: int, server: SimulatorServer) -> int:
+def _burst(limiter: SlidingWindowLimiter | NoLimit, *, reads: int, server: SimulatorServer) -> int:
     """Send `reads` balance reads from 8 threads; return how many raised RateLimited."""
     client = SendGridV2Client(
         api_user=DEMO_API_USER,
@@ -85,24 +128,18 @@ def _burst(limiter: TokenBucket | NoLimit, *, reads: int, server: SimulatorServe
 
 
 @pytest.mark.slow
-def test_burst_of_1000_reads_stays_under_the_rate_with_zero_429s():
+def test_burst_of_500_reads_stays_under_the_rate_with_zero_429s():
     # Both sides allow 100 requests per 1-second window: the same rule as
     # SendGrid's 600/minute, scaled so the burst takes seconds, not minutes,
     # and well below what client and simulator manage unthrottled (~170/s).
     state = sample_state(rate_limit=100, rate_window=1.0)
     with SimulatorServer(state).running() as server:
-        limited = _burst(TokenBucket(limit=100, window=1.0), reads=1_000, server=server)
+        limited = _burst(SlidingWindowLimiter(limit=100, window=1.0), reads=500, server=server)
     calls = state.calls()
     assert limited == 0
-    assert len(calls) == 1_000
+    assert len(calls) == 500
     assert [c for c in calls if c.status == 429] == []
-    times = sorted(c.at for c in calls)
-    window: deque[float] = deque()
-    for at in times:
-        window.append(at)
-        while window[0] <= at - 1.0:
-            window.popleft()
-        assert len(window) <= 100
+    assert busiest(sorted(c.at for c in calls), 1.0) <= 100
 
 
 @pytest.mark.slow

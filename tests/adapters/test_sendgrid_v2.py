@@ -221,9 +221,9 @@ def test_read_timeout_is_retried_then_unavailable(
 
 def test_429_retry_waits_for_retry_after(make_client: ClientFactory, simulator: SimulatorServer):
     simulator.state.add_fault(FaultRule(kind="ratelimit", arg="1", times=1))
-    from bot.adapters.sendgrid import TokenBucket
+    from bot.adapters.sendgrid import SlidingWindowLimiter
 
-    client = make_client(limiter=TokenBucket(limit=1000))
+    client = make_client(limiter=SlidingWindowLimiter(limit=1000))
     started = time.monotonic()
     assert client.get_balance("acme-eu").remaining == 31_200
     assert time.monotonic() - started >= 0.95

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.sendgrid import SendGridV3Client, TokenBucket
+from bot.adapters.sendgrid import SendGridV3Client, SlidingWindowLimiter
 from bot.adapters.sendgrid.ratelimit import NoLimit
 from bot.domain.credits import Balance, ChangeKind, CreditChange, Period, apply_change
 from bot.errors import (
@@ -140,7 +140,7 @@ def test_429_honours_rate_limit_headers():
         client = SendGridV3Client(
             api_key=DEMO_API_KEY,
             base_url=server.base_url,
-            limiter=TokenBucket(limit=1000),
+            limiter=SlidingWindowLimiter(limit=1000),
             retry=FAST_RETRY,
         )
         started = time.monotonic()

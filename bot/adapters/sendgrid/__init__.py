@@ -5,29 +5,50 @@ from __future__ import annotations
 import logging
 
 from bot.adapters.sendgrid.http import RetryPolicy
-from bot.adapters.sendgrid.ratelimit import TokenBucket
+from bot.adapters.sendgrid.ratelimit import (
+    MemoryRateBudget,
+    Priority,
+    RateBudget,
+    SlidingWindowLimiter,
+)
 from bot.adapters.sendgrid.v2 import SendGridV2Client
 from bot.adapters.sendgrid.v3 import SendGridV3Client
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.observability.metrics import NO_METRICS, Metrics
 
-__all__ = ["RetryPolicy", "SendGridV2Client", "SendGridV3Client", "TokenBucket", "build_backend"]
+__all__ = [
+    "Priority",
+    "RetryPolicy",
+    "SendGridV2Client",
+    "SendGridV3Client",
+    "SlidingWindowLimiter",
+    "build_backend",
+]
 
 
 def build_backend(
     settings: Settings,
     *,
-    rate_share: float = 1.0,
+    budget: RateBudget | None = None,
+    priority: Priority = Priority.INTERACTIVE,
     logger: logging.Logger | None = None,
     metrics: Metrics = NO_METRICS,
 ) -> SendGridV2Client | SendGridV3Client:
-    """The SendGrid client the settings describe, with its own process-wide limiter.
+    """The SendGrid client the settings describe, drawing on the fleet's rate budget.
 
-    `rate_share` < 1 leaves part of SENDGRID_RATE_LIMIT unused by this process
-    (the sweep leaves room for interactive commands).
+    `budget` is shared by every process on the SendGrid account (the assembly
+    passes the database's `SqlRateBudget`); without one, this process keeps its
+    own. `priority=Priority.SWEEP` leaves SENDGRID_INTERACTIVE_RESERVE percent of
+    SENDGRID_RATE_LIMIT to interactive commands.
     """
-    limiter = TokenBucket(limit=max(1, int(settings.sendgrid_rate_limit * rate_share)))
+    limiter = SlidingWindowLimiter(
+        limit=settings.sendgrid_rate_limit,
+        window=settings.sendgrid_rate_window,
+        budget=budget if budget is not None else MemoryRateBudget(),
+        priority=priority,
+        reserve=settings.sendgrid_interactive_reserve / 100,
+    )
     if settings.sendgrid_api_version == "v3":
         if not settings.sendgrid_api_key:
             raise ConfigError("SENDGRID_API_KEY (an API key) is required for SendGrid v3")

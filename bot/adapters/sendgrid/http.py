@@ -23,7 +23,7 @@ from tenacity import RetryCallState, Retrying, stop_after_attempt, stop_after_de
 from tenacity.wait import wait_exponential_jitter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from bot.adapters.sendgrid.ratelimit import TokenBucket
+from bot.adapters.sendgrid.ratelimit import SlidingWindowLimiter
 from bot.errors import BadResponse, OutcomeUnknown, RateLimited, SendGridError, Unavailable
 from bot.observability.metrics import NO_METRICS, Metrics
 
@@ -66,7 +66,7 @@ class SendGridHttp:
         self._metrics = metrics
         self._secret = secret
         self.timeout = timeout
-        self._limiter: Limiter = limiter or TokenBucket(limit=600)
+        self._limiter: Limiter = limiter or SlidingWindowLimiter(limit=600)
         self._retry = retry or RetryPolicy()
         self._logger = logger or logging.getLogger("bot.sendgrid")
         self.session = session or new_session()

@@ -1,31 +1,130 @@
-"""A client-side rate limiter shared by every SendGrid call in the process.
+"""One SendGrid rate budget for the whole fleet: a sliding window shared by every process.
 
-SendGrid v2 allows 600 requests per minute per user (reference §5). The bot
-should never be the cause of a 429, so every request takes a token first.
+SendGrid counts requests per account (v2: 600 per minute per user, reference §5),
+not per process. Every SendGrid request first takes a *grant* from a `RateBudget`
+that all of the bot's processes share (`serve` instances, the `clock`, a manual
+`credits-bot sweep`): `bot.adapters.store.ratelimit.SqlRateBudget` keeps it in the
+database they already share; `MemoryRateBudget` keeps it in one process (tests, or
+a bot built without a database).
 
-`TokenBucket` refills continuously. With a burst of `B` tokens and a refill
-rate `r`, any window of `W` seconds admits at most `B + r·W` requests; the
-refill is set to `(limit − B) / (W + slack)` so that even a fixed window on
-SendGrid's side, with a little network jitter (a second per minute), never
-sees more than `limit` requests. `pause_for()` makes everyone wait after SendGrid said 429.
+The guarantee: in **any** `window` seconds at most `limit` grants, fleet-wide. A
+grant is recorded only if fewer than `limit` were recorded in the last
+`window + margin` seconds (a sliding log). It is not a token bucket: a bucket's
+burst plus its refill can exceed the limit in some window, or it must delay
+bursts to avoid that. Here a burst that fits the window goes out at once, and
+nothing past the limit ever does. `margin` (1 s, at most a tenth of the window)
+absorbs the jitter between taking a grant and the request reaching SendGrid.
+
+Priorities: interactive callers (`/credits` commands) may use the whole window.
+The sweep (the `clock` process, `credits-bot sweep`) takes a grant only while
+more than `reserve` of the window is free (SENDGRID_INTERACTIVE_RESERVE, 20% by
+default): with 600/min it stops at 480 grants in the last minute, so commands
+always find room even while a sweep of thousands of subusers runs.
+
+A 429 pauses the whole fleet: `pause_for(Retry-After)` is stored in the budget,
+and every process waits until it has passed.
+
+When the shared budget cannot be reached (the database is down), reads must still
+answer (writes are refused earlier: a change needs the database to record its
+intent). The limiter then draws on a budget of its own process at a quarter of
+the limit (`FALLBACK_SHARE`), so up to four instances cut off together still stay
+within SendGrid's limit, and goes back to the shared one as soon as it answers.
+
+Why not a library (compared November 2026):
+- pyrate-limiter 4.x has SQLite and PostgreSQL buckets, but its `PostgresBucket`
+  needs a psycopg `ConnectionPool` (a second pool beside SQLAlchemy's), creates its
+  own table at run time outside our migrations, and takes the table lock with
+  `NOWAIT`, so under contention a grant fails and the limiter sleeps and polls.
+  Its `SQLiteBucket` wants a raw `sqlite3` connection and a file lock (`filelock`)
+  for several processes. It has no priorities and no shared pause after a 429.
+- limits 5.x (moving window) stores in memory, Redis, Memcached, MongoDB or etcd:
+  a fleet would need Redis, an extra service the embedded default must not need.
+- throttled-py 3.x: memory or Redis; the same objection.
+- Redis itself earns no place: the instances already share a database, the
+  budget costs one short transaction per request (well under SendGrid's own
+  latency; `bench/ratelimit.py` measures it), and 600/min is ten grants a second.
+So the budget is a small SQL sliding window on the SQLAlchemy engine the bot
+already has: the same database, the same migrations, no extra service.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from enum import Enum
+from typing import Protocol
+
+from bot.errors import StoreError
 
 Clock = Callable[[], float]
-_EPSILON = 1e-9
-_MIN_SLEEP = 1e-4
 Sleep = Callable[[float], None]
 
+# Waits shorter than this are rounded up: a deficit of 1e-12 s would not move the clock.
+_MIN_SLEEP = 1e-3
+_MAX_MARGIN = 1.0
+FALLBACK_SHARE = 0.25
 
-class TokenBucket:
-    """Thread-safe token bucket: `acquire()` blocks until a request may be sent.
 
-    At most `limit` requests in any `window` seconds (default: per minute).
+class Priority(Enum):
+    """Who is asking: a person waiting for a reply, or the background sweep."""
+
+    INTERACTIVE = "interactive"
+    SWEEP = "sweep"
+
+
+class RateBudget(Protocol):
+    """The grants given out to every process sharing one SendGrid account."""
+
+    def take(self, *, limit: int, window: float) -> float:
+        """Record one grant if fewer than `limit` were recorded in the last `window`
+        seconds and no pause is in force, and return 0.0; otherwise record nothing and
+        return the seconds until a grant may be possible."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """No grants for anyone for `seconds` from now (extends a pause, never shortens it)."""
+        ...
+
+
+class MemoryRateBudget:
+    """A `RateBudget` for one process (tests, benchmarks, a bot without a database)."""
+
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._grants: deque[float] = deque()
+        self._paused_until = 0.0
+
+    def take(self, *, limit: int, window: float) -> float:
+        with self._lock:
+            now = self._clock()
+            if now < self._paused_until:
+                return self._paused_until - now
+            while self._grants and self._grants[0] <= now - window:
+                self._grants.popleft()
+            if len(self._grants) >= limit:
+                # The grant that must leave the window before another may enter it.
+                return self._grants[-limit] + window - now
+            self._grants.append(now)
+            return 0.0
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+class SlidingWindowLimiter:
+    """At most `limit` SendGrid requests in any `window` seconds, for everyone on `budget`.
+
+    `acquire()` blocks until this caller has a grant and returns the seconds it
+    waited; `pause_for(seconds)` holds every process on the budget (SendGrid said
+    429). `priority=Priority.SWEEP` leaves `reserve` (a fraction) of the window to
+    interactive callers. Threads of one limiter ask the budget one at a time, so
+    a full window costs one query per process, not one per waiting thread.
     """
 
     def __init__(
@@ -33,57 +132,77 @@ class TokenBucket:
         *,
         limit: int,
         window: float = 60.0,
-        burst: int | None = None,
-        slack: float | None = None,
+        budget: RateBudget | None = None,
+        priority: Priority = Priority.INTERACTIVE,
+        reserve: float = 0.2,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
+        logger: logging.Logger | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        if not 0.0 <= reserve < 1.0:
+            raise ValueError("reserve must be a fraction in [0, 1)")
         self.limit = limit
         self.window = window
-        # Defaults scale with the window; for 600/minute: a burst of 10, a slack of 1 s.
-        self.burst = max(1, min(burst if burst is not None else limit // 60, limit // 2))
-        slack = window / 60 if slack is None else slack
-        self.rate = (limit - self.burst) / (window + slack)
+        self.priority = priority
+        # The sweep stops while no more than `reserve` of the window is free.
+        self.allowed = (
+            limit
+            if priority is Priority.INTERACTIVE
+            else max(1, limit - math.ceil(limit * reserve))
+        )
+        self.margin = min(_MAX_MARGIN, window / 10)
+        self._budget: RateBudget = budget if budget is not None else MemoryRateBudget(clock=clock)
         self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
-        self._tokens = float(self.burst)
-        self._updated = clock()
-        self._paused_until = 0.0
+        self._turn = threading.Lock()
+        self._logger = logger or logging.getLogger("bot.sendgrid.ratelimit")
+        self._own = MemoryRateBudget(clock=clock)  # while the shared budget is unreachable
+        self._on_own = False
 
     def acquire(self) -> float:
-        """Take one token, sleeping as long as needed. Returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._refill(now)
-                if now < self._paused_until:
-                    delay = self._paused_until - now
-                elif self._tokens >= 1.0 - _EPSILON:
-                    self._tokens = max(0.0, self._tokens - 1.0)
-                    return waited
-                else:
-                    delay = (1.0 - self._tokens) / self.rate
-            # A floor on the sleep: a deficit of 1e-17 s would not move the clock.
-            delay = max(delay, _MIN_SLEEP)
-            self._sleep(delay)
-            waited += delay
+        """Wait for a grant. Returns the seconds it took: behind this limiter's other
+        threads, waiting for room in the window, and asking the budget."""
+        started = self._clock()
+        with self._turn:
+            delay = self._take()
+            if delay > 0.0:
+                self._logger.debug(
+                    "rate budget full for %s requests: waiting %.2f s", self.priority.value, delay
+                )
+            while delay > 0.0:
+                self._sleep(max(delay, _MIN_SLEEP))
+                delay = self._take()
+        return self._clock() - started
+
+    def _take(self) -> float:
+        window = self.window + self.margin
+        try:
+            delay = self._budget.take(limit=self.allowed, window=window)
+        except StoreError as error:
+            if not self._on_own:
+                self._logger.warning(
+                    "the shared rate budget is unreachable (%s): this process uses %d%% of it "
+                    "on its own until it answers",
+                    error,
+                    FALLBACK_SHARE * 100,
+                )
+                self._on_own = True
+            return self._own.take(limit=max(1, int(self.allowed * FALLBACK_SHARE)), window=window)
+        if self._on_own:
+            self._logger.info("the shared rate budget answers again")
+            self._on_own = False
+        return delay
 
     def pause_for(self, seconds: float) -> None:
-        """Hold every caller for `seconds` (SendGrid said 429) and drop saved tokens."""
-        with self._lock:
-            now = self._clock()
-            self._paused_until = max(self._paused_until, now + seconds)
-            self._tokens = 0.0
-            self._updated = max(now, self._paused_until)
-
-    def _refill(self, now: float) -> None:
-        if now > self._updated:
-            self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
+        """Hold every caller on this budget, in every process, for `seconds`."""
+        self._logger.info("SendGrid said 429: every process waits %.1f s", seconds)
+        self._own.pause(seconds)
+        try:
+            self._budget.pause(seconds)
+        except StoreError:
+            self._logger.warning("could not share the pause: the rate budget is unreachable")
 
 
 class NoLimit:

@@ -139,3 +139,22 @@ instances = Table(
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
     Column("stopped_at", DateTime(timezone=True)),
 )
+
+# The fleet's SendGrid rate budget (bot/adapters/store/ratelimit.py): one row per
+# budget holds the pause after a 429 and is locked for every grant; each grant is a
+# row, pruned once it has left the window. Times are epoch seconds.
+rate_budgets = Table(
+    "rate_budgets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("paused_until", Float, nullable=False),
+)
+
+rate_grants = Table(
+    "rate_grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("budget", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_rate_grants_budget_at", "budget", "at"),
+)
