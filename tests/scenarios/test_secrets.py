@@ -6,18 +6,17 @@ Slack, every reply, `/credits audit` and the database file for any fragment of
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import pytest
 
 from bot.simulator import FaultRule, SimulatorState, sample_state
 from tests.helpers import wait_until
+from tests.leaks import encodings, leaked
 from tests.scenarios.conftest import USERS, BotFactory
 
 # Each holds `+ / & < "`, which URL-, JSON- and HTML-encoding all write differently.
@@ -29,26 +28,6 @@ SECRETS = {
     "signing secret": SIGNING_SECRET,
     "bot token": BOT_TOKEN,
 }
-FRAGMENT = 8  # the scrubber's promise: no run of 8 or more characters of a secret
-
-
-def encodings(fragment: str) -> set[str]:
-    """The forms a fragment takes in a URL, a form body, JSON and HTML."""
-    forms = {
-        fragment,
-        quote(fragment, safe=""),
-        quote(fragment),
-        quote_plus(fragment),
-        json.dumps(fragment)[1:-1],
-        html.escape(fragment),
-        html.escape(fragment, quote=False),
-    }
-    return forms | {form.lower() for form in forms if "%" in form}
-
-
-def leaked(secret: str, haystack: str) -> list[str]:
-    windows = {secret[i : i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)}
-    return sorted({form for window in windows for form in encodings(window) if form in haystack})
 
 
 def strings_in(value: Any) -> Iterator[str]:

@@ -10,6 +10,7 @@ from bot.adapters.sendgrid.v2 import SendGridV2Client
 from bot.adapters.sendgrid.v3 import SendGridV3Client
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.scrubbing import Scrubber
 
 __all__ = ["RetryPolicy", "SendGridV2Client", "SendGridV3Client", "TokenBucket", "build_backend"]
 
@@ -23,6 +24,8 @@ def build_backend(
     (the sweep leaves room for interactive commands).
     """
     limiter = TokenBucket(limit=max(1, int(settings.sendgrid_rate_limit * rate_share)))
+    # Every configured secret, not only SendGrid's: whatever a body echoes is removed.
+    scrubber = Scrubber(settings.secrets())
     if settings.sendgrid_api_version == "v3":
         if not settings.sendgrid_api_key:
             raise ConfigError("SENDGRID_API_KEY (an API key) is required for SendGrid v3")
@@ -32,6 +35,7 @@ def build_backend(
             timeout=settings.sendgrid_timeout,
             limiter=limiter,
             logger=logger or logging.getLogger("bot.sendgrid"),
+            scrubber=scrubber,
         )
     if not settings.sendgrid_api_user or not settings.sendgrid_api_key:
         raise ConfigError(
@@ -46,4 +50,5 @@ def build_backend(
         timeout=settings.sendgrid_timeout,
         limiter=limiter,
         logger=logger or logging.getLogger("bot.sendgrid"),
+        scrubber=scrubber,
     )

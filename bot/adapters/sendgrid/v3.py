@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +33,7 @@ from bot.adapters.sendgrid import responses
 from bot.adapters.sendgrid.http import REDACTED, Limiter, RetryPolicy, SendGridHttp
 from bot.domain.credits import Account, Balance, ChangeKind, CreditChange, Overview, Period
 from bot.errors import BadResponse, OutcomeUnknown, UserError
+from bot.scrubbing import Scrubber
 
 PAGE_SIZE = 500
 UNSUPPORTED_RECURRING = (
@@ -56,6 +57,7 @@ class SendGridV3Client:
         logger: logging.Logger | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        scrubber: Scrubber | None = None,
         page_size: int = PAGE_SIZE,
     ) -> None:
         self._api_key = api_key
@@ -63,7 +65,7 @@ class SendGridV3Client:
         self.timeout = timeout
         self._page_size = page_size
         self._http = SendGridHttp(
-            secret=api_key,
+            scrubber=scrubber or Scrubber([api_key]),
             timeout=timeout,
             limiter=limiter,
             retry=retry,
@@ -170,10 +172,8 @@ class SendGridV3Client:
                 method, url, params=params, json=json_body, headers=headers, timeout=self.timeout
             )
 
-        def decode(response: requests.Response) -> responses.Decoded:
-            return responses.decode_body(
-                response.status_code, response.headers, response.content, fmt="json"
-            )
+        def decode(status: int, headers: Mapping[str, str], content: bytes) -> responses.Decoded:
+            return responses.decode_body(status, headers, content, fmt="json")
 
         return self._http.call(f"{method} {path}", send, decode, write=write)
 
