@@ -15,8 +15,11 @@ characters, Slack tokens 50+, a signing secret 32 hex digits). Fewer than 8 of t
 leave at least 96 bits unknown for the shortest, so they do not matter; while at 8,
 an unrelated run of text equals one of a secret's windows only by a ~1e-13 chance,
 so the scrubber never eats ordinary words, IDs or the public prefixes `SG.` and
-`xoxb-`. Secrets shorter than 8 characters are removed whole; shorter than 4 not at
-all (they would match ordinary text and are not credentials).
+`xoxb-`. Windows without a letter (`12345678`, `2026-11-2`) do not count on their
+own: they are numbers, dates and the public numeric IDs inside Slack tokens, and a
+balance that happened to match one must not be scrubbed out of a SendGrid answer.
+Secrets shorter than 8 characters are removed whole; shorter than 4 not at all (they
+would match ordinary text and are not credentials).
 
 Callers scrub *before* they cut a text short: a preview of an unscrubbed text may
 end inside a secret, and what is left of it is no longer the secret as a whole.
@@ -68,8 +71,12 @@ class Scrubber:
         windows: dict[int, set[str]] = {}
         for secret in values:
             size = min(len(secret), MIN_FRAGMENT)
-            grams = windows.setdefault(size, set())
-            grams.update(secret[i : i + size] for i in range(len(secret) - size + 1))
+            grams = [secret[i : i + size] for i in range(len(secret) - size + 1)]
+            # A window without a letter is a number, a date or an ID (a Slack token
+            # carries its workspace's and bot's numeric IDs): scrubbing it would eat
+            # balances and timestamps. Windows with letters around it still catch it.
+            lettered = [g for g in grams if any(c.isalpha() for c in g)]
+            windows.setdefault(size, set()).update(lettered or grams)
         self._windows = tuple((size, frozenset(grams)) for size, grams in windows.items())
         self._count = len(values)
         # Where a secret could be: a run of characters that occur in a secret or in an

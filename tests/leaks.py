@@ -31,4 +31,6 @@ def encodings(fragment: str) -> set[str]:
 def leaked(secret: str, haystack: str) -> list[str]:
     """Every encoded fragment of `secret` (FRAGMENT characters) found in `haystack`."""
     windows = {secret[i : i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)}
+    # Runs of digits and punctuation alone are numbers, dates and public IDs: not counted.
+    windows = {w for w in windows if any(c.isalpha() for c in w)} or windows
     return sorted({form for window in windows for form in encodings(window) if form in haystack})

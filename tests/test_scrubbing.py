@@ -75,6 +75,20 @@ def test_text_without_secrets_is_returned_as_it_is():
     assert scrubber.scrub(text) is text
 
 
+def test_numbers_dates_and_public_ids_inside_a_token_are_not_scrubbed():
+    """A Slack token holds its workspace's and bot's numeric IDs; a SendGrid balance
+    or a timestamp that happens to equal eight of those digits is not a leak."""
+    token = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"
+    numbers = Scrubber([token, "test-signing-secret-0123456789"])
+    body = '[{"credit": "17653672", "credit_remain": "12345678", "last_reset": "2026-11-23"}]'
+    assert numbers.scrub(body) is body
+    # The lettered part goes; the digits left after it (5 of a public ID) are not enough.
+    assert numbers.scrub(f"token={token[:16]}") == f"token={REDACTED}72481"
+    # The secret part of the token goes; of the IDs before it, only digits may stay.
+    assert numbers.scrub(token[5:]) == f"17653672481-19874{REDACTED}"
+    assert not leaked(token, numbers.scrub(token))
+
+
 def test_secrets_shorter_than_the_fragment_are_removed_whole_and_tiny_ones_ignored():
     short = Scrubber(["demo-k", "abc"])
     assert short.scrub("key demo-k, key demo-, abc") == f"key {REDACTED}, key demo-, abc"
