@@ -120,9 +120,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._reply(fmt, 200, error)
             return
 
-        def refuse(status: int, messages: tuple[str, ...]) -> int:
+        def refuse(status: int, messages: tuple[str, ...]) -> None:
             self._reply(fmt, 200, {"message": "error", "errors": list(messages)})
-            return 200  # v2 reports errors with HTTP 200
 
         self._serve(
             module=module,
@@ -132,6 +131,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             handle=lambda: state.handle(module, params),
             ok=lambda result: self._reply(fmt, 200, result, root=_xml_root(module, params)),
             refuse=refuse,
+            refused_status=lambda status: 200,  # v2 reports errors with HTTP 200
         )
 
     def _v3(self, path: str, query: dict[str, str], raw: bytes) -> None:
@@ -156,9 +156,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._v3_error(401, "authorization required")
             return
 
-        def refuse(status: int, messages: tuple[str, ...]) -> int:
+        def refuse(status: int, messages: tuple[str, ...]) -> None:
             self._v3_error(status, "; ".join(messages))
-            return status
 
         self._serve(
             module=module,
@@ -170,6 +169,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 200, json.dumps(result).encode(), "application/json", headers=self._limits()
             ),
             refuse=refuse,
+            refused_status=lambda status: status,
         )
 
     def _serve(
@@ -181,7 +181,8 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         fault_spec: str,
         handle: Callable[[], tuple[Any, bool]],
         ok: Callable[[Any], None],
-        refuse: Callable[[int, tuple[str, ...]], int],
+        refuse: Callable[[int, tuple[str, ...]], None],
+        refused_status: Callable[[int], int],
     ) -> None:
         """What every authenticated call goes through, v2 or v3: faults, the rate limit,
         the call itself and the call log. `ok` and `refuse` answer in the version's shape."""
@@ -207,8 +208,10 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         try:
             result, applied = handle()
         except SimulatedError as exc:
-            status = refuse(exc.status, exc.messages)
-            self._record(module, fmt, params, status, "error", applied=False)
+            # Logged before answering, as every other outcome: a client that has its
+            # answer may look at the call log at once.
+            self._record(module, fmt, params, refused_status(exc.status), "error", applied=False)
+            refuse(exc.status, exc.messages)
             return
         self._record(module, fmt, params, 200, "ok", applied=applied)
         for fault in faults:
