@@ -108,10 +108,15 @@ class SchedulerLock:
         if self._connection is not None:
             return self._still_held(self._connection)
         connection = self._engine.connect()
-        got = connection.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": _ADVISORY_KEY}
-        ).scalar()
-        connection.commit()
+        try:
+            got = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": _ADVISORY_KEY}
+            ).scalar()
+            connection.commit()
+        except SQLAlchemyError:
+            connection.invalidate()  # it may hold the lock: closing it lets it go
+            connection.close()
+            raise
         if got:
             self._connection = connection
             return True
@@ -139,7 +144,10 @@ class SchedulerLock:
             return True
         self._logger.info("the scheduler lock is no longer held: %s", reason)
         self._connection = None
-        connection.invalidate()  # never back into the pool: its session is not ours any more
+        # Closed, never returned to the pool: if the session somehow still holds the
+        # lock (a check that failed on a live connection), closing it lets it go, so
+        # there is no holder that runs no jobs.
+        connection.invalidate()
         connection.close()
         return False
 
