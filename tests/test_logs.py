@@ -1,78 +1,73 @@
-"""Log formats: text and JSON lines, secrets redacted from both."""
+"""Log records are scrubbed where they are born: every handler sees them clean."""
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 
-from bot.logs import JsonFormatter, RedactingFormatter, configure_logging
-from bot.observability.context import ContextExecutor, request_scope
+from bot.logs import ScrubbingRecordFactory, configure_logging
+from bot.scrubbing import REDACTED
+from tests.leaks import leaked
 
-SECRET = 'sg-key-with-"quote"-and-\\backslash'
+KEY = 'SG.Rk+7/q&W<2"xZ=pL9+mT/aB&c<Y"d'
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 @pytest.fixture
-def captured() -> Iterator[tuple[logging.Logger, io.StringIO]]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter([SECRET]))
-    logger = logging.getLogger("test.json-logs")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
-    yield logger, stream
-    logger.handlers[:] = []
+def records() -> Iterator[Records]:
+    """Logging configured with KEY as a secret; the process's logging restored after."""
+    root = logging.getLogger()
+    saved = (logging.getLogRecordFactory(), root.handlers[:], root.level)
+    configure_logging("DEBUG", [KEY])
+    handler = Records()
+    root.addHandler(handler)  # stands in for any handler: pytest's, an error tracker's
+    yield handler
+    factory, handlers, level = saved
+    logging.setLogRecordFactory(factory)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
-def lines(stream: io.StringIO) -> list[dict]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+def test_a_secret_in_the_arguments_never_reaches_a_handler(records: Records):
+    logging.getLogger("some.library").debug("POST body: api_key=%s&user=%s", quote(KEY), "acme")
+    (record,) = records.records
+    assert record.getMessage() == f"POST body: api_key={REDACTED}&user=acme"
+    assert record.args == ()
+    assert not leaked(KEY, repr(record.__dict__))
 
 
-def test_each_record_is_one_json_line_with_the_request_id(captured):
-    logger, stream = captured
-    logger.info("outside any request")
-    with request_scope("abc123"):
-        logger.warning("two\nlines in one record")
-    first, second = lines(stream)
-    assert "request_id" not in first
-    assert second["request_id"] == "abc123"
-    assert second["message"] == "two\nlines in one record"
-    assert (second["level"], second["logger"]) == ("WARNING", "test.json-logs")
-
-
-def test_secrets_are_redacted_even_where_json_would_escape_them(captured):
-    logger, stream = captured
+def test_a_secret_in_a_traceback_or_stack_is_scrubbed(records: Records):
     try:
-        raise ValueError(f"rejected key {SECRET}")
-    except ValueError:
-        logger.exception("SendGrid said %s", SECRET)
-    [line] = lines(stream)
-    raw = stream.getvalue()
-    assert SECRET not in raw
-    assert json.dumps(SECRET)[1:-1] not in raw  # nor in its escaped form
-    assert line["message"] == "SendGrid said ********"
-    assert "rejected key ********" in line["exception"]
+        raise RuntimeError(f"refused {KEY[3:20]}")
+    except RuntimeError:
+        logging.getLogger("some.library").exception("failed", stack_info=True)
+    (record,) = records.records
+    assert record.exc_text is not None
+    assert "RuntimeError: refused ********" in record.exc_text
+    assert not leaked(KEY, record.exc_text + (record.stack_info or ""))
+    line = logging.getLogger().handlers[0].format(record)
+    assert not leaked(KEY, line)
 
 
-def test_tasks_of_a_context_executor_keep_the_submitters_request_id(captured):
-    logger, stream = captured
-    with ContextExecutor(max_workers=2) as pool, request_scope("req-1"):
-        pool.submit(logger.info, "from a worker thread").result()
-    [line] = lines(stream)
-    assert line["request_id"] == "req-1"
+def test_records_without_secrets_keep_their_arguments(records: Records):
+    logging.getLogger("bot").info("sweep of %d subusers", 12)
+    (record,) = records.records
+    assert record.args == (12,)
 
 
-def test_text_stays_the_default_and_redacts_too():
-    stream = io.StringIO()
-    formatter = RedactingFormatter("%(levelname)s %(message)s", [SECRET])
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "key=%s", (SECRET,), None)
-    stream.write(formatter.format(record))
-    assert stream.getvalue() == "INFO key=********"
-    configure_logging("INFO", [SECRET], log_format="json")
-    assert isinstance(logging.getLogger().handlers[0].formatter, JsonFormatter)
-    configure_logging("INFO", [SECRET])
-    assert not isinstance(logging.getLogger().handlers[0].formatter, JsonFormatter)
+def test_configuring_twice_wraps_the_original_factory_once(records: Records):
+    configure_logging("DEBUG", ["another-secret-value"])
+    factory = logging.getLogRecordFactory()
+    assert isinstance(factory, ScrubbingRecordFactory)
+    assert not isinstance(factory._base, ScrubbingRecordFactory)

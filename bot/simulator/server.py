@@ -14,6 +14,7 @@ or add `FaultRule`s to the state (in-process, or `POST /_sim/faults` with JSON).
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import logging
 import socket
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlsplit
 from xml.etree import ElementTree as ET
 
 from bot.simulator.state import (
@@ -278,10 +279,15 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 "application/json",
                 headers={"Retry-After": retry_after, "X-RateLimit-Remaining": "0"},
             )
-        elif kind == "error200" and fault.arg == "echo":
+        elif kind == "error200" and fault.arg in ("echo", "echo-url"):
             # A careless server echoing the request back; the client must scrub it.
-            echoed = f"Invalid request: api_key={self._api_key_seen}"
+            key = self._api_key_seen
+            echoed = (
+                f"Invalid request: api_key={quote_plus(key) if fault.arg == 'echo-url' else key}"
+            )
             self._reply(fmt, 200, {"message": "error", "errors": [echoed]})
+        elif kind == "html-echo":
+            self._send(int(fault.arg or 200), _html_echo(self._api_key_seen), "text/html")
         elif kind == "error200":
             self._reply(fmt, 200, _ERROR_SHAPES.get(fault.arg or "1", _ERROR_SHAPES["1"]))
         elif kind == "xml-error":
@@ -433,6 +439,17 @@ def _route(path: str) -> tuple[str, str] | None:
     if name not in MODULES or fmt not in ("json", "xml"):
         return None
     return name, fmt
+
+
+def _html_echo(key: str) -> bytes:
+    """An error page that quotes the credential 100 characters in, past where a short
+    preview of a body would begin and across where it would end."""
+    head = (
+        "<html><head><title>400 Bad Request</title></head>"
+        "<body><h1>Bad Request</h1><p>Rejected: bad "
+    )
+    page = f"{head}api_key={html.escape(key)} in the request.</p></body></html>"
+    return page.encode()
 
 
 def _content_type(fmt: str) -> str:

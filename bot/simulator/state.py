@@ -101,7 +101,10 @@ FAULT_KINDS = (
     "latency",  # arg: ms to wait before handling
     "status",  # arg: HTTP status (5xx) with an HTML body
     "ratelimit",  # arg: Retry-After seconds; HTTP 429
-    "error200",  # arg: 1|2|3, one of the three HTTP-200 error shapes
+    "error200",  # arg: 1|2|3, one of the three HTTP-200 error shapes; echo|echo-url: the
+    # error text quotes the api_key as sent, raw or URL-encoded (a careless server)
+    "html-echo",  # arg: HTTP status (default 200); an HTML page quoting the HTML-escaped
+    # api_key 100 characters in (a proxy's error page)
     "xml-error",  # an XML error body, whatever format was asked
     "malformed",  # a body that does not parse
     "empty",  # HTTP 200 with no body

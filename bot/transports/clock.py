@@ -1,10 +1,14 @@
 """The `clock` process (and `credits-bot sweep`): scheduled sweeps and approval expiry.
 
 Exactly one scheduler runs jobs: every job first takes the database scheduler
-lock (PostgreSQL advisory lock, or a lease on SQLite). A second clock process
-stays idle, says so in its log, and takes over if the first one dies. Sweeps
-also take a short "sweep" lease, so a manual `credits-bot sweep` never runs at
-the same time as the clock's.
+lock (PostgreSQL advisory lock, or a lease on SQLite), which for the holder means
+confirming it still holds it. A second clock process stays idle, says so in its
+log, and takes over if the first one dies or loses its lock connection; a clock
+that finds its lock gone logs "lost the scheduler lock; stepping down" once and
+runs no job until it wins the lock again like any newcomer. Sweeps also take a
+short "sweep" lease, so a manual `credits-bot sweep` never runs at the same time
+as the clock's, and a sweep already under way when its clock loses the lock is not
+run twice.
 """
 
 from __future__ import annotations
@@ -68,11 +72,16 @@ class Clock:
         )
 
     def leading(self) -> bool:
-        """Hold (or renew) the scheduler lock; log only when leadership changes."""
+        """Take, or confirm and renew, the scheduler lock: called before every job.
+
+        Logs only when leadership changes.
+        """
         leading = self._scheduler_lock.acquire()
         if leading != self._leading:
             if leading:
                 logger.info("this clock holds the scheduler lock and runs the jobs")
+            elif self._leading:
+                logger.warning("lost the scheduler lock; stepping down")
             else:
                 logger.warning("another clock holds the scheduler lock; this one stays idle")
             self._leading = leading

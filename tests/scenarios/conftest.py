@@ -79,6 +79,7 @@ class BotUnderTest:
     simulator: SimulatorServer
     _names: Iterator[int]
     api_version: str = "v2"
+    signing_secret: str = SIGNING_SECRET
 
     @property
     def events_url(self) -> str:
@@ -89,7 +90,7 @@ class BotUnderTest:
         body = slash_command_body(
             text=text, user_id=user, response_url=self.slack.response_url(name)
         )
-        return post_signed(self.events_url, SIGNING_SECRET, body)
+        return post_signed(self.events_url, self.signing_secret, body)
 
     def command(self, text: str, user: str = USERS["admin"]) -> Reply:
         """Send a signed `/credits text` and wait for the reply at the response_url."""
@@ -132,7 +133,7 @@ class BotUnderTest:
         """Click a button of an approval message and wait for the ephemeral answer."""
         before = len(self.slack.state.responses)
         body = self.click_body(action_id, user, post=post, value=value)
-        response = post_signed(self.events_url, SIGNING_SECRET, body)
+        response = post_signed(self.events_url, self.signing_secret, body)
         assert response.status_code == 200, response.text
         messages = self.slack.state.wait_for_responses(before + 1)
         return Reply(response.status_code, response.text, messages[before])
@@ -145,7 +146,7 @@ class BotUnderTest:
             private_metadata=request_id,
             values=values,
         )
-        return post_signed(self.events_url, SIGNING_SECRET, body)
+        return post_signed(self.events_url, self.signing_secret, body)
 
 
 BotFactory = Callable[..., BotUnderTest]
@@ -203,7 +204,16 @@ def start_bot(
         context = serving(build_wsgi_app(settings))
         url = context.__enter__()
         stack.append(context)
-        return BotUnderTest(url, fake_slack, simulator, itertools.count(1), api_version)
+        return BotUnderTest(
+            url,
+            fake_slack,
+            simulator,
+            itertools.count(1),
+            api_version,
+            signing_secret=settings.slack_signing_secret.reveal()
+            if settings.slack_signing_secret
+            else SIGNING_SECRET,
+        )
 
     yield start
     for context in reversed(stack):

@@ -16,6 +16,7 @@ from bot.adapters.sendgrid.v3 import SendGridV3Client
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.observability.metrics import NO_METRICS, Metrics
+from bot.scrubbing import Scrubber
 
 __all__ = [
     "Priority",
@@ -49,6 +50,8 @@ def build_backend(
         priority=priority,
         reserve=settings.sendgrid_interactive_reserve / 100,
     )
+    # Every configured secret, not only SendGrid's: whatever a body echoes is removed.
+    scrubber = Scrubber(settings.secrets())
     if settings.sendgrid_api_version == "v3":
         if not settings.sendgrid_api_key:
             raise ConfigError("SENDGRID_API_KEY (an API key) is required for SendGrid v3")
@@ -59,6 +62,7 @@ def build_backend(
             limiter=limiter,
             logger=logger or logging.getLogger("bot.sendgrid"),
             metrics=metrics,
+            scrubber=scrubber,
         )
     if not settings.sendgrid_api_user and not settings.sendgrid_api_key:
         raise ConfigError(
@@ -81,4 +85,5 @@ def build_backend(
         limiter=limiter,
         logger=logger or logging.getLogger("bot.sendgrid"),
         metrics=metrics,
+        scrubber=scrubber,
     )

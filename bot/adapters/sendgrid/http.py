@@ -6,6 +6,10 @@ Retry policy (tenacity, each attempt through the limiter again):
 - writes retry only when the request provably never left (connection refused,
   connect timeout) or SendGrid answered 429. A write that was sent and got no
   readable answer raises `OutcomeUnknown`, never a second attempt.
+
+Every body is scrubbed of the configured secrets before anything reads it, so no
+decoder, preview or error message built from it can hold a credential (or part of
+one) that SendGrid echoed back.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -26,9 +30,13 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from bot.adapters.sendgrid.ratelimit import SlidingWindowLimiter
 from bot.errors import BadResponse, OutcomeUnknown, RateLimited, SendGridError, Unavailable
 from bot.observability.metrics import NO_METRICS, Metrics
+from bot.scrubbing import REDACTED, Scrubber
 
-REDACTED = "********"
+__all__ = ["REDACTED", "Decoder", "Limiter", "RetryPolicy", "SendGridHttp", "new_session"]
+
 T = TypeVar("T")
+# status, headers, body (already scrubbed) → a value, or a SendGridError
+Decoder = Callable[[int, Mapping[str, str], bytes], T]
 
 
 class Limiter(Protocol):
@@ -49,12 +57,16 @@ class RetryPolicy:
 
 
 class SendGridHttp:
-    """Sends one logical call with the retry policy; `decode` judges each answer."""
+    """Sends one logical call with the retry policy; `decode` judges each answer.
+
+    `scrubber` holds the secrets to remove from every body and error: at least the
+    client's own credential.
+    """
 
     def __init__(
         self,
         *,
-        secret: str,
+        scrubber: Scrubber,
         timeout: float,
         limiter: Limiter | None,
         retry: RetryPolicy | None,
@@ -64,7 +76,7 @@ class SendGridHttp:
         metrics: Metrics = NO_METRICS,
     ) -> None:
         self._metrics = metrics
-        self._secret = secret
+        self._scrubber = scrubber
         self.timeout = timeout
         self._limiter: Limiter = limiter or SlidingWindowLimiter(limit=600)
         self._retry = retry or RetryPolicy()
@@ -81,7 +93,7 @@ class SendGridHttp:
         self,
         label: str,
         send: Callable[[], requests.Response],
-        decode: Callable[[requests.Response], T],
+        decode: Decoder[T],
         *,
         write: bool,
     ) -> T:
@@ -99,7 +111,7 @@ class SendGridHttp:
         self,
         label: str,
         send: Callable[[], requests.Response],
-        decode: Callable[[requests.Response], T],
+        decode: Decoder[T],
         *,
         write: bool,
     ) -> T:
@@ -108,7 +120,8 @@ class SendGridHttp:
         response: requests.Response | None = None
         try:
             response = send()
-            result = decode(response)
+            content = self._scrubber.scrub_bytes(response.content)
+            result = decode(response.status_code, response.headers, content)
         except requests.RequestException as exc:
             error = self._transport_error(exc, write=write)
             self._log(label, started, error)
@@ -166,10 +179,10 @@ class SendGridHttp:
         return float(self._backoff(state))
 
     def _scrub(self, exc: SendGridError) -> SendGridError:
-        """Remove the credential from anything SendGrid echoed back into an error."""
-        if self._secret and any(self._secret in str(a) for a in (*exc.args, *exc.messages)):
-            exc.args = tuple(str(a).replace(self._secret, REDACTED) for a in exc.args)
-            exc.messages = tuple(m.replace(self._secret, REDACTED) for m in exc.messages)
+        """Second line of defence: bodies are scrubbed before decoding, but an error
+        may also quote a header or a value the decoder was handed another way."""
+        exc.args = tuple(self._scrubber.scrub(str(a)) for a in exc.args)
+        exc.messages = tuple(self._scrubber.scrub(m) for m in exc.messages)
         return exc
 
     def _log(self, label: str, started: float, error: Exception | None) -> None:

@@ -8,6 +8,10 @@ HTTP 200 in three shapes, `retrieve` may be wrapped in a one-element array,
 str or None) or raises one of the `SendGridError` subclasses. The `parse_*`
 functions turn decoded values into domain objects, raising `BadResponse` when a
 body has an unexpected shape.
+
+Bodies arrive here already scrubbed of every configured secret (`http.SendGridHttp`
+scrubs before it decodes), so the previews and messages built below may quote them
+and cut them short freely.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from bot.adapters.sendgrid.http import REDACTED, Limiter, RetryPolicy, SendGridH
 from bot.domain.credits import Account, Balance, CreditChange, Overview, Period
 from bot.errors import BadResponse, OutcomeUnknown
 from bot.observability.metrics import NO_METRICS, Metrics
+from bot.scrubbing import Scrubber
 
 RESELLER_PAGE_SIZE = 500
 
@@ -44,6 +45,7 @@ class SendGridV2Client:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         metrics: Metrics = NO_METRICS,
+        scrubber: Scrubber | None = None,
         page_size: int = RESELLER_PAGE_SIZE,
     ) -> None:
         if mode not in ("subuser", "reseller"):
@@ -58,7 +60,7 @@ class SendGridV2Client:
         self.timeout = timeout
         self._page_size = page_size
         self._http = SendGridHttp(
-            secret=api_key,
+            scrubber=scrubber or Scrubber([api_key]),
             timeout=timeout,
             limiter=limiter,
             retry=retry,
@@ -184,9 +186,7 @@ class SendGridV2Client:
             data = {"api_user": self._api_user, "api_key": self._api_key, **call_params}
             return self._http.session.post(url, data=data, timeout=self.timeout)
 
-        def decode(response: requests.Response) -> responses.Decoded:
-            return responses.decode_body(
-                response.status_code, response.headers, response.content, fmt=self.fmt
-            )
+        def decode(status: int, headers: Mapping[str, str], content: bytes) -> responses.Decoded:
+            return responses.decode_body(status, headers, content, fmt=self.fmt)
 
         return self._http.call(label, send, decode, write=write)

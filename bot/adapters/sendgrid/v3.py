@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +35,7 @@ from bot.adapters.sendgrid.http import REDACTED, Limiter, RetryPolicy, SendGridH
 from bot.domain.credits import Account, Balance, ChangeKind, CreditChange, Overview, Period
 from bot.errors import BadResponse, OutcomeUnknown, UserError
 from bot.observability.metrics import NO_METRICS, Metrics
+from bot.scrubbing import Scrubber
 
 PAGE_SIZE = 500
 # The API key scopes this client needs (reference §6.1): reading and changing
@@ -70,6 +71,7 @@ class SendGridV3Client:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         metrics: Metrics = NO_METRICS,
+        scrubber: Scrubber | None = None,
         page_size: int = PAGE_SIZE,
     ) -> None:
         self._api_key = api_key
@@ -77,7 +79,7 @@ class SendGridV3Client:
         self.timeout = timeout
         self._page_size = page_size
         self._http = SendGridHttp(
-            secret=api_key,
+            scrubber=scrubber or Scrubber([api_key]),
             timeout=timeout,
             limiter=limiter,
             retry=retry,
@@ -192,10 +194,8 @@ class SendGridV3Client:
                 method, url, params=params, json=json_body, headers=headers, timeout=self.timeout
             )
 
-        def decode(response: requests.Response) -> responses.Decoded:
-            return responses.decode_body(
-                response.status_code, response.headers, response.content, fmt="json"
-            )
+        def decode(status: int, headers: Mapping[str, str], content: bytes) -> responses.Decoded:
+            return responses.decode_body(status, headers, content, fmt="json")
 
         return self._http.call(f"{method} {path}", send, decode, write=write)
 
