@@ -12,7 +12,7 @@ budget, 429s, duplicate writes, and the books: every change ends applied / faile
 unknown (none left "intent"/"sent"), and SendGrid's applied writes lie between the
 changes recorded applied and applied + unknown.
 
-    python bench/soak.py [--minutes 4] [--rate 3] [--server postgresql://postgres@127.0.0.1/postgres]
+    python bench/soak.py [--minutes 4] [--rate 3] [--latency 0] [--server postgresql://…/postgres]
 
 Loopback only; bounded by --minutes; it creates its own database and drops it at the end.
 """
@@ -108,6 +108,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=3.0, help="operations per second (3)")
     parser.add_argument("--limit", type=int, default=600, help="SendGrid requests/minute (600)")
     parser.add_argument(
+        "--latency",
+        type=int,
+        default=0,
+        help="ms SendGrid takes per call (0), so work is in flight",
+    )
+    parser.add_argument(
         "--server",
         default=os.environ.get(
             "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -132,10 +138,13 @@ def main() -> int:
         ]
     )
     slack, slack_url = helper(["-m", "tests.fakes.slack_api"])
-    for fault in (
+    faults: list[dict[str, object]] = [
         {"kind": "status", "arg": "503", "probability": 0.005},
         {"kind": "drop", "probability": 0.005},
-    ):
+    ]
+    if args.latency:
+        faults.append({"kind": "latency", "arg": str(args.latency)})
+    for fault in faults:
         requests.post(sim_url + "/_sim/faults", json=fault, timeout=5).raise_for_status()
     env = clean_env(
         SLACK_BOT_TOKEN="xoxb-soak",
@@ -310,7 +319,8 @@ def report(*, args, issued, ack_ms, replies, calls, database, sent_at, kinds, ki
     unfinished = states.get("intent", 0) + states.get("sent", 0)
     print(
         f"soak: {args.minutes:g} min at {args.rate:g} operations/s on 2 serve + 1 clock "
-        f"(PostgreSQL), SendGrid limit {args.limit}/min shared, 1% SendGrid faults; one serve "
+        f"(PostgreSQL), SendGrid limit {args.limit}/min shared, {args.latency} ms a call, "
+        f"1% SendGrid faults; one serve "
         f"SIGKILLed at {killed[0] - min(sent_at.values()):.0f} s and back "
         f"{killed[1] - killed[0]:.1f} s later"
     )
