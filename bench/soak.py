@@ -111,7 +111,7 @@ def main() -> int:
         "--latency",
         type=int,
         default=0,
-        help="ms SendGrid takes per call (0), so work is in flight",
+        help="ms per SendGrid call (0)",
     )
     parser.add_argument(
         "--server",
