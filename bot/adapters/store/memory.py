@@ -320,6 +320,11 @@ class MemoryStore:
                 if c.owner == owner and c.state in _UNFINISHED
             ]
 
+    def changes(self) -> list[ChangeRecord]:
+        """Every change record, oldest first, whatever its state (for tests and demos)."""
+        with self.transaction():
+            return [c for _, c in sorted(self._changes.items())]
+
     def _insert_change(
         self,
         change: CreditChange,
