@@ -422,12 +422,13 @@ def test_an_owners_late_answer_replaces_recoverys_unknown(store: AnyStore):
     ) == (False, None)
 
 
-def test_settling_without_a_balance_keeps_the_one_read_before_sending(store: AnyStore):
+def test_a_settled_change_is_no_longer_unfinished_and_its_event_tells_the_outcome(
+    store: AnyStore,
+):
     record = store.begin_change(ADD, actor_id="U1", owner="me", now=NOW, audit=changed_event())
-    before = Balance(False, 100)
-    store.mark_sent(record.id, owner="me", before=before, now=NOW)
+    store.mark_sent(record.id, owner="me", before=Balance(False, 100), now=NOW)
+    assert [r.state for r in store.unfinished_changes("me")] == [ChangeState.SENT]
     store.settle(record, state=ChangeState.UNKNOWN, before=None, after=None, detail="?", now=NOW)
-    # Settled changes are no longer listed anywhere; the audit event tells the outcome.
     assert store.unfinished_changes("me") == []
     [event] = store.audit()
     assert (event.action, event.outcome, event.before) == (AuditAction.UNKNOWN, "?", None)
@@ -585,3 +586,38 @@ def test_a_memory_store_that_is_down_fails_every_call_and_keeps_everything():
     assert store.open_requests() == [request]
     assert store.audit() == []
     assert alerts.thresholds() == {}
+
+
+def test_memory_claims_stay_single_when_threads_switch_constantly():
+    """The lock, not the GIL, makes a check and its update one step: with threads
+    switching every microsecond, every request still has exactly one winner."""
+    import random
+    import sys
+
+    store = MemoryStore()
+    ids = [
+        store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER).id
+        for _ in range(300)
+    ]
+    wins: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def click(index: int) -> None:
+        order = random.Random(index).sample(ids, len(ids))
+        barrier.wait()
+        for request_id in order:
+            if store.claim(request_id, approver_id="U2", now=NOW, executor=f"x{index}"):
+                wins.append(request_id)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=click, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert sorted(wins) == ids
+    assert len(store.changes()) == len(ids)

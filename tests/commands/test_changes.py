@@ -27,7 +27,7 @@ from bot.domain.approvals import (
 )
 from bot.domain.credits import Balance, ChangeKind, CreditChange
 from bot.domain.policy import RoleBook
-from bot.errors import ShuttingDown, UnknownAccount
+from bot.errors import ShuttingDown, Unavailable, UnknownAccount
 from bot.simulator import FaultRule, SimulatorState
 from tests.conftest import ClientFactory
 from tests.helpers import wait_until
@@ -168,6 +168,19 @@ def test_a_change_sendgrid_refuses_is_recorded_failed_and_raised(
     assert record.detail is not None
     assert record.detail.startswith("UnknownAccount")
     assert actions(store, "nobody-here") == [AuditAction.FAILED]
+    assert sim_state.writes() == []
+
+
+def test_a_write_sendgrid_refuses_is_failed_and_keeps_the_balance_read_before_it(
+    changes: ChangeService, store: MemoryStore, sim_state: SimulatorState
+):
+    sim_state.add_fault(FaultRule(kind="status", arg="500", task="increment"))
+    with pytest.raises(Unavailable):
+        changes.apply_directly(ADMIN, ADD, auto_approved=False)
+    record = only_change(store)
+    assert record.state is ChangeState.FAILED
+    assert remaining(record.before) == 31_200
+    assert actions(store) == [AuditAction.FAILED]
     assert sim_state.writes() == []
 
 
