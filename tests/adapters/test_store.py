@@ -1,4 +1,6 @@
-"""One contract suite for the store: SQLite always, PostgreSQL when TEST_DATABASE_URL is set."""
+"""One contract suite for the stores: in memory and SQLite always, PostgreSQL when
+TEST_DATABASE_URL is set. Tests that are about SQL itself (migrations, rows
+deleted behind the store's back, a database recreated empty) run on SQL only."""
 
 from __future__ import annotations
 
@@ -6,12 +8,17 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.adapters.store import SqlStore
+from bot.adapters.store.alerts import SqlAlertStore
+from bot.adapters.store.instances import INSTANCE_LEASE
+from bot.adapters.store.memory import MemoryAlertStore, MemoryStore
+from bot.domain.alerts import AlertLevel, AlertState, Usage
 from bot.domain.approvals import (
     AuditAction,
     AuditEvent,
@@ -20,6 +27,7 @@ from bot.domain.approvals import (
     RequestStatus,
 )
 from bot.domain.credits import Balance, ChangeKind, CreditChange, Period
+from bot.errors import StoreError
 from tests.pg import postgres_url, reset_postgres
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -27,33 +35,48 @@ LATER = NOW + timedelta(hours=24)
 ADD = CreditChange(ChangeKind.ADD, "acme-eu", 500)
 
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+SQL_BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+BACKENDS = ["memory", *SQL_BACKENDS]
+
+AnyStore = SqlStore | MemoryStore
+
+
+def open_sql_store(backend: str, tmp_path: Path) -> SqlStore:
+    if backend == "sqlite":
+        return SqlStore.from_url(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    pg = postgres_url()
+    if pg is None:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    reset_postgres(pg)
+    return SqlStore.from_url(pg)
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
-    else:
-        pg = postgres_url()
-        if pg is None:
-            pytest.skip("TEST_DATABASE_URL is not set")
-        reset_postgres(pg)
-        url = pg
-    store = SqlStore.from_url(url)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyStore]:
+    store: AnyStore = (
+        MemoryStore() if request.param == "memory" else open_sql_store(request.param, tmp_path)
+    )
     yield store
     store.close()
 
 
-def test_migrations_are_idempotent(store: SqlStore):
+@pytest.fixture(params=SQL_BACKENDS)
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    store = open_sql_store(request.param, tmp_path)
+    yield store
+    store.close()
+
+
+def test_migrations_are_idempotent(sql_store: SqlStore):
+    """SQL only: there is nothing to migrate in memory."""
     from bot.adapters.store import migrate
 
-    migrate(store.engine)
-    migrate(store.engine)
-    assert store.open_requests() == []
+    migrate(sql_store.engine)
+    migrate(sql_store.engine)
+    assert sql_store.open_requests() == []
 
 
-def test_a_request_round_trips(store: SqlStore):
+def test_a_request_round_trips(store: AnyStore):
     change = CreditChange(
         ChangeKind.RECURRING,
         "acme-eu",
@@ -73,7 +96,7 @@ def test_a_request_round_trips(store: SqlStore):
     assert store.get_request(created.id + 1000) is None
 
 
-def test_claim_happens_once_and_records_the_change_as_intent(store: SqlStore):
+def test_claim_happens_once_and_records_the_change_as_intent(store: AnyStore):
     request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
     first = store.claim(request.id, approver_id="U2", now=NOW, executor="a")
     second = store.claim(request.id, approver_id="U3", now=NOW, executor="b")
@@ -86,7 +109,7 @@ def test_claim_happens_once_and_records_the_change_as_intent(store: SqlStore):
     assert store.deny(request.id, approver_id="U3", reason=None, now=NOW) is None
 
 
-def test_claim_under_contention_has_exactly_one_winner(store: SqlStore):
+def test_claim_under_contention_has_exactly_one_winner(store: AnyStore):
     request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
     winners = []
     barrier = threading.Barrier(12)
@@ -104,7 +127,7 @@ def test_claim_under_contention_has_exactly_one_winner(store: SqlStore):
     assert len(winners) == 1
 
 
-def test_expired_request_cannot_be_claimed_or_denied_and_expires_once(store: SqlStore):
+def test_expired_request_cannot_be_claimed_or_denied_and_expires_once(store: AnyStore):
     request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=NOW)
     assert store.claim(request.id, approver_id="U2", now=NOW, executor="a") is None
     assert store.deny(request.id, approver_id="U2", reason=None, now=NOW) is None
@@ -119,7 +142,7 @@ def changed_event(user: str = "acme-eu") -> AuditEvent:
     )
 
 
-def test_a_direct_change_is_sent_once_by_its_owner_and_settled_once(store: SqlStore):
+def test_a_direct_change_is_sent_once_by_its_owner_and_settled_once(store: AnyStore):
     record = store.begin_change(ADD, actor_id="U1", owner="me", now=NOW, audit=changed_event())
     assert (record.state, record.origin) == (ChangeState.INTENT, ChangeOrigin.DIRECT)
     before, after = Balance(False, 100), Balance(False, 600)
@@ -143,7 +166,7 @@ def test_a_direct_change_is_sent_once_by_its_owner_and_settled_once(store: SqlSt
     assert store.unfinished_changes("me") == []
 
 
-def test_settling_an_approved_change_finishes_its_request_with_a_note(store: SqlStore):
+def test_settling_an_approved_change_finishes_its_request_with_a_note(store: AnyStore):
     request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
     claimed = store.claim(request.id, approver_id="U2", now=NOW, executor="me")
     assert claimed is not None
@@ -166,7 +189,7 @@ def test_settling_an_approved_change_finishes_its_request_with_a_note(store: Sql
     assert store.open_requests() == []
 
 
-def test_only_changes_of_gone_instances_are_abandoned(store: SqlStore):
+def test_only_changes_of_gone_instances_are_abandoned(store: AnyStore):
     stale = NOW - timedelta(minutes=5)
     store.register_instance("far-away:1:live", kind="serve", now=NOW)
     store.register_instance("far-away:2:silent", kind="serve", now=stale)
@@ -207,13 +230,18 @@ def dead_pid() -> int:
 
 
 def test_a_claimed_request_without_a_change_record_of_a_gone_process_becomes_unknown(
-    store: SqlStore,
+    sql_store: SqlStore,
 ):
-    """Requests claimed before change records existed (an upgrade mid-execution)."""
+    """Requests claimed before change records existed (an upgrade mid-execution).
+
+    SQL only: such rows exist only in a database that was upgraded while a change ran,
+    made here by deleting the change rows with SQL; a memory store never outlives its
+    process, so it never holds a request from an older version."""
     from sqlalchemy import delete
 
     from bot.adapters.store.tables import credit_changes
 
+    store = sql_store
     request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
     store.claim(request.id, approver_id="U2", now=NOW, executor="old:1:process")
     with store.transaction() as connection:
@@ -224,7 +252,7 @@ def test_a_claimed_request_without_a_change_record_of_a_gone_process_becomes_unk
     assert [r.id for r in store.open_requests()] == [request.id]
 
 
-def test_audit_is_newest_first_filtered_and_completed(store: SqlStore):
+def test_audit_is_newest_first_filtered_and_completed(store: AnyStore):
     for index in range(25):
         store.record(
             AuditEvent(
@@ -288,3 +316,308 @@ def test_a_database_recreated_empty_is_migrated_again_on_reconnect():
     store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
     assert len(store.open_requests()) == 1
     store.close()
+
+
+# --- more of the contract: times, races, recovery, instances -----------------------------
+
+
+def test_times_come_back_in_utc(store: AnyStore):
+    """Callers pass UTC (`utc_now`); every backend gives back aware UTC datetimes.
+
+    (SQLite keeps no offset: a time in another zone would come back shifted, so the
+    contract is UTC in, UTC out.)"""
+    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    store.record(AuditEvent(at=NOW, actor_id="U1", action=AuditAction.REQUESTED))
+    loaded = store.get_request(request.id)
+    assert loaded is not None
+    [event] = store.audit()
+    for value in (loaded.requested_at, loaded.expires_at, event.at):
+        assert value.utcoffset() == timedelta(0)
+    assert (loaded.requested_at, loaded.expires_at, event.at) == (NOW, LATER, NOW)
+
+
+def test_a_denied_request_keeps_who_and_why_and_cannot_be_claimed(store: AnyStore):
+    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    denied = store.deny(request.id, approver_id="U2", reason="too much", now=NOW)
+    assert denied is not None
+    assert (denied.status, denied.decided_by, denied.reason, denied.decided_at) == (
+        RequestStatus.DENIED,
+        "U2",
+        "too much",
+        NOW,
+    )
+    assert store.deny(request.id, approver_id="U3", reason=None, now=NOW) is None
+    assert store.claim(request.id, approver_id="U3", now=NOW, executor="a") is None
+    assert store.get_request(request.id) == denied
+    assert store.open_requests() == []
+
+
+def test_settling_under_contention_has_exactly_one_winner(store: AnyStore):
+    record = store.begin_change(ADD, actor_id="U1", owner="me", now=NOW, audit=changed_event())
+    outcomes = []
+    barrier = threading.Barrier(8)
+
+    def settle(index: int) -> None:
+        barrier.wait()
+        settled, _ = store.settle(
+            record, state=ChangeState.FAILED, before=None, after=None, detail=f"{index}", now=NOW
+        )
+        if settled:
+            outcomes.append(index)
+
+    threads = [threading.Thread(target=settle, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 1
+    [event] = store.audit()
+    assert (event.action, event.outcome) == (AuditAction.FAILED, str(outcomes[0]))
+
+
+def test_only_the_owner_settles_its_change(store: AnyStore):
+    record = store.begin_change(ADD, actor_id="U1", owner="me", now=NOW, audit=changed_event())
+    stranger = replace(record, owner="someone-else")
+    assert store.settle(
+        stranger, state=ChangeState.FAILED, before=None, after=None, detail="no", now=NOW
+    ) == (False, None)
+    assert [r.id for r in store.unfinished_changes("me")] == [record.id]
+    assert store.unfinished_changes("someone-else") == []
+
+
+def test_an_owners_late_answer_replaces_recoverys_unknown(store: AnyStore):
+    """Recovery took a slow owner for gone; what SendGrid told the owner is the truth."""
+    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    claimed = store.claim(request.id, approver_id="U2", now=NOW, executor="slow:1:owner")
+    assert claimed is not None
+    _, record = claimed
+    before, after = Balance(False, 100), Balance(False, 600)
+    assert store.mark_sent(record.id, owner="slow:1:owner", before=before, now=NOW)
+    [abandoned] = store.abandoned_changes(NOW)  # never registered: gone
+    assert (abandoned.id, abandoned.state, abandoned.before) == (
+        record.id,
+        ChangeState.SENT,
+        before,
+    )
+    settled, recovered = store.settle(
+        abandoned, state=ChangeState.UNKNOWN, before=None, after=None, detail="gone", now=NOW
+    )
+    assert settled
+    assert recovered is not None
+    assert recovered.status is RequestStatus.UNKNOWN
+    assert store.abandoned_changes(NOW) == []
+    settled, finished = store.settle(
+        record, state=ChangeState.APPLIED, before=before, after=after, detail="ok", now=NOW
+    )
+    assert settled
+    assert finished is not None
+    assert (finished.status, finished.before, finished.after, finished.detail) == (
+        RequestStatus.APPROVED,
+        before,
+        after,
+        "ok",
+    )
+    assert store.settle(
+        record, state=ChangeState.FAILED, before=None, after=None, detail="again", now=NOW
+    ) == (False, None)
+
+
+def test_a_settled_change_is_no_longer_unfinished_and_its_event_tells_the_outcome(
+    store: AnyStore,
+):
+    record = store.begin_change(ADD, actor_id="U1", owner="me", now=NOW, audit=changed_event())
+    store.mark_sent(record.id, owner="me", before=Balance(False, 100), now=NOW)
+    assert [r.state for r in store.unfinished_changes("me")] == [ChangeState.SENT]
+    store.settle(record, state=ChangeState.UNKNOWN, before=None, after=None, detail="?", now=NOW)
+    assert store.unfinished_changes("me") == []
+    [event] = store.audit()
+    assert (event.action, event.outcome, event.before) == (AuditAction.UNKNOWN, "?", None)
+
+
+def test_a_claimed_request_with_its_change_recorded_is_never_an_orphan(store: AnyStore):
+    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    store.claim(request.id, approver_id="U2", now=NOW, executor="old:1:process")
+    assert store.orphans_to_unknown(now=NOW) == []
+    current = store.get_request(request.id)
+    assert current is not None
+    assert current.status is RequestStatus.EXECUTING
+
+
+def test_an_instance_id_registers_once(store: AnyStore):
+    store.register_instance("far-away:1:a", kind="serve", now=NOW)
+    with pytest.raises(StoreError):
+        store.register_instance("far-away:1:a", kind="serve", now=NOW)
+
+
+def test_a_week_silent_instance_is_forgotten_unless_it_owns_unfinished_work(store: AnyStore):
+    """Forgotten or not, such an instance is gone; its unfinished work stays abandoned."""
+    old = NOW - timedelta(days=8)
+    store.register_instance("far-away:1:idle", kind="serve", now=old)
+    store.register_instance("far-away:2:busy", kind="serve", now=old)
+    store.begin_change(ADD, actor_id="U1", owner="far-away:2:busy", now=old, audit=changed_event())
+    store.register_instance("far-away:3:new", kind="serve", now=NOW)
+    # The idle one was forgotten, so its id may register again; the busy one was kept.
+    store.register_instance("far-away:1:idle", kind="serve", now=NOW)
+    with pytest.raises(StoreError):
+        store.register_instance("far-away:2:busy", kind="serve", now=NOW)
+    assert {r.owner for r in store.abandoned_changes(NOW)} == {"far-away:2:busy"}
+
+
+def test_heartbeats_keep_an_instance_on_another_host_live(store: AnyStore):
+    store.register_instance("far-away:1:a", kind="serve", now=NOW)
+    store.begin_change(ADD, actor_id="U1", owner="far-away:1:a", now=NOW, audit=changed_event())
+    later = NOW + INSTANCE_LEASE
+    assert [r.owner for r in store.abandoned_changes(later)] == ["far-away:1:a"]
+    store.heartbeat("far-away:1:a", now=later - timedelta(seconds=1))
+    assert store.abandoned_changes(later) == []
+    store.stop_instance("far-away:1:a", now=later)
+    assert [r.owner for r in store.abandoned_changes(later)] == ["far-away:1:a"]
+
+
+# --- the alert store -------------------------------------------------------------------
+
+AnyAlertStore = SqlAlertStore | MemoryAlertStore
+
+
+@pytest.fixture
+def alerts(store: AnyStore) -> AnyAlertStore:
+    return MemoryAlertStore(store) if isinstance(store, MemoryStore) else SqlAlertStore(store)
+
+
+def snapshot_times(store: AnyStore) -> list[datetime]:
+    """What the store holds of balance snapshots (the port has no read: sweeps only write)."""
+    if isinstance(store, MemoryStore):
+        return sorted(s.at for s in store.balance_snapshots)
+    from sqlalchemy import select
+
+    from bot.adapters.store.sql import _utc
+    from bot.adapters.store.tables import balance_snapshots
+
+    with store.transaction() as connection:
+        rows = connection.execute(select(balance_snapshots.c.at)).scalars().all()
+    return sorted(t for t in (_utc(row) for row in rows) if t is not None)
+
+
+def test_alert_states_round_trip_in_utc_and_are_replaced(alerts: AnyAlertStore):
+    state = AlertState(
+        "acme-eu",
+        announced=AlertLevel.LOW,
+        snoozed_until=LATER,
+        usage=Usage(1_000, NOW, 12.5),
+    )
+    alerts.save_states([state, AlertState("globex")])
+    found = alerts.states(["acme-eu", "globex", "nobody"])
+    assert found == {
+        "acme-eu": AlertState(
+            "acme-eu", announced=AlertLevel.LOW, snoozed_until=LATER, usage=Usage(1_000, NOW, 12.5)
+        ),
+        "globex": AlertState("globex"),
+    }
+    snoozed = found["acme-eu"].snoozed_until
+    assert snoozed is not None
+    assert snoozed.utcoffset() == timedelta(0)
+    alerts.save_states([AlertState("acme-eu", announced=AlertLevel.EXHAUSTED)])
+    assert alerts.states(["acme-eu"]) == {
+        "acme-eu": AlertState("acme-eu", announced=AlertLevel.EXHAUSTED)
+    }
+
+
+def test_alert_states_of_many_subusers_are_saved_and_read_whole(alerts: AnyAlertStore):
+    users = [f"sub-{i:04d}" for i in range(1_200)]  # more than two chunks
+    alerts.save_states([AlertState(u, announced=AlertLevel.LOW) for u in users[::2]])
+    alerts.save_states([AlertState(u, announced=AlertLevel.EXHAUSTED) for u in users])
+    found = alerts.states(users)
+    assert len(found) == len(users)
+    assert {s.announced for s in found.values()} == {AlertLevel.EXHAUSTED}
+
+
+def test_a_threshold_is_set_and_replaced(alerts: AnyAlertStore):
+    assert alerts.thresholds() == {}
+    alerts.set_threshold("acme-eu", 5_000, by="U1", at=NOW)
+    alerts.set_threshold("globex", 10, by="U1", at=NOW)
+    alerts.set_threshold("acme-eu", 7_000, by="U2", at=LATER)
+    assert alerts.thresholds() == {"acme-eu": 7_000, "globex": 10}
+
+
+def test_a_snooze_keeps_what_was_announced(alerts: AnyAlertStore):
+    usage = Usage(50, NOW, 2.0)
+    alerts.save_states([AlertState("acme-eu", announced=AlertLevel.LOW, usage=usage)])
+    alerts.snooze("acme-eu", until=LATER)
+    alerts.snooze("never-swept", until=LATER)
+    assert alerts.states(["acme-eu", "never-swept"]) == {
+        "acme-eu": AlertState("acme-eu", AlertLevel.LOW, snoozed_until=LATER, usage=usage),
+        "never-swept": AlertState("never-swept", snoozed_until=LATER),
+    }
+
+
+def test_snapshots_are_added_and_pruned_by_age(store: AnyStore, alerts: AnyAlertStore):
+    alerts.add_snapshots([], at=NOW)
+    balances = [("acme-eu", Balance(False, 10)), ("globex", Balance.no_limit())]
+    alerts.add_snapshots(balances, at=NOW - timedelta(days=8))
+    alerts.add_snapshots(balances, at=NOW)
+    assert len(snapshot_times(store)) == 4
+    alerts.prune_snapshots(before=NOW - timedelta(days=7))
+    assert snapshot_times(store) == [NOW, NOW]
+
+
+# --- only in memory -----------------------------------------------------------------------
+
+
+def test_a_memory_store_that_is_down_fails_every_call_and_keeps_everything():
+    store = MemoryStore()
+    alerts = MemoryAlertStore(store)
+    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    store.down()
+    calls = [
+        lambda: store.get_request(request.id),
+        store.open_requests,
+        lambda: store.claim(request.id, approver_id="U2", now=NOW, executor="a"),
+        lambda: store.begin_change(ADD, actor_id="U1", owner="a", now=NOW, audit=changed_event()),
+        store.audit,
+        lambda: store.abandoned_changes(NOW),
+        lambda: store.register_instance("a", kind="serve", now=NOW),
+        lambda: alerts.states(["acme-eu"]),
+        lambda: alerts.set_threshold("acme-eu", 1, by="U1", at=NOW),
+    ]
+    for call in calls:
+        with pytest.raises(StoreError):
+            call()
+    store.up()
+    assert store.open_requests() == [request]
+    assert store.audit() == []
+    assert alerts.thresholds() == {}
+
+
+def test_memory_claims_stay_single_when_threads_switch_constantly():
+    """The lock, not the GIL, makes a check and its update one step: with threads
+    switching every microsecond, every request still has exactly one winner."""
+    import random
+    import sys
+
+    store = MemoryStore()
+    ids = [
+        store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER).id
+        for _ in range(300)
+    ]
+    wins: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def click(index: int) -> None:
+        order = random.Random(index).sample(ids, len(ids))
+        barrier.wait()
+        for request_id in order:
+            if store.claim(request_id, approver_id="U2", now=NOW, executor=f"x{index}"):
+                wins.append(request_id)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=click, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert sorted(wins) == ids
+    assert len(store.changes()) == len(ids)

@@ -1,54 +1,130 @@
-"""The central error handler: anything unexpected is logged and answered with an id."""
+"""`CommandService` with real collaborators: a `MemoryStore`, a `ChangeService` and a
+SendGrid client against the simulator. The central handler turns every failure into
+a reply; anything unexpected is logged and answered with an id."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from bot.commands.replies import ErrorReply
+from bot.adapters.sendgrid import SendGridV2Client
+from bot.adapters.sendgrid.http import new_session
+from bot.adapters.store.memory import MemoryAlertStore, MemoryStore
+from bot.commands import messages
+from bot.commands.changes import ChangeService
+from bot.commands.replies import BalanceReply, ChangeReply, ErrorReply
 from bot.commands.service import Actor, CommandService
-from bot.domain.credits import Account, Balance, Overview
+from bot.domain.alerts import AlertState, Usage
+from bot.domain.approvals import AuditAction
 from bot.domain.policy import RoleBook
+from bot.simulator import SimulatorState
+from tests.conftest import ClientFactory
+
+ADMIN = "UADMIN"
+ROLES = RoleBook(admins=frozenset({ADMIN}))
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-class BrokenBackend:
-    """A CreditsBackend whose reads fail with a bug-like error (injected collaborator)."""
+def build_service(client: SendGridV2Client, store: MemoryStore) -> CommandService:
+    changes = ChangeService(
+        store=store,
+        backend=client,
+        roles=ROLES,
+        directory=None,
+        notifier=None,
+        ttl=timedelta(hours=24),
+        executor="test:1:service",
+        clock=lambda: NOW,
+    )
+    return CommandService(
+        backend=client,
+        roles=ROLES,
+        directory=None,
+        changes=changes,
+        alerts=MemoryAlertStore(store),
+        store=store,
+        new_error_id=lambda: "err-0042",
+        clock=lambda: NOW,
+    )
 
-    def get_balance(self, user: str) -> Balance:
-        raise KeyError("credit_remain")
 
-    def get_overview(self, user: str) -> Overview:
-        raise ZeroDivisionError
-
-    def list_accounts(self) -> Iterator[Account]:
-        return iter(())
-
-    def check_supported(self, change: object) -> None: ...
-    def increment_credits(self, user: str, credits: int) -> None: ...
-    def decrement_credits(self, user: str, credits: int) -> None: ...
-    def set_total_credits(self, user: str, credits: int) -> None: ...
-    def set_recurring_credits(
-        self, user: str, credits: int, period: object, **_: object
-    ) -> None: ...
-    def remove_limit(self, user: str) -> None: ...
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
 
 
 def test_unexpected_error_is_logged_with_traceback_and_answered_with_an_id(
+    make_client: ClientFactory,
+    store: MemoryStore,
+    sim_state: SimulatorState,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ):
-    service = CommandService(
-        backend=BrokenBackend(),  # type: ignore[arg-type]
-        roles=RoleBook(admins=frozenset({"UADMIN"})),
-        directory=None,
-        new_error_id=lambda: "err-0042",
-    )
+    """A deployment mistake: the HTTP session is set up for a client certificate whose
+    file is missing. `requests` raises a plain OSError before anything is sent —
+    no SendGrid error, nothing the service expects."""
+    missing = tmp_path / "client-cert.pem"
+    session = new_session()
+    session.cert = str(missing)
+    service = build_service(make_client(session=session), store)
     with caplog.at_level(logging.ERROR):
-        reply = service.handle(Actor("UADMIN"), "show acme")
+        reply = service.handle(Actor(ADMIN), "show acme-eu")
     assert isinstance(reply, ErrorReply)
+    assert reply.message == messages.UNEXPECTED
     assert "err-0042" in (reply.next_step or "")
-    assert "credit_remain" not in reply.message  # no internals in the reply
+    assert str(missing) not in reply.message  # no internals in the reply
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "err-0042" in record.getMessage()
     assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], OSError)
+    assert sim_state.calls() == []
+
+
+def test_a_change_runs_through_its_lifecycle_and_the_audit_trail(
+    make_client: ClientFactory, store: MemoryStore, sim_state: SimulatorState
+):
+    service = build_service(make_client(), store)
+    reply = service.handle(Actor(ADMIN), "add acme-eu 500")
+    assert isinstance(reply, ChangeReply)
+    assert reply.recorded
+    assert reply.result.after is not None
+    assert reply.result.after.remaining == 31_700
+    assert len(sim_state.writes(user="acme-eu", task="increment")) == 1
+    [event] = store.audit(target="acme-eu")
+    assert (event.action, event.actor_id, event.outcome) == (AuditAction.CHANGED, ADMIN, "ok")
+
+
+def test_a_database_that_is_down_is_answered_with_an_id_and_nothing_is_sent(
+    make_client: ClientFactory,
+    store: MemoryStore,
+    sim_state: SimulatorState,
+    caplog: pytest.LogCaptureFixture,
+):
+    service = build_service(make_client(), store)
+    store.down()
+    with caplog.at_level(logging.ERROR):
+        reply = service.handle(Actor(ADMIN), "add acme-eu 500")
+    assert isinstance(reply, ErrorReply)
+    assert reply.message == messages.STORE_FAILED
+    assert "err-0042" in (reply.next_step or "")
+    assert sim_state.writes() == []
+    assert any("err-0042" in r.getMessage() for r in caplog.records)
+
+
+def test_a_balance_is_answered_without_a_forecast_while_the_database_is_down(
+    make_client: ClientFactory, store: MemoryStore
+):
+    service = build_service(make_client(), store)
+    MemoryAlertStore(store).save_states(
+        [AlertState("globex", usage=Usage(800, NOW - timedelta(hours=4), 40.0))]
+    )
+    answered = service.handle(Actor(ADMIN), "show globex")
+    assert isinstance(answered, BalanceReply)
+    assert answered.hours_left == pytest.approx(800 / 40.0)  # from the stored usage
+    store.down()
+    degraded = service.handle(Actor(ADMIN), "show globex")
+    assert isinstance(degraded, BalanceReply)
+    assert (degraded.balance.remaining, degraded.hours_left) == (640, None)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
+from bot.adapters.store.instances import (
+    FORGET_INSTANCES_AFTER,
+    instance_is_live,
+)
 from bot.adapters.store.tables import approval_requests, audit_events, credit_changes, instances
 from bot.domain.approvals import (
     ApprovalRequest,
@@ -62,9 +64,6 @@ from bot.errors import StoreError
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant works; it names the lock that serialises migrations across instances.
 _MIGRATION_LOCK = 7_284_113_001
-# An instance that has not beaten its heart for this long is gone (it beats every 5 s).
-INSTANCE_LEASE = timedelta(seconds=30)
-FORGET_INSTANCES_AFTER = timedelta(days=7)
 
 
 def create_store_engine(url: str) -> Engine:
@@ -417,23 +416,16 @@ class SqlStore:
             )
 
     def _live_instances(self, connection: Connection, ids: set[str], now: datetime) -> set[str]:
-        """Which of `ids` may still be working. Stopped instances are gone; on this host
-        the process table decides (a SIGKILLed process is gone at once); elsewhere, a
-        heartbeat within the lease. An id never registered (a process from before
-        instances were recorded) is gone."""
+        """Which of `ids` may still be working (`instance_is_live`); an id never
+        registered is gone."""
         rows = connection.execute(select(instances).where(instances.c.id.in_(ids))).all()
         live = set()
         for row in rows:
-            if row.stopped_at is not None:
-                continue
-            here = process_state_here(row.id)
-            if here is None:
-                beat = _utc(row.heartbeat_at)
-                assert beat is not None
-                alive = now - beat < INSTANCE_LEASE
-            else:
-                alive = here
-            if alive:
+            beat = _utc(row.heartbeat_at)
+            assert beat is not None
+            if instance_is_live(
+                row.id, stopped_at=_utc(row.stopped_at), heartbeat_at=beat, now=now
+            ):
                 live.add(row.id)
         return live
 
@@ -717,26 +709,6 @@ def _change_record(row: Row[Any]) -> ChangeRecord:
         after=_balance(m["after_balance"]),
         detail=m["detail"],
     )
-
-
-def process_state_here(instance_id: str) -> bool | None:
-    """Whether the process `instance_id` (host:pid:random) still runs, if it ran on this
-    host; None for another host. A zombie (killed, not yet reaped) is not running."""
-    host, _, rest = instance_id.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return None
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    try:
-        stat = Path(f"/proc/{pid_text}/stat").read_text()
-    except OSError:
-        return True  # no /proc here: the signal check is all there is
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 _UNSETTLED_OR_UNKNOWN = (ChangeState.INTENT, ChangeState.SENT, ChangeState.UNKNOWN)
