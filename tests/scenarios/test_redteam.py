@@ -8,17 +8,22 @@ is fixed; a fix makes it pass, and strict xfail then asks for the mark to go.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, select
 
+from bot.adapters.store.tables import instances
 from bot.simulator import FaultRule, SimulatorServer
-from tests.fakes.processes import ServeProcess
+from tests.fakes.processes import ServeProcess, serving
 from tests.fakes.slack_api import FakeSlack
 from tests.helpers import wait_until
 from tests.scenarios.test_lifecycle import (
@@ -209,3 +214,65 @@ def test_sigterm_never_tells_verify_about_a_write_that_leaves_afterwards(
 
 def applied_increments(simulator: SimulatorServer) -> list:
     return [c for c in simulator.state.writes(task="increment") if c.applied]
+
+
+# --- 4. A peer on another host that is merely paused ---------------------------------------
+
+
+def on_another_host(name: str) -> list[str]:
+    """`serve` on a host called `name` (its own UTS namespace), as on another machine."""
+    serve = " ".join(SERVE)
+    return ["unshare", "--uts", "sh", "-c", f"hostname {name} && exec {serve}"]
+
+
+def heartbeat_age(url: str) -> float:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        beats = connection.execute(
+            select(instances.c.heartbeat_at).where(instances.c.id.like("node-a:%"))
+        ).all()
+    engine.dispose()
+    newest = max(b.heartbeat_at for b in beats).replace(tzinfo=UTC)
+    return (datetime.now(UTC) - newest).total_seconds()
+
+
+@needs_pid_namespaces
+@pytest.mark.xfail(
+    strict=True,
+    reason="a peer on another host whose heartbeat is older than INSTANCE_LEASE (a paused "
+    "VM, CPU throttling, a stalled process) has its 'sent' change marked unknown and its "
+    "actor told to verify; when it resumes, the owner sends the write anyway (nothing "
+    "re-checks the row before the request leaves) and settles it applied",
+)
+def test_a_paused_peer_never_sends_a_write_after_its_actor_was_told_to_verify(
+    simulator: SimulatorServer, slack: FakeSlack, tmp_path: Path
+):
+    url = f"sqlite:///{tmp_path / 'paused.sqlite3'}"
+    simulator.state.add_fault(FaultRule(kind="ratelimit", arg="20", task="increment", times=1))
+    env = env_for(simulator, slack, url, "v2", SENDGRID_TIMEOUT="30")
+    paused = ServeProcess(env, on_another_host("node-a"))
+    try:
+        paused.wait_healthy()
+        send(paused, slack, "add globex 500", ADMIN, "direct")
+        wait_until(lambda: [c for c in simulator.state.calls() if c.outcome == "fault:ratelimit"])
+        wait_until(lambda: [c for c in changes(url) if c["state"] == "sent"])
+        os.killpg(paused.process.pid, signal.SIGSTOP)  # the write waits out Retry-After
+        wait_until(lambda: heartbeat_age(url) > 31, timeout=60, interval=0.5)
+        with serving(env):  # a peer starts and recovers what looks abandoned
+            wait_until(lambda: [c for c in changes(url) if c["state"] != "sent"], timeout=20)
+        told = [t for t in dms_to(slack, ADMIN) if "verify" in t]
+        applied_when_told = len(applied_increments(simulator))
+        os.killpg(paused.process.pid, signal.SIGCONT)
+        wait_until(lambda: slack.state.responses, timeout=40)  # the paused one's reply
+    finally:
+        os.killpg(paused.process.pid, signal.SIGCONT)
+        paused.stop()
+    applied_in_the_end = len(applied_increments(simulator))
+    [change] = changes(url)
+    assert not told or applied_when_told == applied_in_the_end, (
+        told,
+        applied_when_told,
+        applied_in_the_end,
+        change["state"],
+        [str(r) for r in slack.state.responses],
+    )
