@@ -25,7 +25,15 @@ from bot.adapters.store.tables import instances
 from bot.simulator import FaultRule, SimulatorServer
 from tests.fakes.processes import ServeProcess, serving
 from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import post_signed
 from tests.helpers import wait_until
+from tests.scenarios.test_instances import (
+    OPERATOR,
+    SECRET,
+    approval_post,
+    approve_body,
+    command,
+)
 from tests.scenarios.test_lifecycle import (
     ADMIN,
     audit_rows,
@@ -173,8 +181,9 @@ def test_a_change_killed_in_a_container_is_recovered_when_the_container_restarts
     "for SendGrid's Retry-After, leaves after the 'verify' (the balance the actor checks "
     "is unchanged), then the change is settled applied",
 )
+@pytest.mark.parametrize("origin", ["direct", "approved"])
 def test_sigterm_never_tells_verify_about_a_write_that_leaves_afterwards(
-    simulator: SimulatorServer, slack: FakeSlack, tmp_path: Path
+    simulator: SimulatorServer, slack: FakeSlack, tmp_path: Path, origin: str
 ):
     url = f"sqlite:///{tmp_path / 'drain.sqlite3'}"
     # SendGrid says 429 to the first increment: the write is retried after 17 s
@@ -184,7 +193,12 @@ def test_sigterm_never_tells_verify_about_a_write_that_leaves_afterwards(
     server = ServeProcess(env)
     try:
         server.wait_healthy()
-        send(server, slack, "add globex 500", ADMIN, "direct")
+        if origin == "direct":
+            send(server, slack, "add globex 500", ADMIN, "direct")
+        else:
+            command(server.url, slack, "add globex 500", OPERATOR, "request")
+            click = approve_body(slack, approval_post(slack), ADMIN, "click")
+            assert post_signed(server.url + "/slack/events", SECRET, click).status_code == 200
         wait_until(lambda: [c for c in simulator.state.calls() if c.outcome == "fault:ratelimit"])
         wait_until(lambda: [c for c in changes(url) if c["state"] == "sent"])
     except BaseException:
@@ -193,8 +207,8 @@ def test_sigterm_never_tells_verify_about_a_write_that_leaves_afterwards(
     stopper = threading.Thread(target=server.stop)  # SIGTERM, as a deploy does
     stopper.start()
 
-    def verify_told() -> list[str]:
-        return [t for t in dms_to(slack, ADMIN) if "verify" in t]
+    def verify_told() -> list[str]:  # a DM, the request's card, the requester's DM
+        return [t for t in said_to_people(slack) if "verify" in t]
 
     wait_until(lambda: verify_told() or not stopper.is_alive(), timeout=40)
     applied_when_told = len(applied_increments(simulator))
