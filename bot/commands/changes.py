@@ -49,6 +49,7 @@ from bot.domain.credits import (
     apply_change,
     change_arguments,
     check_applicable,
+    write_guard,
 )
 from bot.domain.policy import GroupDirectory, RoleBook
 from bot.errors import BotError, NotifyError, SendGridError, ShuttingDown, StoreError, UserError
@@ -218,8 +219,13 @@ class ChangeService:
             ):
                 raise UserError(messages.CHANGE_ABANDONED)
 
+        def still_ours() -> None:
+            if not self._store.still_sending(record.id, owner=self._executor):
+                raise UserError(messages.CHANGE_ABANDONED)
+
         result: ChangeResult | None = None
         error: BotError | None = None
+        guarded = write_guard.set(still_ours)
         try:
             result = apply_change(self._backend, record.change, before_send=before_send)
         except (SendGridError, UserError, StoreError) as failure:
@@ -236,6 +242,8 @@ class ChangeService:
                 state, detail = ChangeState.UNKNOWN, _outcome(result.error)
             else:
                 state, detail = ChangeState.APPLIED, "ok"
+        finally:
+            write_guard.reset(guarded)
         event = note(state, detail, before, after) if note is not None else None
         settled: list[ApprovalRequest | None] = []
 

@@ -188,6 +188,11 @@ class Store(Protocol):
         """`intent → sent` if still `intent` and owned by `owner`."""
         ...
 
+    def still_sending(self, change_id: int, *, owner: str) -> bool:
+        """Whether the change is still `sent` and `owner`'s: checked right before each
+        attempt of its write leaves (see `bot.domain.credits.write_guard`)."""
+        ...
+
     def settle(
         self,
         record: ChangeRecord,

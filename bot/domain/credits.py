@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
@@ -188,6 +189,15 @@ class CreditsBackend(Protocol):
     ) -> None: ...
 
     def remove_limit(self, user: str) -> None: ...
+
+
+# The owner of a change being sent sets this while its write may leave: the SendGrid
+# client calls it right before every attempt of a write goes out, and it raises (so
+# nothing is sent) once the change is no longer the caller's to send — recovered as
+# abandoned by a peer that took its process for gone, or given up at a graceful stop
+# while the write waited (a 429's Retry-After, the rate budget). A write is then
+# never sent after anyone was told to verify.
+write_guard: ContextVar[Callable[[], None] | None] = ContextVar("write_guard", default=None)
 
 
 def check_applicable(change: CreditChange, before: Balance) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.adapters.sendgrid import Priority, build_backend
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
+from bot.adapters.store.instances import this_host
 from bot.adapters.store.lock import SchedulerLock
 from bot.adapters.store.ratelimit import SqlRateBudget
 from bot.commands.changes import ApprovalNotifier, ChangeService
@@ -47,8 +47,8 @@ def role_book(settings: Settings) -> RoleBook:
 
 
 def executor_name() -> str:
-    """Names this process in the requests it executes (host, pid, random)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Names this process in the requests it executes (host and PID namespace, pid, random)."""
+    return f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -163,38 +163,59 @@ def stop_gracefully(
 
 
 class Housekeeping:
-    """At start-up: recover the changes of stopped instances. Then, every `interval` s: expire.
+    """What every `serve`/`socket` instance does on its own, on one thread.
 
-    Expiry is one conditional UPDATE, so several instances doing it at once
-    still expire (and announce) each request once.
+    At start-up, and then every `beat` seconds: prove it is alive (`Heartbeat`),
+    record outcomes the database could not take, and recover the changes of
+    instances that are provably gone (cheap when there are none; a conditional
+    update, so instances doing it at once settle each change once). Every
+    `interval` seconds: expire overdue approval requests.
     """
 
-    def __init__(self, changes: ChangeService, *, interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        changes: ChangeService,
+        *,
+        interval: float = 60.0,
+        beat: float = 5.0,
+    ) -> None:
         self._changes = changes
+        self._heartbeat = Heartbeat(store, changes, interval=beat)
         self._interval = interval
+        self._beat = beat
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="housekeeping", daemon=True)
 
     def start(self) -> Housekeeping:
-        try:
-            recovered = self._changes.recover_abandoned()
-        except BotError:
-            logger.exception("recovering abandoned changes failed; the clock will retry")
-            recovered = 0
-        if recovered:
-            logger.warning("%d change(s) left unfinished by a stopped process recovered", recovered)
+        self._recover()
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
 
+    def _recover(self) -> None:
+        try:
+            recovered = self._changes.recover_abandoned()
+        except BotError:
+            logger.warning("recovering abandoned changes failed; will retry")
+            return
+        if recovered:
+            logger.warning("%d change(s) left unfinished by a stopped process recovered", recovered)
+
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._changes.expire_due()
-            except BotError:
-                logger.exception("expiring approval requests failed; will retry")
+        since_expiry = 0.0
+        while not self._stop.wait(self._beat):
+            self._heartbeat.beat()
+            self._recover()
+            since_expiry += self._beat
+            if since_expiry >= self._interval:
+                since_expiry = 0.0
+                try:
+                    self._changes.expire_due()
+                except BotError:
+                    logger.warning("expiring approval requests failed; will retry")
 
 
 SWEEP_CONCURRENCY = 8

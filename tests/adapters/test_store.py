@@ -16,7 +16,7 @@ import pytest
 
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
-from bot.adapters.store.instances import INSTANCE_LEASE
+from bot.adapters.store.instances import INSTANCE_LEASE, this_host
 from bot.adapters.store.memory import MemoryAlertStore, MemoryStore
 from bot.domain.alerts import AlertLevel, AlertState, Usage
 from bot.domain.approvals import (
@@ -195,25 +195,38 @@ def test_only_changes_of_gone_instances_are_abandoned(store: AnyStore):
     store.register_instance("far-away:2:silent", kind="serve", now=stale)
     store.register_instance("far-away:3:stopped", kind="serve", now=NOW)
     store.stop_instance("far-away:3:stopped", now=NOW)
-    here = f"{socket.gethostname()}:{os.getpid()}:me"
-    store.register_instance(here, kind="serve", now=stale)  # no beats, but running here
-    gone_here = f"{socket.gethostname()}:{dead_pid()}:gone"
+    here = f"{this_host()}:{os.getpid()}:me"
+    store.register_instance(here, kind="serve", now=NOW)  # beating, and running here
+    reused = f"{this_host()}:{os.getpid()}:old"
+    store.register_instance(reused, kind="serve", now=stale)  # its pid runs: someone else
+    gone_here = f"{this_host()}:{dead_pid()}:gone"
     store.register_instance(gone_here, kind="serve", now=NOW)  # beat just now, but killed
+    other_namespace = f"{socket.gethostname()}@1:{dead_pid()}:container"
+    store.register_instance(other_namespace, kind="serve", now=NOW)  # same name, other PIDs
     owners = [
         "far-away:1:live",
         "far-away:2:silent",
         "far-away:3:stopped",
         here,
+        reused,
         gone_here,
+        other_namespace,
         "never:9:seen",
     ]
     for owner in owners:
         store.begin_change(ADD, actor_id="U1", owner=owner, now=NOW, audit=changed_event())
     abandoned = {r.owner for r in store.abandoned_changes(NOW)}
-    assert abandoned == {"far-away:2:silent", "far-away:3:stopped", gone_here, "never:9:seen"}
+    assert abandoned == {
+        "far-away:2:silent",
+        "far-away:3:stopped",
+        reused,
+        gone_here,
+        "never:9:seen",
+    }
     store.heartbeat("far-away:2:silent", now=NOW)
     assert {r.owner for r in store.abandoned_changes(NOW)} == {
         "far-away:3:stopped",
+        reused,
         gone_here,
         "never:9:seen",
     }

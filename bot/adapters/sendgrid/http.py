@@ -28,6 +28,7 @@ from tenacity.wait import wait_exponential_jitter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from bot.adapters.sendgrid.ratelimit import SlidingWindowLimiter
+from bot.domain.credits import write_guard
 from bot.errors import BadResponse, OutcomeUnknown, RateLimited, SendGridError, Unavailable
 from bot.observability.metrics import NO_METRICS, Metrics
 from bot.scrubbing import REDACTED, Scrubber
@@ -116,6 +117,10 @@ class SendGridHttp:
         write: bool,
     ) -> T:
         self._metrics.limiter_waited(self._limiter.acquire())
+        if write:
+            guard = write_guard.get()
+            if guard is not None:
+                guard()  # raises if this write is no longer ours to send: nothing leaves
         started = time.monotonic()
         response: requests.Response | None = None
         try:

@@ -1,8 +1,11 @@
 """Whether an instance may still be working: the one liveness rule every store applies.
 
-An instance that stopped is gone. On this host the process table decides (a
-SIGKILLed process is gone at once, whatever its last heartbeat said); on
-another host, a heartbeat within `INSTANCE_LEASE`. An id never registered (a
+An instance is live while it has not recorded its stop and has beaten its heart
+within `INSTANCE_LEASE`. On this host (the same hostname *and* the same PID
+namespace: two containers may share a hostname, and a restarted container gets a
+new namespace whose PIDs repeat) the process table can only shorten that: a
+SIGKILLed process is gone at once. A heartbeat is always required, so a process
+that merely reuses a dead one's PID never keeps it alive. An id never registered (a
 process from before instances were recorded) is gone.
 """
 
@@ -22,20 +25,29 @@ def instance_is_live(
     instance_id: str, *, stopped_at: datetime | None, heartbeat_at: datetime, now: datetime
 ) -> bool:
     """Whether the registered instance `instance_id` may still be working at `now`."""
-    if stopped_at is not None:
+    if stopped_at is not None or now - heartbeat_at >= INSTANCE_LEASE:
         return False
-    here = process_state_here(instance_id)
-    if here is None:
-        return now - heartbeat_at < INSTANCE_LEASE
-    return here
+    return process_state_here(instance_id) is not False
+
+
+def this_host() -> str:
+    """This host as instance ids name it: the hostname and, where there is one, the PID
+    namespace (`hostname@4026531836`), so that PIDs are only compared where they mean
+    the same process."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}@{namespace}"
 
 
 def process_state_here(instance_id: str) -> bool | None:
     """Whether the process `instance_id` (host:pid:random) still runs, if it ran on this
-    host; None for another host. A zombie (killed, not yet reaped) is not running."""
+    host (and PID namespace); None for another. A zombie (killed, not reaped) is not
+    running."""
     host, _, rest = instance_id.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != this_host() or not pid_text.isdigit():
         return None
     try:
         os.kill(int(pid_text), 0)

@@ -265,6 +265,11 @@ class MemoryStore:
             self._changes[change_id] = replace(record, state=ChangeState.SENT, before=before)
             return True
 
+    def still_sending(self, change_id: int, *, owner: str) -> bool:
+        with self.transaction():
+            record = self._changes.get(change_id)
+            return record is not None and record.owner == owner and record.state is ChangeState.SENT
+
     def settle(
         self,
         record: ChangeRecord,

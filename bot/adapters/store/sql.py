@@ -293,6 +293,14 @@ class SqlStore:
             ).rowcount
         return bool(updated)
 
+    def still_sending(self, change_id: int, *, owner: str) -> bool:
+        table = credit_changes.c
+        with self.transaction() as connection:
+            state = connection.execute(
+                select(table.state).where(table.id == change_id, table.owner == owner)
+            ).scalar_one_or_none()
+        return state == ChangeState.SENT.value
+
     def settle(
         self,
         record: ChangeRecord,

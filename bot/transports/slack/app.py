@@ -202,7 +202,7 @@ def build_slack(
         kind="socket" if socket_mode else "serve",
         metrics=metrics,
     )
-    Housekeeping(services.changes, interval=housekeeping_interval).start()
+    Housekeeping(services.store, services.changes, interval=housekeeping_interval).start()
     signing_secret = settings.slack_signing_secret
     if not any(isinstance(f, _TokenFromEnvironmentWarning) for f in logger.filters):
         logger.addFilter(_TokenFromEnvironmentWarning())

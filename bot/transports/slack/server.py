@@ -58,7 +58,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         # Imported here: prometheus_client must not be imported before its directory is set.
         from bot.transports.slack.wsgi import build_wsgi_app  # noqa: PLC0415
 
-        return build_wsgi_app(self._settings).start_heartbeat()
+        return build_wsgi_app(self._settings)
 
 
 def serve_with_gunicorn(settings: Settings, *, host: str, port: int) -> None:

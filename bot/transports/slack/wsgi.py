@@ -44,7 +44,7 @@ from bot.logs import configure_logging
 from bot.observability.context import request_scope
 from bot.observability.prometheus import PrometheusMetrics
 from bot.observability.readiness import Readiness, database_check, sendgrid_check, slack_check
-from bot.transports.assembly import Heartbeat, stop_gracefully
+from bot.transports.assembly import stop_gracefully
 from bot.transports.slack.app import REPLAY_CHECKED, AckFirst, SlackParts, build_slack
 
 if TYPE_CHECKING:
@@ -368,14 +368,9 @@ class ServedApp:
         self._application = application
         self._parts = parts
         self._store = store
-        self._heartbeat: Heartbeat | None = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return self._application(environ, start_response)
-
-    def start_heartbeat(self) -> ServedApp:
-        self._heartbeat = Heartbeat(self._store, self._parts.services.changes).start()
-        return self
 
     def shutdown(self, timeout: float = DRAIN_SECONDS) -> None:
         """SIGTERM (gunicorn's `worker_exit`): finish or record the work in flight."""
@@ -385,8 +380,6 @@ class ServedApp:
             wait_idle=self._parts.work.wait_idle,
             timeout=timeout,
         )
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
 
 
 def build_wsgi_app(
@@ -427,4 +420,4 @@ def application_from_environment() -> WSGIApplication:
     """Gunicorn's app factory: settings from the environment, logging configured."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.secrets(), log_format=settings.log_format)
-    return build_wsgi_app(settings).start_heartbeat()
+    return build_wsgi_app(settings)
