@@ -237,7 +237,7 @@ def heartbeat_age(url: str) -> float:
     engine = create_engine(url)
     with engine.connect() as connection:
         beats = connection.execute(
-            select(instances.c.heartbeat_at).where(instances.c.id.like("node-a:%"))
+            select(instances.c.heartbeat_at).where(instances.c.id.like("node-a%"))
         ).all()
     engine.dispose()
     newest = max(b.heartbeat_at for b in beats).replace(tzinfo=UTC)
