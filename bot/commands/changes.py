@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.commands import messages
-from bot.commands.formatting import change_summary
+from bot.commands.formatting import balance_summary, change_summary
 from bot.commands.replies import (
     ApprovalRequestedReply,
     AuditReply,
@@ -39,7 +39,9 @@ from bot.domain.approvals import (
     Refusal,
     RequestStatus,
     Store,
+    may_cancel,
     may_decide,
+    may_resolve,
 )
 from bot.domain.credits import (
     Balance,
@@ -386,6 +388,76 @@ class ChangeService:
         self._announce(denied)
         return NoticeReply(
             messages.DECIDED_BY_YOU.format(id=denied.id, outcome="denied", summary=_summary(denied))
+        )
+
+    def cancel(self, request_id: int, actor_id: str) -> Reply:
+        """The requester withdraws a request still waiting for a decision."""
+        request = self._store.get_request(request_id)
+        if request is None:
+            return ErrorReply(messages.NO_SUCH_REQUEST.format(id=request_id))
+        if may_cancel(actor_id, request) is not None:
+            self._note(request, actor_id, AuditAction.REFUSED, Refusal.NOT_THE_REQUESTER.value)
+            return ErrorReply(messages.NOT_YOUR_REQUEST.format(id=request_id))
+        if request.status is not RequestStatus.PENDING or request.expired_at(self._clock()):
+            return self._already_handled(request)
+        cancelled = self._store.cancel(request_id, requester_id=actor_id, now=self._clock())
+        if cancelled is None:  # decided a moment ago by someone else
+            current = self._store.get_request(request_id)
+            assert current is not None
+            return self._already_handled(current)
+        self._note(cancelled, actor_id, AuditAction.CANCELLED, "cancelled")
+        self._metrics.approval("cancelled", _waited(cancelled, cancelled.decided_at))
+        if self._notifier is not None:
+            try:
+                self._notifier.show_outcome(cancelled)
+            except NotifyError as error:
+                self._logger.warning("request #%s: could not update Slack (%s)", request_id, error)
+        return NoticeReply(
+            messages.CANCELLED_BY_YOU.format(id=cancelled.id, summary=_summary(cancelled))
+        )
+
+    def resolve(self, request_id: int, actor_id: str, *, applied: bool) -> Reply:
+        """Record what became of a change SendGrid never confirmed (`unknown`).
+
+        The balance is read again first and kept with the decision, so the audit
+        shows what the approver saw when they said "applied" or "not applied".
+        """
+        request = self._store.get_request(request_id)
+        if request is None:
+            return ErrorReply(messages.NO_SUCH_REQUEST.format(id=request_id))
+        resolved = self._roles.resolve(actor_id, self._directory)
+        if may_resolve(resolved.role) is not None:
+            self._note(request, actor_id, AuditAction.REFUSED, Refusal.NOT_AN_APPROVER.value)
+            return ErrorReply(messages.NOT_AN_APPROVER.format(role=resolved.role.label))
+        if request.status is not RequestStatus.UNKNOWN:
+            return ErrorReply(
+                messages.NOT_UNKNOWN.format(id=request_id, outcome=_status_text(request))
+            )
+        now_balance = self._backend.get_balance(request.change.user)
+        word = "applied" if applied else "not applied"
+        detail = messages.RESOLVED_DETAIL.format(outcome=word, by=actor_id)
+        settled = self._store.resolve(
+            request_id,
+            approver_id=actor_id,
+            applied=applied,
+            detail=detail,
+            after=now_balance,
+            now=self._clock(),
+        )
+        if settled is None:
+            current = self._store.get_request(request_id)
+            assert current is not None
+            return ErrorReply(
+                messages.NOT_UNKNOWN.format(id=request_id, outcome=_status_text(current))
+            )
+        self._note(
+            settled, actor_id, AuditAction.RESOLVED, word, before=request.before, after=now_balance
+        )
+        self._announce(settled)
+        return NoticeReply(
+            messages.RESOLVED_BY_YOU.format(id=settled.id, summary=_summary(settled), outcome=word)
+            + " "
+            + messages.BALANCE_NOW.format(balance=balance_summary(now_balance))
         )
 
     # --- housekeeping ----------------------------------------------------------------

@@ -24,6 +24,8 @@ EXTRA_ARGUMENTS = "Unexpected extra words: `{extra}`."
 DID_YOU_MEAN = "There is no `{value}` subcommand. Did you mean `{suggestion}`?"
 UNKNOWN_SUBCOMMAND = "There is no `{value}` subcommand."
 USAGE_LINE = "Usage: `{usage}`"
+NOT_A_REQUEST_ID = "`{value}` is not a request number: write it as shown on the request, `12`."
+BAD_RESOLUTION = "`{value}` is not an outcome: use `applied` or `not-applied`."
 
 # --- help ----------------------------------------------------------------------------
 HELP_TITLE = "Credits bot"
@@ -44,6 +46,10 @@ HELP_DESCRIPTIONS = {
     "pending": "open approval requests",
     "audit": "the latest 20 changes and decisions (for one USER, if given)",
     "threshold": "warn when USER is at or below N credits (instead of the default)",
+    "approve": "approve request ID (as its Approve button does)",
+    "deny": "deny request ID, with an optional reason the requester sees",
+    "cancel": "withdraw your own request ID",
+    "resolve": "after checking the balance, record whether an unconfirmed change was applied",
 }
 HELP_OPERATOR_NOTE = "Changes other than `add` up to {limit:,} credits need an approver."
 HELP_OPERATOR_NOTE_NO_AUTO = "Your changes need an approver."
@@ -154,6 +160,14 @@ REQUEST_EXPIRED = (
     "Request #{id} has expired; nothing was changed. Ask for it again if still needed."
 )
 DECIDED_BY_YOU = "Request #{id} ({summary}): {outcome}."
+CANCELLED_BY_YOU = "Request #{id} ({summary}) is cancelled; nothing was changed."
+NOT_YOUR_REQUEST = "Only the person who asked can cancel request #{id}; approvers can deny it."
+NOT_UNKNOWN = (
+    "Request #{id} is not waiting to be resolved ({outcome}); only changes SendGrid did "
+    "not confirm are resolved."
+)
+RESOLVED_DETAIL = "resolved as {outcome} by <@{by}> after re-reading the balance"
+RESOLVED_BY_YOU = "Request #{id} ({summary}) is recorded as {outcome}."
 STATUS_TEXT = {
     "pending": "waiting for approval",
     "executing": "approved, being applied now",
@@ -162,6 +176,7 @@ STATUS_TEXT = {
     "unknown": "approved, but SendGrid did not confirm it — verify the balance",
     "denied": "denied",
     "expired": "expired",
+    "cancelled": "cancelled by the requester",
 }
 OUTCOME_LINE = "*{outcome}* by <@{by}>"
 OUTCOME_EXPIRED = "*Expired* — nobody decided in time."

@@ -31,6 +31,7 @@ from bot.commands.sweep import AlertStore, forecast_for
 from bot.domain.approvals import AuditAction, AuditEvent, Store
 from bot.domain.credits import CreditsBackend
 from bot.domain.policy import (
+    DECIDING_VERBS,
     Decision,
     GroupDirectory,
     Outcome,
@@ -245,6 +246,8 @@ class CommandService:
         )
 
     def _execute(self, actor: Actor, command: Command, decision: Decision) -> Reply:
+        if command.verb in DECIDING_VERBS:
+            return self._decide(actor, command)
         if command.verb is Verb.THRESHOLD:
             assert command.user is not None
             assert command.amount is not None
@@ -297,10 +300,26 @@ class CommandService:
             recorded=recorded,
         )
 
+    def _decide(self, actor: Actor, command: Command) -> Reply:
+        """`approve`/`deny`/`cancel`/`resolve ID`: the same calls the buttons make, so a
+        command racing a click still executes once (one conditional update wins)."""
+        assert command.request_id is not None
+        desk = self._desk()
+        match command.verb:
+            case Verb.APPROVE:
+                return desk.approve(command.request_id, actor.user_id)
+            case Verb.DENY:
+                return desk.deny(command.request_id, actor.user_id, command.reason)
+            case Verb.CANCEL:
+                return desk.cancel(command.request_id, actor.user_id)
+            case _:
+                assert command.applied is not None
+                return desk.resolve(command.request_id, actor.user_id, applied=command.applied)
+
 
 # What a request whose replay could not be checked may not do.
 CHANGING_VERBS = frozenset(
-    {Verb.ADD, Verb.REMOVE, Verb.SET, Verb.RECURRING, Verb.UNLIMIT, Verb.THRESHOLD}
+    {Verb.ADD, Verb.REMOVE, Verb.SET, Verb.RECURRING, Verb.UNLIMIT, Verb.THRESHOLD} | DECIDING_VERBS
 )
 
 

@@ -5,9 +5,12 @@
 pending ──────────────────────────────► executing ─────────────► approved
    │  deny                                 │  │ SendGrid said no
    ├──────► denied                         │  └──────────────────► failed
-   │  TTL passed                           │ no answer after the write was sent,
-   └──────► expired                        │ or the process died mid-write
-                                           └──────────────────────► unknown
+   │  the requester cancels                │ no answer after the write was sent,
+   ├──────► cancelled                      │ or the process died mid-write
+   │  TTL passed                           └──────────────────────► unknown
+   └──────► expired                                    │ an approver re-reads the
+                                                       │ balance and resolves it
+                                                       └──► approved | failed
 ```
 
 Only `pending → executing` can start a SendGrid write, and it is a single
@@ -35,6 +38,7 @@ class RequestStatus(enum.StrEnum):
     UNKNOWN = "unknown"
     DENIED = "denied"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
     @property
     def is_open(self) -> bool:
@@ -116,6 +120,19 @@ class Refusal(enum.Enum):
 
     NOT_AN_APPROVER = "not_an_approver"
     OWN_REQUEST = "own_request"
+    NOT_THE_REQUESTER = "not_the_requester"
+
+
+def may_cancel(actor_id: str, request: ApprovalRequest) -> Refusal | None:
+    """Only the person who asked may withdraw a request."""
+    return None if actor_id == request.requester_id else Refusal.NOT_THE_REQUESTER
+
+
+def may_resolve(role: Role) -> Refusal | None:
+    """Approvers and admins record what became of an unconfirmed change (after
+    re-reading the balance); the requester too, if they are an approver: there is
+    nothing left to approve, only a fact to record."""
+    return None if role >= Role.APPROVER else Refusal.NOT_AN_APPROVER
 
 
 def may_decide(actor_id: str, role: Role, request: ApprovalRequest) -> Refusal | None:
@@ -140,6 +157,9 @@ class AuditAction(enum.StrEnum):
     REFUSED = "refused"  # someone tried to decide without the right
     THRESHOLD = "threshold"  # a per-subuser low-credit threshold was set
     SNOOZED = "snoozed"  # low-credit alerts for a subuser silenced for a while
+    CANCELLED = "cancelled"  # the requester withdrew a request
+    RESOLVED = "resolved"  # an approver recorded what became of an unknown outcome
+    REMINDED = "reminded"  # a pending request re-announced (or escalated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +242,25 @@ class Store(Protocol):
         self, request_id: int, *, approver_id: str, reason: str | None, now: datetime
     ) -> ApprovalRequest | None:
         """`pending → denied`; None if it was no longer pending."""
+        ...
+
+    def cancel(
+        self, request_id: int, *, requester_id: str, now: datetime
+    ) -> ApprovalRequest | None:
+        """`pending → cancelled` by its requester; None if it was no longer pending."""
+        ...
+
+    def resolve(
+        self,
+        request_id: int,
+        *,
+        approver_id: str,
+        applied: bool,
+        detail: str,
+        after: Balance,
+        now: datetime,
+    ) -> ApprovalRequest | None:
+        """`unknown → approved | failed`; None if it was no longer unknown."""
         ...
 
     def expire_due(self, now: datetime) -> list[ApprovalRequest]: ...

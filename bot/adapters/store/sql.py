@@ -480,6 +480,37 @@ class SqlStore:
             reason=reason,
         )
 
+    def cancel(
+        self, request_id: int, *, requester_id: str, now: datetime
+    ) -> ApprovalRequest | None:
+        return self._transition(
+            request_id,
+            [RequestStatus.PENDING],
+            requested_by=requester_id,
+            status=RequestStatus.CANCELLED.value,
+            decided_by=requester_id,
+            decided_at=now,
+        )
+
+    def resolve(
+        self,
+        request_id: int,
+        *,
+        approver_id: str,
+        applied: bool,
+        detail: str,
+        after: Balance,
+        now: datetime,
+    ) -> ApprovalRequest | None:
+        status = RequestStatus.APPROVED if applied else RequestStatus.FAILED
+        return self._transition(
+            request_id,
+            [RequestStatus.UNKNOWN],
+            status=status.value,
+            detail=detail,
+            after_balance=_balance_json(after),
+        )
+
     def _transition(
         self,
         request_id: int,
@@ -487,6 +518,7 @@ class SqlStore:
         *,
         unexpired_at: datetime | None = None,
         owned_by: str | None = None,
+        requested_by: str | None = None,
         **values: Any,
     ) -> ApprovalRequest | None:
         """One conditional UPDATE: applies only if the request is still in `from_statuses`
@@ -498,6 +530,7 @@ class SqlStore:
                 from_statuses,
                 unexpired_at=unexpired_at,
                 owned_by=owned_by,
+                requested_by=requested_by,
                 **values,
             )
 
@@ -509,6 +542,7 @@ class SqlStore:
         *,
         unexpired_at: datetime | None = None,
         owned_by: str | None = None,
+        requested_by: str | None = None,
         **values: Any,
     ) -> ApprovalRequest | None:
         table = approval_requests.c
@@ -517,6 +551,8 @@ class SqlStore:
             conditions.append(table.expires_at > unexpired_at)
         if owned_by is not None:
             conditions.append(table.executor == owned_by)
+        if requested_by is not None:
+            conditions.append(table.requester_id == requested_by)
         statement = (
             update(approval_requests)
             .where(*conditions)
