@@ -556,7 +556,10 @@ class ChangeService:
         return PendingReply(tuple(self._store.open_requests()))
 
     def audit(self, target: str | None) -> Reply:
-        return AuditReply(tuple(self._store.audit(target=target, limit=20)), target=target)
+        events = self._store.audit(target=target, limit=20)
+        ids = sorted({e.request_id for e in events if e.request_id is not None})
+        requests = tuple(r for r in map(self._store.get_request, ids) if r is not None)
+        return AuditReply(tuple(events), target=target, requests=requests)
 
     # --- internals ---------------------------------------------------------------------
 

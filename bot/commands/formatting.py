@@ -5,6 +5,7 @@ Text is Slack mrkdwn (`*bold*`, `code`); the console strips the markers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from bot.commands import messages
@@ -21,7 +22,7 @@ from bot.commands.replies import (
     PendingReply,
     Reply,
 )
-from bot.domain.approvals import ApprovalRequest, AuditEvent, RequestStatus
+from bot.domain.approvals import ApprovalRequest, AuditAction, AuditEvent, RequestStatus
 from bot.domain.credits import Balance, CreditChange
 from bot.domain.policy import Role, Verb
 
@@ -384,31 +385,136 @@ def _audit(reply: AuditReply) -> Content:
     )
     if not reply.events:
         return Content(headline=title, sections=(Section(messages.AUDIT_NONE),), fallback=title)
+    requests = {r.id: r for r in reply.requests}
+    lines = [
+        audit_line(event, requests.get(event.request_id) if event.request_id else None)
+        for event in reply.events
+    ]
     return Content(
         headline=title,
-        sections=_chunked([_audit_line(event) for event in reply.events]),
+        sections=_chunked(lines),
         fallback=f"{title}: {len(reply.events)} events",
     )
 
 
-def _audit_line(event: AuditEvent) -> str:
+# --- the audit trail as a ledger -----------------------------------------------------
+
+LEDGER_COLUMNS = (
+    "id",
+    "at",
+    "event",
+    "target",
+    "request",
+    "kind",
+    "amount",
+    "before",
+    "after",
+    "reason",
+    "requester",
+    "approvers",
+    "actor",
+    "outcome",
+)
+
+
+def ledger_row(event: AuditEvent, request: ApprovalRequest | None) -> dict[str, str]:
+    """One audit event as a ledger line: what, how much, before → after, who, and how it
+    ended, in words (for `/credits audit` and `credits-bot audit export`)."""
     arguments = event.arguments or {}
-    shown = {k: v for k, v in arguments.items() if k not in ("kind", "user")}
-    args = " " + " ".join(f"{k}={v}" for k, v in shown.items()) if shown else ""
+    kind = str(arguments.get("kind", ""))
+    amount = arguments.get("credits")
+    requester = request.requester_id if request else None
+    if event.action is AuditAction.CHANGED or (not request and kind):
+        requester = event.actor_id  # a direct change: the person is the requester
+    approvers = _approvers(event, request)
+    reason = request.reason if request and request.reason else ""
+    if event.action is AuditAction.DENIED and event.outcome and event.outcome != "denied":
+        reason = event.outcome
+    return {
+        "id": str(event.id or ""),
+        "at": event.at.strftime("%Y-%m-%d %H:%M:%S"),
+        "event": messages.AUDIT_EVENT_WORDS.get(event.action.value, event.action.value),
+        "target": event.target or "",
+        "request": str(event.request_id or ""),
+        "kind": kind,
+        "amount": "" if amount is None else str(amount),
+        "before": balance_summary(event.before) if event.before else "",
+        "after": balance_summary(event.after) if event.after else "",
+        "reason": reason,  # the `policy` branch adds a reason to every change
+        "requester": requester or "",
+        "approvers": " ".join(approvers),
+        "actor": event.actor_id,
+        "outcome": outcome_words(event),
+    }
+
+
+def _approvers(event: AuditEvent, request: ApprovalRequest | None) -> list[str]:
+    if event.action is AuditAction.CHANGED:
+        auto = (event.arguments or {}).get("auto_approved")
+        return [] if auto else [event.actor_id]  # an approver's or admin's own change
+    if (
+        request is not None
+        and request.decided_by
+        and request.status
+        not in (
+            RequestStatus.PENDING,
+            RequestStatus.DENIED,
+            RequestStatus.EXPIRED,
+            RequestStatus.CANCELLED,
+        )
+    ):
+        return [request.decided_by]
+    return []
+
+
+_ERROR_PREFIX = re.compile(r"^[A-Z][A-Za-z]*: ")
+
+
+def outcome_words(event: AuditEvent) -> str:
+    """How it ended, as a sentence fragment (never `not_an_approver` or `UserError: …`)."""
+    raw = (event.outcome or "").strip()
+    if event.action is AuditAction.REFUSED:
+        return messages.AUDIT_REFUSALS.get(raw, f"refused: {raw}")
+    auto = (event.arguments or {}).get("auto_approved")
+    if event.action is AuditAction.CHANGED and auto and raw in ("ok", ""):
+        return messages.AUDIT_OUTCOMES["auto"]
+    if raw in messages.AUDIT_OUTCOMES:
+        return messages.AUDIT_OUTCOMES[raw]
+    detail = _ERROR_PREFIX.sub("", raw)
+    if event.action is AuditAction.FAILED:
+        return messages.AUDIT_NOT_APPLIED.format(detail=detail)
+    if event.action is AuditAction.UNKNOWN:
+        return messages.AUDIT_UNCONFIRMED.format(detail=detail)
+    return detail
+
+
+def audit_line(event: AuditEvent, request: ApprovalRequest | None) -> str:
+    row = ledger_row(event, request)
+    what = ""
+    if row["kind"]:
+        amount = f" {int(row['amount']):,}" if row["amount"] else ""
+        what = f" {row['kind']}{amount}"
+    people = []
+    if row["requester"] and row["requester"] != event.actor_id:
+        people.append(messages.AUDIT_ASKED_BY.format(user=row["requester"]))
     balances = ""
-    if event.before is not None or event.after is not None:
-        before = balance_summary(event.before) if event.before else "?"
-        after = balance_summary(event.after) if event.after else "?"
-        balances = f" ({before} → {after})"
+    if row["before"] or row["after"]:
+        balances = " · " + messages.BEFORE_AFTER.format(
+            before=row["before"] or "?", after=row["after"] or "?"
+        )
     return messages.AUDIT_LINE.format(
-        at=event.at.strftime("%Y-%m-%d %H:%M:%S"),
+        at=row["at"],
         actor=event.actor_id,
-        action=event.action.value,
-        target=f" {event.target}" if event.target else "",
-        request=f" #{event.request_id}" if event.request_id else "",
-        args=escape(args),
-        outcome=f" — {escape(event.outcome)}" if event.outcome else "",
+        event=row["event"],
+        request=f" #{row['request']}" if row["request"] else "",
+        target=f" *{escape(row['target'])}*" if row["target"] else "",
+        what=escape(what),
+        people=(" (" + ", ".join(people) + ")") if people else "",
+        outcome=f" — {escape(row['outcome'])}" if row["outcome"] else "",
         balances=balances,
+        reason=" · " + messages.OUTCOME_REASON.format(reason=escape(row["reason"]))
+        if row["reason"] and event.action is not AuditAction.DENIED
+        else "",
     )
 
 

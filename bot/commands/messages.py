@@ -190,7 +190,44 @@ PENDING_LINE = "*#{id}* {summary} — <@{requester}>, {status}{expiry}"
 AUDIT_TITLE = "Audit trail"
 AUDIT_TITLE_FOR = "Audit trail: {user}"
 AUDIT_NONE = "Nothing recorded yet."
-AUDIT_LINE = "`{at}` <@{actor}> *{action}*{target}{request}{args}{outcome}{balances}"
+AUDIT_LINE = "`{at}` <@{actor}> *{event}*{request}{target}{what}{people}{outcome}{balances}{reason}"
+AUDIT_ASKED_BY = "asked by <@{user}>"
+AUDIT_EVENT_WORDS = {
+    "requested": "asked for",
+    "approved": "approved",
+    "denied": "denied",
+    "expired": "expired",
+    "executed": "applied",
+    "changed": "changed",
+    "failed": "failed",
+    "unknown": "could not confirm",
+    "orphaned": "recovered",
+    "refused": "was refused",
+    "threshold": "set the alert threshold of",
+    "snoozed": "snoozed alerts for",
+    "cancelled": "cancelled",
+    "resolved": "resolved",
+    "reminded": "reminded approvers of",
+}
+AUDIT_OUTCOMES = {
+    "ok": "applied",
+    "auto": "applied without approval (within the auto-approve limit)",
+    "sending": "being sent to SendGrid",
+    "pending": "waiting for approval",
+    "executing": "approved, being applied",
+    "denied": "denied",
+    "expired": "expired: nobody decided in time",
+    "cancelled": "withdrawn by the requester",
+    "applied": "recorded as applied after re-reading the balance",
+    "not applied": "recorded as not applied after re-reading the balance",
+}
+AUDIT_REFUSALS = {
+    "not_an_approver": "refused: only approvers and admins decide requests",
+    "own_request": "refused: nobody decides their own request",
+    "not_the_requester": "refused: only the requester may cancel",
+}
+AUDIT_NOT_APPLIED = "not applied: {detail}"
+AUDIT_UNCONFIRMED = "SendGrid did not confirm it, verify the balance: {detail}"
 
 # --- low-credit alerts -------------------------------------------------------------
 DIGEST_TITLE = "Low credits: {summary}"

@@ -83,6 +83,7 @@ class PendingReply:
 class AuditReply:
     events: tuple[AuditEvent, ...]
     target: str | None = None
+    requests: tuple[ApprovalRequest, ...] = ()  # the requests the events are about
 
 
 Reply = (

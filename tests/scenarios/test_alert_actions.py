@@ -92,7 +92,10 @@ def test_threshold_is_for_approvers_and_changes_the_next_sweep(bot, sweeps):
     report = sweeps.run()
     [alert] = [a for a in report.alerts if a.assessment.user == "acme-us"]
     assert alert.assessment.reason == "at or below 200,000"
-    assert f"<@{APPROVER}> *threshold* acme-us" in bot.command("audit acme-us", user=VIEWER).text
+    assert (
+        f"<@{APPROVER}> *set the alert threshold of* *acme-us*"
+        in bot.command("audit acme-us", user=VIEWER).text
+    )
 
 
 def test_snooze_button_silences_that_subuser(bot, sweeps):
@@ -103,7 +106,10 @@ def test_snooze_button_silences_that_subuser(bot, sweeps):
     assert "Alerts for *globex* are snoozed until 20" in snoozed.text
     bot.simulator.state.subusers["globex"].credit_remain = 0
     assert all(a.assessment.user != "globex" for a in sweeps.run(hours=1).alerts)
-    assert f"<@{OPERATOR}> *snoozed* globex" in bot.command("audit globex", user=VIEWER).text
+    assert (
+        f"<@{OPERATOR}> *snoozed alerts for* *globex*"
+        in bot.command("audit globex", user=VIEWER).text
+    )
 
 
 def test_add_credits_button_opens_a_dialog_that_runs_add(bot, sweeps):

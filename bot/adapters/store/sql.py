@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
+from bot.adapters.store import ledger
 from bot.adapters.store.tables import approval_requests, audit_events, credit_changes, instances
 from bot.domain.approvals import (
     ApprovalRequest,
@@ -344,6 +345,7 @@ class SqlStore:
                         after_balance=_balance_json(after),
                     )
                 )
+                ledger.seal(connection, [record.audit_event_id])
             if note is not None:
                 self._insert_event(connection, note)
             request = None
@@ -632,11 +634,13 @@ class SqlStore:
             "before_balance": _balance_json(event.before),
             "after_balance": _balance_json(event.after),
         }
-        return int(
+        event_id = int(
             connection.execute(
                 insert(audit_events).values(values).returning(audit_events.c.id)
             ).scalar_one()
         )
+        ledger.seal(connection, [event_id])
+        return event_id
 
     def complete(
         self,
@@ -659,6 +663,7 @@ class SqlStore:
                     after_balance=_balance_json(after),
                 )
             )
+            ledger.seal(connection, [event_id])
 
     def audit(self, *, target: str | None = None, limit: int = 20) -> list[AuditEvent]:
         statement = select(audit_events).order_by(desc(audit_events.c.id)).limit(limit)
@@ -667,6 +672,26 @@ class SqlStore:
         with self.transaction() as connection:
             rows = connection.execute(statement).all()
         return [_event(row) for row in rows]
+
+    def audit_since(self, since: datetime) -> list[tuple[AuditEvent, ApprovalRequest | None]]:
+        """Every event from `since`, oldest first, with the request it is about."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(audit_events).where(audit_events.c.at >= since).order_by(audit_events.c.id)
+            ).all()
+            ids = {row.request_id for row in rows if row.request_id is not None}
+            requests = {
+                row.id: _request(row)
+                for row in connection.execute(
+                    select(approval_requests).where(approval_requests.c.id.in_(ids))
+                )
+            }
+        return [(_event(row), requests.get(row.request_id)) for row in rows]
+
+    def verify_ledger(self) -> ledger.LedgerReport:
+        """Walk the audit ledger's hash chain (see `bot.adapters.store.ledger`)."""
+        with self.transaction() as connection:
+            return ledger.verify(connection)
 
 
 # --- rows ↔ values ---------------------------------------------------------------------
