@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.commands import messages
-from bot.commands.formatting import balance_summary, change_summary
+from bot.commands.formatting import balance_summary, change_summary, reminder_text
 from bot.commands.replies import (
     ApprovalRequestedReply,
     AuditReply,
@@ -37,6 +37,7 @@ from bot.domain.approvals import (
     ChangeRecord,
     ChangeState,
     Refusal,
+    ReminderPolicy,
     RequestStatus,
     Store,
     may_cancel,
@@ -81,6 +82,10 @@ class ApprovalNotifier(Protocol):
 
     def tell_user(self, user_id: str, text: str) -> None:
         """A direct message (e.g. the outcome of a change whose reply was lost)."""
+        ...
+
+    def remind(self, request: ApprovalRequest, text: str) -> None:
+        """Re-announce a pending request in its thread (in the channel if never posted)."""
         ...
 
 
@@ -154,8 +159,10 @@ class ChangeService:
         clock: Clock = utc_now,
         logger: logging.Logger | None = None,
         metrics: Metrics = NO_METRICS,
+        reminders: ReminderPolicy | None = None,
     ) -> None:
         self._metrics = metrics
+        self._reminders = reminders
         self._store = store
         self._backend = backend
         self._roles = roles
@@ -471,6 +478,34 @@ class ChangeService:
             self._metrics.approval("expired", _waited(request, now))
             self._announce(request)
         return len(expired)
+
+    def remind_due(self) -> int:
+        """Re-announce requests that have waited too long, mentioning the approvers, and
+        call in the escalation group once it is time. Returns how many were posted."""
+        policy = self._reminders
+        if policy is None or self._notifier is None:
+            return 0
+        now = self._clock()
+        posted = 0
+        for request in self._store.open_requests():
+            reminder = policy.due(request, now)
+            if reminder is None:
+                continue
+            marked = self._store.mark_reminded(reminder, now=now)
+            if marked is None:
+                continue  # decided, or reminded by someone else, a moment ago
+            text = reminder_text(
+                reminder, approvers=self._roles.approvers, escalate_to=policy.escalate_to
+            )
+            try:
+                self._notifier.remind(marked, text)
+            except NotifyError as error:
+                self._logger.warning("request #%s: reminder not posted (%s)", request.id, error)
+                continue
+            outcome = "escalated" if reminder.escalate else f"reminder {reminder.number}"
+            self._note(marked, SYSTEM, AuditAction.REMINDED, outcome)
+            posted += 1
+        return posted
 
     def recover_abandoned(self) -> int:
         """Changes whose owner stopped or died before recording an outcome.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bot.commands import messages
 from bot.commands.grammar import USAGE
@@ -22,7 +23,13 @@ from bot.commands.replies import (
     PendingReply,
     Reply,
 )
-from bot.domain.approvals import ApprovalRequest, AuditAction, AuditEvent, RequestStatus
+from bot.domain.approvals import (
+    ApprovalRequest,
+    AuditAction,
+    AuditEvent,
+    Reminder,
+    RequestStatus,
+)
 from bot.domain.credits import Balance, CreditChange
 from bot.domain.policy import Role, Verb
 
@@ -313,7 +320,44 @@ def approval_outcome_content(request: ApprovalRequest) -> Content:
     )
 
 
+def mention(slack_id: str) -> str:
+    """A user (`U…`/`W…`) or user-group (`S…`) mention."""
+    return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
+
+
+def waited_text(waited: timedelta) -> str:
+    minutes = int(waited.total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
+
+
+def reminder_text(reminder: Reminder, *, approvers: frozenset[str], escalate_to: str | None) -> str:
+    """The thread reply that re-announces a pending request."""
+    request = reminder.request
+    people = [mention(i) for i in sorted(approvers) if i != request.requester_id]
+    if reminder.escalate and escalate_to:
+        template = messages.ESCALATION
+        people = [mention(escalate_to)]
+    elif request.escalated_at is not None and escalate_to:
+        template = messages.REMINDER
+        people.append(mention(escalate_to))
+    else:
+        template = messages.REMINDER
+    return template.format(
+        id=request.id,
+        summary=request_summary(request),
+        requester=request.requester_id,
+        waited=waited_text(reminder.waited),
+        mentions=" ".join(people) or messages.REMINDER_NOBODY,
+        expires=request.expires_at.strftime("%Y-%m-%d %H:%M"),
+    )
+
+
 def requester_notice(request: ApprovalRequest) -> str:
+    if request.status is RequestStatus.EXPIRED:
+        return messages.EXPIRED_NOTICE.format(id=request.id, summary=request_summary(request))
     text = messages.REQUESTER_NOTICE.format(
         id=request.id,
         summary=request_summary(request),

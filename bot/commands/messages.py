@@ -184,6 +184,21 @@ OUTCOME_REASON = "Reason: {reason}"
 OUTCOME_DETAIL = "SendGrid: {detail}"
 BALANCE_NOW = "Balance now: {balance}."
 REQUESTER_NOTICE = "Your request #{id} ({summary}): {outcome}."
+REMINDER = (
+    "{mentions}: request *#{id}* ({summary}, from <@{requester}>) has waited {waited} "
+    "for a decision. Decide here or from anywhere with `/credits approve {id}` or "
+    "`/credits deny {id} reason`; it expires {expires} UTC."
+)
+ESCALATION = (
+    "{mentions}: request *#{id}* ({summary}, from <@{requester}>) has waited {waited} and "
+    "no approver has decided it. Please take it: `/credits approve {id}` or "
+    "`/credits deny {id} reason`; it expires {expires} UTC."
+)
+REMINDER_NOBODY = "Approvers"
+EXPIRED_NOTICE = (
+    "Your request #{id} ({summary}) expired: nobody decided it in time, and nothing was "
+    "changed. Ask again if it is still needed."
+)
 PENDING_TITLE = "Open requests"
 PENDING_NONE = "No open requests."
 PENDING_LINE = "*#{id}* {summary} — <@{requester}>, {status}{expiry}"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.domain.credits import Balance, CreditChange
@@ -64,9 +64,57 @@ class ApprovalRequest:
     before: Balance | None = None
     after: Balance | None = None
     detail: str | None = None
+    reminders: int = 0  # reminders posted so far
+    escalated_at: datetime | None = None
 
     def expired_at(self, now: datetime) -> bool:
         return self.status is RequestStatus.PENDING and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderPolicy:
+    """When a pending request is re-announced, and when the escalation group is called in.
+
+    Reminders back off: the k-th (k = 1, 2, …) is due `remind_after × (2^k − 1)` after
+    the request (30 min, 1 h 30, 3 h 30, … with the 30-minute default), so a request
+    nobody can decide does not flood its thread. Escalation happens once, at
+    `escalate_after`, and only with a group to escalate to.
+    """
+
+    remind_after: timedelta
+    escalate_after: timedelta | None = None
+    escalate_to: str | None = None  # a user-group ID (S…)
+
+    def next_reminder_at(self, request: ApprovalRequest) -> datetime:
+        return request.requested_at + self.remind_after * ((1 << (request.reminders + 1)) - 1)
+
+    def due(self, request: ApprovalRequest, now: datetime) -> Reminder | None:
+        """The reminder `request` is owed at `now`, if any."""
+        if request.status is not RequestStatus.PENDING or now >= request.expires_at:
+            return None
+        escalate = (
+            self.escalate_to is not None
+            and self.escalate_after is not None
+            and request.escalated_at is None
+            and now >= request.requested_at + self.escalate_after
+        )
+        remind = now >= self.next_reminder_at(request)
+        if not (remind or escalate):
+            return None
+        return Reminder(
+            request=request,
+            number=request.reminders + (1 if remind else 0),
+            escalate=escalate,
+            waited=now - request.requested_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    request: ApprovalRequest
+    number: int  # the reminders count once this one is posted
+    escalate: bool
+    waited: timedelta
 
 
 class ChangeState(enum.StrEnum):
@@ -264,6 +312,11 @@ class Store(Protocol):
         ...
 
     def expire_due(self, now: datetime) -> list[ApprovalRequest]: ...
+
+    def mark_reminded(self, reminder: Reminder, *, now: datetime) -> ApprovalRequest | None:
+        """Record a reminder if nobody recorded it first and the request is still
+        pending (one conditional update); None otherwise."""
+        ...
 
     def orphans_to_unknown(self, *, now: datetime) -> list[ApprovalRequest]:
         """Requests left `executing` with no change record (before the lifecycle was

@@ -81,6 +81,7 @@ class BotUnderTest:
     simulator: SimulatorServer
     _names: Iterator[int]
     api_version: str = "v2"
+    settings: Any = None  # the Settings it was started with (to build a clock alongside)
 
     @property
     def events_url(self) -> str:
@@ -205,7 +206,9 @@ def start_bot(
         context = serving(build_wsgi_app(settings))
         url = context.__enter__()
         stack.append(context)
-        return BotUnderTest(url, fake_slack, simulator, itertools.count(1), api_version)
+        return BotUnderTest(
+            url, fake_slack, simulator, itertools.count(1), api_version, settings=settings
+        )
 
     yield start
     for context in reversed(stack):

@@ -48,6 +48,7 @@ from bot.domain.approvals import (
     ChangeOrigin,
     ChangeRecord,
     ChangeState,
+    Reminder,
     RequestStatus,
 )
 from bot.domain.credits import (
@@ -564,6 +565,26 @@ class SqlStore:
         row = connection.execute(statement).one_or_none()
         return _request(row) if row else None
 
+    def mark_reminded(self, reminder: Reminder, *, now: datetime) -> ApprovalRequest | None:
+        table = approval_requests.c
+        conditions = [
+            table.id == reminder.request.id,
+            table.status == RequestStatus.PENDING.value,
+            table.reminders == reminder.request.reminders,
+        ]
+        values: dict[str, Any] = {"reminders": reminder.number}
+        if reminder.escalate:
+            conditions.append(table.escalated_at.is_(None))
+            values["escalated_at"] = now
+        with self.transaction() as connection:
+            row = connection.execute(
+                update(approval_requests)
+                .where(*conditions)
+                .values(**values)
+                .returning(approval_requests)
+            ).one_or_none()
+        return _request(row) if row else None
+
     def expire_due(self, now: datetime) -> list[ApprovalRequest]:
         statement = (
             update(approval_requests)
@@ -760,6 +781,8 @@ def _request(row: Row[Any]) -> ApprovalRequest:
         before=_balance(m["before_balance"]),
         after=_balance(m["after_balance"]),
         detail=m["detail"],
+        reminders=m["reminders"] or 0,
+        escalated_at=_utc(m["escalated_at"]),
     )
 
 

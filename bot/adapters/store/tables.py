@@ -43,10 +43,9 @@ approval_requests = Table(
     Column("before_balance", Text),
     Column("after_balance", Text),
     Column("detail", Text),
-    # reminders (bot/transports/clock.py): how many were sent, when the next is due,
-    # and when the escalation group was called in
+    # reminders (bot/transports/clock.py): how many were posted, and when the
+    # escalation group was called in
     Column("reminders", Integer, nullable=False, server_default="0"),
-    Column("remind_at", DateTime(timezone=True)),
     Column("escalated_at", DateTime(timezone=True)),
     Index("ix_approval_requests_status", "status"),
 )

@@ -131,6 +131,17 @@ class SlackApprovalNotifier:
     def tell_user(self, user_id: str, text: str) -> None:
         self._call("chat.postMessage", channel=user_id, text=text)
 
+    def remind(self, request: ApprovalRequest, text: str) -> None:
+        if request.channel_id and request.message_ts:
+            self._call(
+                "chat.postMessage",
+                channel=request.channel_id,
+                thread_ts=request.message_ts,
+                text=text,
+            )
+        else:  # never posted (the channel failed then): post it now, on its own
+            self._call("chat.postMessage", channel=self._channel_id, text=text)
+
     def _call(self, method: str, **arguments: Any) -> Any:
         try:
             return self._client.api_call(method, json=arguments)

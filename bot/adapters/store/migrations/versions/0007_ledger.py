@@ -1,4 +1,5 @@
-"""The audit ledger: every version of every audit row, chained by hash.
+"""The audit ledger (every version of every audit row, chained by hash), and the
+reminder count and escalation time of approval requests.
 
 Audit rows written before this revision are not in the chain: `unchained_through`
 remembers the last of them, and `audit verify` reports them as such.
@@ -42,14 +43,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("approval_requests") as batch:
         batch.add_column(sa.Column("reminders", sa.Integer, nullable=False, server_default="0"))
-        batch.add_column(sa.Column("remind_at", sa.DateTime(timezone=True)))
         batch.add_column(sa.Column("escalated_at", sa.DateTime(timezone=True)))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("approval_requests") as batch:
         batch.drop_column("escalated_at")
-        batch.drop_column("remind_at")
         batch.drop_column("reminders")
     op.drop_table("ledger_entries")
     op.drop_table("ledger_head")
