@@ -21,7 +21,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.commands import messages
-from bot.commands.formatting import balance_summary, change_summary, reminder_text
+from bot.commands.formatting import (
+    balance_summary,
+    change_summary,
+    decision_log_line,
+    reminder_text,
+)
 from bot.commands.replies import (
     ApprovalRequestedReply,
     AuditReply,
@@ -82,6 +87,10 @@ class ApprovalNotifier(Protocol):
 
     def tell_user(self, user_id: str, text: str) -> None:
         """A direct message (e.g. the outcome of a change whose reply was lost)."""
+        ...
+
+    def log(self, text: str) -> None:
+        """Post to the shared log channel (CREDITS_LOG_CHANNEL), if there is one."""
         ...
 
     def remind(self, request: ApprovalRequest, text: str) -> None:
@@ -208,7 +217,18 @@ class ChangeService:
         if carried.result is None:
             assert carried.error is not None
             raise carried.error
-        return carried.result, carried.recorded
+        result = carried.result
+        self._log(
+            messages.LOG_DIRECT.format(
+                actor=actor_id,
+                summary=f"{change_summary(change)} for {change.user}",
+                auto=messages.LOG_AUTO if auto_approved else "",
+                before=balance_summary(result.before) if result.before else "?",
+                after=balance_summary(result.after) if result.after else "?",
+                outcome=messages.LOG_UNCONFIRMED if result.outcome_unknown else "",
+            )
+        )
+        return result, carried.recorded
 
     def _carry_out(
         self, record: ChangeRecord, *, note: Callable[..., AuditEvent] | None
@@ -414,6 +434,7 @@ class ChangeService:
             return self._already_handled(current)
         self._note(cancelled, actor_id, AuditAction.CANCELLED, "cancelled")
         self._metrics.approval("cancelled", _waited(cancelled, cancelled.decided_at))
+        self._log(decision_log_line(cancelled))
         if self._notifier is not None:
             try:
                 self._notifier.show_outcome(cancelled)
@@ -635,10 +656,20 @@ class ChangeService:
             after=after,
         )
 
-    def _announce(self, request: ApprovalRequest) -> None:
-        """Edit the approval message and tell the requester; failures are logged only."""
+    def _log(self, text: str) -> None:
         if self._notifier is None:
             return
+        try:
+            self._notifier.log(text)
+        except NotifyError as error:
+            self._logger.warning("could not post to the log channel (%s)", error.reason)
+
+    def _announce(self, request: ApprovalRequest) -> None:
+        """Edit the approval message, tell the requester, post to the log channel;
+        failures are logged only."""
+        if self._notifier is None:
+            return
+        self._log(decision_log_line(request))
         for step in (self._notifier.show_outcome, self._notifier.tell_requester):
             try:
                 step(request)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.commands import messages
 from bot.commands.grammar import USAGE
@@ -353,6 +353,57 @@ def reminder_text(reminder: Reminder, *, approvers: frozenset[str], escalate_to:
         mentions=" ".join(people) or messages.REMINDER_NOBODY,
         expires=request.expires_at.strftime("%Y-%m-%d %H:%M"),
     )
+
+
+def decision_log_line(request: ApprovalRequest) -> str:
+    """A decision as the log channel shows it."""
+    by = request.decided_by if request.status is not RequestStatus.EXPIRED else None
+    text = messages.LOG_DECISION.format(
+        id=request.id,
+        summary=request_summary(request),
+        requester=request.requester_id,
+        outcome=messages.STATUS_TEXT[request.status.value],
+        by=f" by <@{by}>" if by and by != request.requester_id else "",
+    )
+    if request.before is not None and request.after is not None:
+        text += " · " + messages.BEFORE_AFTER.format(
+            before=balance_summary(request.before), after=balance_summary(request.after)
+        )
+    if request.reason:
+        text += " · " + messages.OUTCOME_REASON.format(reason=escape(request.reason))
+    return text
+
+
+def recent_top_up_note(event: AuditEvent, *, now: datetime) -> str:
+    """`@x added 5,000 12 min ago (now 5,640)`: said before a second Add."""
+    credits = (event.arguments or {}).get("credits")
+    amount = f"{int(credits):,}" if isinstance(credits, int) else "credits"
+    ago = waited_text(now - event.at)
+    if event.action is AuditAction.REQUESTED:
+        return messages.RECENT_TOP_UP_REQUESTED.format(
+            by=event.actor_id, amount=amount, ago=ago, id=event.request_id
+        )
+    after = f" (now {balance_summary(event.after)})" if event.after else ""
+    return messages.RECENT_TOP_UP.format(by=event.actor_id, amount=amount, ago=ago, after=after)
+
+
+def digest_note(reply: Reply, actor_id: str) -> str | None:
+    """What a digest line should say once someone acted on it from its buttons."""
+    match reply:
+        case NoticeReply(digest_note=note) if note:
+            return note
+        case ChangeReply(result=result) if result.change.credits is not None:
+            return messages.DIGEST_ADDED_BY.format(
+                amount=number(result.change.credits),
+                by=actor_id,
+                now=balance_summary(result.after) if result.after else "?",
+                unconfirmed=messages.DIGEST_UNCONFIRMED if result.outcome_unknown else "",
+            )
+        case ApprovalRequestedReply(request=request) if request.change.credits is not None:
+            return messages.DIGEST_REQUESTED_BY.format(
+                amount=number(request.change.credits), by=actor_id, id=request.id
+            )
+    return None
 
 
 def requester_notice(request: ApprovalRequest) -> str:

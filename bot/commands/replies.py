@@ -61,6 +61,7 @@ class NoticeReply:
 
     message: str
     warning: bool = False
+    digest_note: str | None = None  # what the digest line that prompted it should now say
 
 
 @dataclass(frozen=True, slots=True)

@@ -270,7 +270,11 @@ def build_clock(
         if settings.alert_channel:
             poster = SlackAlertPoster(client=client, channel_id=settings.alert_channel)
         if settings.approval_channel:
-            notifier = SlackApprovalNotifier(client=client, channel_id=settings.approval_channel)
+            notifier = SlackApprovalNotifier(
+                client=client,
+                channel_id=settings.approval_channel,
+                log_channel_id=settings.log_channel,
+            )
     if poster is None:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
     backend = backend or sweep_backend(settings, store, metrics=metrics)

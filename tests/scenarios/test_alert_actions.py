@@ -125,7 +125,8 @@ def test_add_credits_button_opens_a_dialog_that_runs_add(bot, sweeps):
     )
     assert post_signed(bot.events_url, SIGNING_SECRET, body).status_code == 200
     [opened] = wait_until(lambda: bot.slack.state.calls_to("views.open"))
-    assert opened.payload["view"]["private_metadata"] == "globex"
+    # USER, then the digest it came from (so its line can be edited after the add)
+    assert opened.payload["view"]["private_metadata"] == f"globex {ALERTS} 1700000000.000001"
 
     def submit(user: str, amount: str):
         values = {"amount": {"amount_input": {"type": "plain_text_input", "value": amount}}}

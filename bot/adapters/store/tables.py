@@ -185,3 +185,15 @@ ledger_entries = Table(
     Column("hash", String(64), nullable=False),
     Index("ix_ledger_entries_event_id", "event_id"),
 )
+
+# The digest messages whose lines people have acted on (Add credits, Snooze): the
+# message's blocks as last edited, so concurrent edits build on each other (the row
+# is locked while one is made) instead of each click's stale copy.
+digest_messages = Table(
+    "digest_messages",
+    metadata,
+    Column("channel_id", String(32), primary_key=True),
+    Column("message_ts", String(32), primary_key=True),
+    Column("blocks", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -102,10 +102,16 @@ class SlackApprovalNotifier:
     """`ApprovalNotifier` over the Web API: post, edit with chat.update, DM the requester."""
 
     def __init__(
-        self, *, client: WebClient, channel_id: str, logger: logging.Logger | None = None
+        self,
+        *,
+        client: WebClient,
+        channel_id: str,
+        log_channel_id: str | None = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         self._client = client
         self._channel_id = channel_id
+        self._log_channel_id = log_channel_id
         self._logger = logger or logging.getLogger("bot.slack.approvals")
 
     def post_request(
@@ -130,6 +136,10 @@ class SlackApprovalNotifier:
 
     def tell_user(self, user_id: str, text: str) -> None:
         self._call("chat.postMessage", channel=user_id, text=text)
+
+    def log(self, text: str) -> None:
+        if self._log_channel_id:
+            self._call("chat.postMessage", channel=self._log_channel_id, text=text)
 
     def remind(self, request: ApprovalRequest, text: str) -> None:
         if request.channel_id and request.message_ts:

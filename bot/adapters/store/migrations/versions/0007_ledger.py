@@ -1,5 +1,6 @@
 """The audit ledger (every version of every audit row, chained by hash), and the
-reminder count and escalation time of approval requests.
+reminder count and escalation time of approval requests, and the digest messages
+people have acted on (so their edits build on each other).
 
 Audit rows written before this revision are not in the chain: `unchained_through`
 remembers the last of them, and `audit verify` reports them as such.
@@ -41,6 +42,13 @@ def upgrade() -> None:
     op.bulk_insert(
         head, [{"name": "audit", "seq": 0, "hash": GENESIS, "unchained_through": last or 0}]
     )
+    op.create_table(
+        "digest_messages",
+        sa.Column("channel_id", sa.String(32), primary_key=True),
+        sa.Column("message_ts", sa.String(32), primary_key=True),
+        sa.Column("blocks", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
     with op.batch_alter_table("approval_requests") as batch:
         batch.add_column(sa.Column("reminders", sa.Integer, nullable=False, server_default="0"))
         batch.add_column(sa.Column("escalated_at", sa.DateTime(timezone=True)))
@@ -50,5 +58,6 @@ def downgrade() -> None:
     with op.batch_alter_table("approval_requests") as batch:
         batch.drop_column("escalated_at")
         batch.drop_column("reminders")
+    op.drop_table("digest_messages")
     op.drop_table("ledger_entries")
     op.drop_table("ledger_head")
