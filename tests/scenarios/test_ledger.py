@@ -8,11 +8,15 @@ import io
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from threading import Barrier, Thread
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from bot.adapters.store import SqlStore
+from bot.domain.approvals import AuditAction, AuditEvent
 from tests import pg
 from tests.fakes.processes import clean_env
 from tests.scenarios.conftest import USERS, BotFactory
@@ -136,3 +140,33 @@ def test_verify_finds_a_rewritten_ledger_entry_or_a_cut_tail(
     cut = audit_cli(database_url, "verify")
     assert "entries were removed from the end" in cut.stdout
     engine.dispose()
+
+
+def test_concurrent_appends_from_two_instances_keep_one_unbroken_chain(database_url: str):
+    """Two stores (two instances' engines) recording at once: the head's lock serialises
+    appends, so the chain never forks and verify finds it intact."""
+    stores = [SqlStore.from_url(database_url) for _ in range(2)]
+    gate = Barrier(8)
+
+    def record(store: SqlStore, n: int) -> None:
+        gate.wait()
+        for i in range(15):
+            store.record(
+                AuditEvent(
+                    at=datetime.now(UTC),
+                    actor_id=f"U{n}",
+                    action=AuditAction.SNOOZED,
+                    target="globex",
+                    outcome=f"until {i}",
+                )
+            )
+
+    threads = [Thread(target=record, args=(stores[n % 2], n)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report = stores[0].verify_ledger()
+    assert (report.rows, report.entries, report.problems) == (120, 120, [])
+    for store in stores:
+        store.close()
