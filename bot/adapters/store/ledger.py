@@ -3,9 +3,10 @@
 An audit row is written before a SendGrid call and completed after it, so a row
 has versions. Each version is appended here, in the same transaction that wrote
 it, as `entry` (the row as canonical JSON) with
-`hash = sha256(prev_hash + entry)`. Appending first updates the one `ledger_head`
-row, which locks it: appends are serialised across instances (PostgreSQL row
-lock, SQLite's write lock), so the chain never forks.
+`hash = sha256(prev_hash + entry)`. Appending reads the one `ledger_head` row
+with `FOR UPDATE` (PostgreSQL; on SQLite the audit write already holds the
+database's write lock), so appends are serialised across instances and the
+chain never forks.
 
 `verify` then finds, without trusting anything but the chain:
 - an edited ledger entry, or one deleted or inserted (the hashes or the
@@ -56,35 +57,36 @@ def chained(prev_hash: str, entry: str) -> str:
     return hashlib.sha256((prev_hash + entry).encode()).hexdigest()
 
 
-def seal(connection: Connection, event_ids: Iterable[int]) -> None:
-    """Append the current version of each audit row to the chain (same transaction)."""
-    ids = list(dict.fromkeys(event_ids))
-    if not ids:
+def seal(connection: Connection, rows: Iterable[Any]) -> None:
+    """Append these audit rows, as just written (RETURNING), to the chain, in the
+    transaction that wrote them."""
+    entries = [(row.id, canonical(row)) for row in rows]
+    if not entries:
         return
     head = ledger_head.c
-    # The UPDATE comes first: it takes the head's lock before anything is read.
+    # Locked until commit (FOR UPDATE on PostgreSQL; SQLite's write lock is already held
+    # by the audit write before it), so appends from every instance form one chain.
     seq, prev_hash = connection.execute(
-        update(ledger_head)
-        .where(head.name == CHAIN)
-        .values(seq=head.seq + len(ids))
-        .returning(head.seq, head.hash)
+        select(head.seq, head.hash).where(head.name == CHAIN).with_for_update()
     ).one()
-    seq -= len(ids)
-    rows = {
-        row.id: row
-        for row in connection.execute(select(audit_events).where(audit_events.c.id.in_(ids)))
-    }
-    for event_id in ids:
+    values = []
+    for event_id, entry in entries:
         seq += 1
-        entry = canonical(rows[event_id])
         digest = chained(prev_hash, entry)
-        connection.execute(
-            insert(ledger_entries).values(
-                seq=seq, event_id=event_id, entry=entry, prev_hash=prev_hash, hash=digest
-            )
+        values.append(
+            {
+                "seq": seq,
+                "event_id": event_id,
+                "entry": entry,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
         )
         prev_hash = digest
-    connection.execute(update(ledger_head).where(head.name == CHAIN).values(hash=prev_hash))
+    connection.execute(insert(ledger_entries), values)
+    connection.execute(
+        update(ledger_head).where(head.name == CHAIN).values(seq=seq, hash=prev_hash)
+    )
 
 
 @dataclass

@@ -336,7 +336,7 @@ class SqlStore:
             if not updated:
                 return False, None
             if record.audit_event_id is not None:
-                connection.execute(
+                completed = connection.execute(
                     update(audit_events)
                     .where(audit_events.c.id == record.audit_event_id)
                     .values(
@@ -345,8 +345,9 @@ class SqlStore:
                         before_balance=_balance_json(before),
                         after_balance=_balance_json(after),
                     )
-                )
-                ledger.seal(connection, [record.audit_event_id])
+                    .returning(audit_events)
+                ).all()
+                ledger.seal(connection, completed)
             if note is not None:
                 self._insert_event(connection, note)
             request = None
@@ -655,13 +656,9 @@ class SqlStore:
             "before_balance": _balance_json(event.before),
             "after_balance": _balance_json(event.after),
         }
-        event_id = int(
-            connection.execute(
-                insert(audit_events).values(values).returning(audit_events.c.id)
-            ).scalar_one()
-        )
-        ledger.seal(connection, [event_id])
-        return event_id
+        row = connection.execute(insert(audit_events).values(values).returning(audit_events)).one()
+        ledger.seal(connection, [row])
+        return int(row.id)
 
     def complete(
         self,
@@ -674,7 +671,7 @@ class SqlStore:
     ) -> None:
         """Fill in what SendGrid answered on an event written before the call."""
         with self.transaction() as connection:
-            connection.execute(
+            rows = connection.execute(
                 update(audit_events)
                 .where(audit_events.c.id == event_id)
                 .values(
@@ -683,8 +680,9 @@ class SqlStore:
                     before_balance=_balance_json(before),
                     after_balance=_balance_json(after),
                 )
-            )
-            ledger.seal(connection, [event_id])
+                .returning(audit_events)
+            ).all()
+            ledger.seal(connection, rows)
 
     def audit(self, *, target: str | None = None, limit: int = 20) -> list[AuditEvent]:
         statement = select(audit_events).order_by(desc(audit_events.c.id)).limit(limit)
