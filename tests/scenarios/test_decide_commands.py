@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
+
+import pytest
 
 from bot.simulator import FaultRule
+from tests import pg
 from tests.fakes.slack_requests import block_actions_body, post_signed
 from tests.helpers import wait_until
 from tests.scenarios.conftest import SIGNING_SECRET, USERS, BotFactory, BotUnderTest
@@ -172,3 +176,44 @@ def test_a_command_racing_a_click_executes_once(bot: BotUnderTest):
         assert sum("approved and applied." in t and "already" not in t for t in texts) == 1
         assert sum("already handled" in t for t in texts) == 1
     assert len(bot.simulator.state.writes(task="increment")) == 5
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    if pg.server_url() is None:
+        pytest.skip("needs TEST_DATABASE_URL (PostgreSQL)")
+    return pg.create_database()
+
+
+def test_a_command_on_one_instance_racing_a_click_on_another_executes_once(
+    start_bot: BotFactory, shared_database: str
+):
+    first = start_bot(DATABASE_URL=shared_database)
+    second = start_bot(DATABASE_URL=shared_database)
+    for n in range(1, 6):
+        request(first, f"add globex {100 + n}")
+    for n in range(1, 6):
+        before = len(first.slack.state.responses)
+        click = first.click_body(APPROVE, ADMIN, post=n - 1)
+        gate = threading.Barrier(2)
+
+        def send_click(body: str = click, gate: threading.Barrier = gate) -> None:
+            gate.wait()
+            post_signed(first.events_url, SIGNING_SECRET, body)
+
+        def send_command(number: int = n, gate: threading.Barrier = gate) -> None:
+            gate.wait()
+            second.send(f"approve {number}", APPROVER)
+
+        threads = [threading.Thread(target=send_click), threading.Thread(target=send_command)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        answers = first.slack.state.wait_for_responses(before + 2)[before:]
+        texts = [json.dumps(a) for a in answers]
+        assert sum("approved and applied." in t and "already" not in t for t in texts) == 1
+        assert sum("already handled" in t for t in texts) == 1
+    assert len(first.simulator.state.writes(task="increment")) == 5
