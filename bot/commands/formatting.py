@@ -296,6 +296,8 @@ def approval_outcome_content(request: ApprovalRequest) -> Content:
     lines = []
     if request.status is RequestStatus.EXPIRED:
         lines.append(messages.OUTCOME_EXPIRED)
+    elif request.status is RequestStatus.CANCELLED:
+        lines.append(messages.OUTCOME_CANCELLED.format(by=request.decided_by))
     else:
         outcome = messages.STATUS_TEXT[request.status.value]
         lines.append(

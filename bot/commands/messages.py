@@ -180,6 +180,7 @@ STATUS_TEXT = {
 }
 OUTCOME_LINE = "*{outcome}* by <@{by}>"
 OUTCOME_EXPIRED = "*Expired* — nobody decided in time."
+OUTCOME_CANCELLED = "*Cancelled by the requester* (<@{by}>); nothing was changed."
 OUTCOME_REASON = "Reason: {reason}"
 OUTCOME_DETAIL = "SendGrid: {detail}"
 BALANCE_NOW = "Balance now: {balance}."

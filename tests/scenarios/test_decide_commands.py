@@ -87,7 +87,9 @@ def test_only_the_requester_cancels_and_a_cancelled_request_cannot_be_approved(
     assert "Only the person who asked can cancel request #1" in refused.text
     reply = bot.command("cancel 1", user=OPERATOR)
     assert "Request #1 (add 500 for globex) is cancelled; nothing was changed." in reply.text
-    assert "Cancelled by the requester" in wait_until(lambda: updates(bot))[0]
+    cancelled = wait_until(lambda: updates(bot))[0]
+    assert f"*Cancelled by the requester* (<@{OPERATOR}>); nothing was changed." in cancelled
+    assert '"actions"' not in cancelled  # the buttons are gone
     late = bot.command("approve 1", user=APPROVER)
     assert "already handled" in late.text
     assert "cancelled by the requester" in late.text
