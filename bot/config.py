@@ -79,6 +79,10 @@ class Settings:
     approval_channel: str | None = None
     auto_approve_max: int = 0
     approval_ttl: timedelta = timedelta(hours=24)
+    remind_after: timedelta = timedelta(minutes=30)
+    escalate_after: timedelta = timedelta(hours=2)
+    escalate_to: str | None = None
+    log_channel: str | None = None
 
     alert_channel: str | None = None
     alert_below: int = 1000
@@ -174,6 +178,10 @@ def load_settings(
         approval_channel=env.channel("CREDITS_APPROVAL_CHANNEL"),
         auto_approve_max=env.integer("CREDITS_AUTO_APPROVE_MAX", 0, minimum=0),
         approval_ttl=env.duration("CREDITS_APPROVAL_TTL", timedelta(hours=24)),
+        remind_after=env.duration("CREDITS_REMIND_AFTER", timedelta(minutes=30)),
+        escalate_after=env.duration("CREDITS_ESCALATE_AFTER", timedelta(hours=2)),
+        escalate_to=env.user_group("CREDITS_ESCALATE_TO"),
+        log_channel=env.channel("CREDITS_LOG_CHANNEL"),
         alert_channel=env.channel("CREDITS_ALERT_CHANNEL"),
         alert_below=env.integer("CREDITS_ALERT_BELOW", 1000, minimum=0),
         alert_percent=env.number("CREDITS_ALERT_PERCENT", 10.0, minimum=0.0, maximum=100.0),
@@ -310,6 +318,14 @@ class _Env:
                     f"comma-separated; got {item!r} (usernames are not unique, so not accepted)"
                 )
         return frozenset(ids)
+
+    def user_group(self, name: str) -> str | None:
+        def parse(raw: str) -> str:
+            if not raw.startswith("S") or not _SLACK_ID.match(raw):
+                raise ValueError(raw)
+            return raw
+
+        return self._parsed(name, None, parse, "a user-group ID such as S0123456789")
 
     def channel(self, name: str) -> str | None:
         def parse(raw: str) -> str:

@@ -21,7 +21,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.commands import messages
-from bot.commands.formatting import change_summary
+from bot.commands.formatting import (
+    balance_summary,
+    change_summary,
+    decision_log_line,
+    reminder_text,
+)
 from bot.commands.replies import (
     ApprovalRequestedReply,
     AuditReply,
@@ -37,9 +42,12 @@ from bot.domain.approvals import (
     ChangeRecord,
     ChangeState,
     Refusal,
+    ReminderPolicy,
     RequestStatus,
     Store,
+    may_cancel,
     may_decide,
+    may_resolve,
 )
 from bot.domain.credits import (
     Balance,
@@ -80,6 +88,14 @@ class ApprovalNotifier(Protocol):
 
     def tell_user(self, user_id: str, text: str) -> None:
         """A direct message (e.g. the outcome of a change whose reply was lost)."""
+        ...
+
+    def log(self, text: str) -> None:
+        """Post to the shared log channel (CREDITS_LOG_CHANNEL), if there is one."""
+        ...
+
+    def remind(self, request: ApprovalRequest, text: str) -> None:
+        """Re-announce a pending request in its thread (in the channel if never posted)."""
         ...
 
 
@@ -153,8 +169,10 @@ class ChangeService:
         clock: Clock = utc_now,
         logger: logging.Logger | None = None,
         metrics: Metrics = NO_METRICS,
+        reminders: ReminderPolicy | None = None,
     ) -> None:
         self._metrics = metrics
+        self._reminders = reminders
         self._store = store
         self._backend = backend
         self._roles = roles
@@ -200,7 +218,18 @@ class ChangeService:
         if carried.result is None:
             assert carried.error is not None
             raise carried.error
-        return carried.result, carried.recorded
+        result = carried.result
+        self._log(
+            messages.LOG_DIRECT.format(
+                actor=actor_id,
+                summary=f"{change_summary(change)} for {change.user}",
+                auto=messages.LOG_AUTO if auto_approved else "",
+                before=balance_summary(result.before) if result.before else "?",
+                after=balance_summary(result.after) if result.after else "?",
+                outcome=messages.LOG_UNCONFIRMED if result.outcome_unknown else "",
+            )
+        )
+        return result, carried.recorded
 
     def _carry_out(
         self, record: ChangeRecord, *, note: Callable[..., AuditEvent] | None
@@ -396,6 +425,77 @@ class ChangeService:
             messages.DECIDED_BY_YOU.format(id=denied.id, outcome="denied", summary=_summary(denied))
         )
 
+    def cancel(self, request_id: int, actor_id: str) -> Reply:
+        """The requester withdraws a request still waiting for a decision."""
+        request = self._store.get_request(request_id)
+        if request is None:
+            return ErrorReply(messages.NO_SUCH_REQUEST.format(id=request_id))
+        if may_cancel(actor_id, request) is not None:
+            self._note(request, actor_id, AuditAction.REFUSED, Refusal.NOT_THE_REQUESTER.value)
+            return ErrorReply(messages.NOT_YOUR_REQUEST.format(id=request_id))
+        if request.status is not RequestStatus.PENDING or request.expired_at(self._clock()):
+            return self._already_handled(request)
+        cancelled = self._store.cancel(request_id, requester_id=actor_id, now=self._clock())
+        if cancelled is None:  # decided a moment ago by someone else
+            current = self._store.get_request(request_id)
+            assert current is not None
+            return self._already_handled(current)
+        self._note(cancelled, actor_id, AuditAction.CANCELLED, "cancelled")
+        self._metrics.approval("cancelled", _waited(cancelled, cancelled.decided_at))
+        self._log(decision_log_line(cancelled))
+        if self._notifier is not None:
+            try:
+                self._notifier.show_outcome(cancelled)
+            except NotifyError as error:
+                self._logger.warning("request #%s: could not update Slack (%s)", request_id, error)
+        return NoticeReply(
+            messages.CANCELLED_BY_YOU.format(id=cancelled.id, summary=_summary(cancelled))
+        )
+
+    def resolve(self, request_id: int, actor_id: str, *, applied: bool) -> Reply:
+        """Record what became of a change SendGrid never confirmed (`unknown`).
+
+        The balance is read again first and kept with the decision, so the audit
+        shows what the approver saw when they said "applied" or "not applied".
+        """
+        request = self._store.get_request(request_id)
+        if request is None:
+            return ErrorReply(messages.NO_SUCH_REQUEST.format(id=request_id))
+        resolved = self._roles.resolve(actor_id, self._directory)
+        if may_resolve(resolved.role) is not None:
+            self._note(request, actor_id, AuditAction.REFUSED, Refusal.NOT_AN_APPROVER.value)
+            return ErrorReply(messages.NOT_AN_APPROVER.format(role=resolved.role.label))
+        if request.status is not RequestStatus.UNKNOWN:
+            return ErrorReply(
+                messages.NOT_UNKNOWN.format(id=request_id, outcome=_status_text(request))
+            )
+        now_balance = self._backend.get_balance(request.change.user)
+        word = "applied" if applied else "not applied"
+        detail = messages.RESOLVED_DETAIL.format(outcome=word, by=actor_id)
+        settled = self._store.resolve(
+            request_id,
+            approver_id=actor_id,
+            applied=applied,
+            detail=detail,
+            after=now_balance,
+            now=self._clock(),
+        )
+        if settled is None:
+            current = self._store.get_request(request_id)
+            assert current is not None
+            return ErrorReply(
+                messages.NOT_UNKNOWN.format(id=request_id, outcome=_status_text(current))
+            )
+        self._note(
+            settled, actor_id, AuditAction.RESOLVED, word, before=request.before, after=now_balance
+        )
+        self._announce(settled)
+        return NoticeReply(
+            messages.RESOLVED_BY_YOU.format(id=settled.id, summary=_summary(settled), outcome=word)
+            + " "
+            + messages.BALANCE_NOW.format(balance=balance_summary(now_balance))
+        )
+
     # --- housekeeping ----------------------------------------------------------------
 
     def expire_due(self) -> int:
@@ -407,6 +507,34 @@ class ChangeService:
             self._metrics.approval("expired", _waited(request, now))
             self._announce(request)
         return len(expired)
+
+    def remind_due(self) -> int:
+        """Re-announce requests that have waited too long, mentioning the approvers, and
+        call in the escalation group once it is time. Returns how many were posted."""
+        policy = self._reminders
+        if policy is None or self._notifier is None:
+            return 0
+        now = self._clock()
+        posted = 0
+        for request in self._store.open_requests():
+            reminder = policy.due(request, now)
+            if reminder is None:
+                continue
+            marked = self._store.mark_reminded(reminder, now=now)
+            if marked is None:
+                continue  # decided, or reminded by someone else, a moment ago
+            text = reminder_text(
+                reminder, approvers=self._roles.approvers, escalate_to=policy.escalate_to
+            )
+            try:
+                self._notifier.remind(marked, text)
+            except NotifyError as error:
+                self._logger.warning("request #%s: reminder not posted (%s)", request.id, error)
+                continue
+            outcome = "escalated" if reminder.escalate else f"reminder {reminder.number}"
+            self._note(marked, SYSTEM, AuditAction.REMINDED, outcome)
+            posted += 1
+        return posted
 
     def recover_abandoned(self) -> int:
         """Changes whose owner stopped or died before recording an outcome.
@@ -492,7 +620,10 @@ class ChangeService:
         return PendingReply(tuple(self._store.open_requests()))
 
     def audit(self, target: str | None) -> Reply:
-        return AuditReply(tuple(self._store.audit(target=target, limit=20)), target=target)
+        events = self._store.audit(target=target, limit=20)
+        ids = sorted({e.request_id for e in events if e.request_id is not None})
+        requests = tuple(r for r in map(self._store.get_request, ids) if r is not None)
+        return AuditReply(tuple(events), target=target, requests=requests)
 
     # --- internals ---------------------------------------------------------------------
 
@@ -533,10 +664,20 @@ class ChangeService:
             after=after,
         )
 
-    def _announce(self, request: ApprovalRequest) -> None:
-        """Edit the approval message and tell the requester; failures are logged only."""
+    def _log(self, text: str) -> None:
         if self._notifier is None:
             return
+        try:
+            self._notifier.log(text)
+        except NotifyError as error:
+            self._logger.warning("could not post to the log channel (%s)", error.reason)
+
+    def _announce(self, request: ApprovalRequest) -> None:
+        """Edit the approval message, tell the requester, post to the log channel;
+        failures are logged only."""
+        if self._notifier is None:
+            return
+        self._log(decision_log_line(request))
         for step in (self._notifier.show_outcome, self._notifier.tell_requester):
             try:
                 step(request)

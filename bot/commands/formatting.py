@@ -5,7 +5,9 @@ Text is Slack mrkdwn (`*bold*`, `code`); the console strips the markers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from bot.commands import messages
 from bot.commands.grammar import USAGE
@@ -21,7 +23,13 @@ from bot.commands.replies import (
     PendingReply,
     Reply,
 )
-from bot.domain.approvals import ApprovalRequest, AuditEvent, RequestStatus
+from bot.domain.approvals import (
+    ApprovalRequest,
+    AuditAction,
+    AuditEvent,
+    Reminder,
+    RequestStatus,
+)
 from bot.domain.credits import Balance, CreditChange
 from bot.domain.policy import Role, Verb
 
@@ -288,6 +296,8 @@ def approval_outcome_content(request: ApprovalRequest) -> Content:
     lines = []
     if request.status is RequestStatus.EXPIRED:
         lines.append(messages.OUTCOME_EXPIRED)
+    elif request.status is RequestStatus.CANCELLED:
+        lines.append(messages.OUTCOME_CANCELLED.format(by=request.decided_by))
     else:
         outcome = messages.STATUS_TEXT[request.status.value]
         lines.append(
@@ -312,7 +322,95 @@ def approval_outcome_content(request: ApprovalRequest) -> Content:
     )
 
 
+def mention(slack_id: str) -> str:
+    """A user (`U…`/`W…`) or user-group (`S…`) mention."""
+    return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
+
+
+def waited_text(waited: timedelta) -> str:
+    minutes = int(waited.total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
+
+
+def reminder_text(reminder: Reminder, *, approvers: frozenset[str], escalate_to: str | None) -> str:
+    """The thread reply that re-announces a pending request."""
+    request = reminder.request
+    people = [mention(i) for i in sorted(approvers) if i != request.requester_id]
+    if reminder.escalate and escalate_to:
+        template = messages.ESCALATION
+        people = [mention(escalate_to)]
+    elif request.escalated_at is not None and escalate_to:
+        template = messages.REMINDER
+        people.append(mention(escalate_to))
+    else:
+        template = messages.REMINDER
+    return template.format(
+        id=request.id,
+        summary=request_summary(request),
+        requester=request.requester_id,
+        waited=waited_text(reminder.waited),
+        mentions=" ".join(people) or messages.REMINDER_NOBODY,
+        expires=request.expires_at.strftime("%Y-%m-%d %H:%M"),
+    )
+
+
+def decision_log_line(request: ApprovalRequest) -> str:
+    """A decision as the log channel shows it."""
+    by = request.decided_by if request.status is not RequestStatus.EXPIRED else None
+    text = messages.LOG_DECISION.format(
+        id=request.id,
+        summary=request_summary(request),
+        requester=request.requester_id,
+        outcome=messages.STATUS_TEXT[request.status.value],
+        by=f" by <@{by}>" if by and by != request.requester_id else "",
+    )
+    if request.before is not None and request.after is not None:
+        text += " · " + messages.BEFORE_AFTER.format(
+            before=balance_summary(request.before), after=balance_summary(request.after)
+        )
+    if request.reason:
+        text += " · " + messages.OUTCOME_REASON.format(reason=escape(request.reason))
+    return text
+
+
+def recent_top_up_note(event: AuditEvent, *, now: datetime) -> str:
+    """`@x added 5,000 12 min ago (now 5,640)`: said before a second Add."""
+    credits = (event.arguments or {}).get("credits")
+    amount = f"{int(credits):,}" if isinstance(credits, int) else "credits"
+    ago = waited_text(now - event.at)
+    if event.action is AuditAction.REQUESTED:
+        return messages.RECENT_TOP_UP_REQUESTED.format(
+            by=event.actor_id, amount=amount, ago=ago, id=event.request_id
+        )
+    after = f" (now {balance_summary(event.after)})" if event.after else ""
+    return messages.RECENT_TOP_UP.format(by=event.actor_id, amount=amount, ago=ago, after=after)
+
+
+def digest_note(reply: Reply, actor_id: str) -> str | None:
+    """What a digest line should say once someone acted on it from its buttons."""
+    match reply:
+        case NoticeReply(digest_note=note) if note:
+            return note
+        case ChangeReply(result=result) if result.change.credits is not None:
+            return messages.DIGEST_ADDED_BY.format(
+                amount=number(result.change.credits),
+                by=actor_id,
+                now=balance_summary(result.after) if result.after else "?",
+                unconfirmed=messages.DIGEST_UNCONFIRMED if result.outcome_unknown else "",
+            )
+        case ApprovalRequestedReply(request=request) if request.change.credits is not None:
+            return messages.DIGEST_REQUESTED_BY.format(
+                amount=number(request.change.credits), by=actor_id, id=request.id
+            )
+    return None
+
+
 def requester_notice(request: ApprovalRequest) -> str:
+    if request.status is RequestStatus.EXPIRED:
+        return messages.EXPIRED_NOTICE.format(id=request.id, summary=request_summary(request))
     text = messages.REQUESTER_NOTICE.format(
         id=request.id,
         summary=request_summary(request),
@@ -384,31 +482,136 @@ def _audit(reply: AuditReply) -> Content:
     )
     if not reply.events:
         return Content(headline=title, sections=(Section(messages.AUDIT_NONE),), fallback=title)
+    requests = {r.id: r for r in reply.requests}
+    lines = [
+        audit_line(event, requests.get(event.request_id) if event.request_id else None)
+        for event in reply.events
+    ]
     return Content(
         headline=title,
-        sections=_chunked([_audit_line(event) for event in reply.events]),
+        sections=_chunked(lines),
         fallback=f"{title}: {len(reply.events)} events",
     )
 
 
-def _audit_line(event: AuditEvent) -> str:
+# --- the audit trail as a ledger -----------------------------------------------------
+
+LEDGER_COLUMNS = (
+    "id",
+    "at",
+    "event",
+    "target",
+    "request",
+    "kind",
+    "amount",
+    "before",
+    "after",
+    "reason",
+    "requester",
+    "approvers",
+    "actor",
+    "outcome",
+)
+
+
+def ledger_row(event: AuditEvent, request: ApprovalRequest | None) -> dict[str, str]:
+    """One audit event as a ledger line: what, how much, before → after, who, and how it
+    ended, in words (for `/credits audit` and `credits-bot audit export`)."""
     arguments = event.arguments or {}
-    shown = {k: v for k, v in arguments.items() if k not in ("kind", "user")}
-    args = " " + " ".join(f"{k}={v}" for k, v in shown.items()) if shown else ""
+    kind = str(arguments.get("kind", ""))
+    amount = arguments.get("credits")
+    requester = request.requester_id if request else None
+    if event.action is AuditAction.CHANGED or (not request and kind):
+        requester = event.actor_id  # a direct change: the person is the requester
+    approvers = _approvers(event, request)
+    reason = request.reason if request and request.reason else ""
+    if event.action is AuditAction.DENIED and event.outcome and event.outcome != "denied":
+        reason = event.outcome
+    return {
+        "id": str(event.id or ""),
+        "at": event.at.strftime("%Y-%m-%d %H:%M:%S"),
+        "event": messages.AUDIT_EVENT_WORDS.get(event.action.value, event.action.value),
+        "target": event.target or "",
+        "request": str(event.request_id or ""),
+        "kind": kind,
+        "amount": "" if amount is None else str(amount),
+        "before": balance_summary(event.before) if event.before else "",
+        "after": balance_summary(event.after) if event.after else "",
+        "reason": reason,  # the `policy` branch adds a reason to every change
+        "requester": requester or "",
+        "approvers": " ".join(approvers),
+        "actor": event.actor_id,
+        "outcome": outcome_words(event),
+    }
+
+
+def _approvers(event: AuditEvent, request: ApprovalRequest | None) -> list[str]:
+    if event.action is AuditAction.CHANGED:
+        auto = (event.arguments or {}).get("auto_approved")
+        return [] if auto else [event.actor_id]  # an approver's or admin's own change
+    if (
+        request is not None
+        and request.decided_by
+        and request.status
+        not in (
+            RequestStatus.PENDING,
+            RequestStatus.DENIED,
+            RequestStatus.EXPIRED,
+            RequestStatus.CANCELLED,
+        )
+    ):
+        return [request.decided_by]
+    return []
+
+
+_ERROR_PREFIX = re.compile(r"^[A-Z][A-Za-z]*: ")
+
+
+def outcome_words(event: AuditEvent) -> str:
+    """How it ended, as a sentence fragment (never `not_an_approver` or `UserError: …`)."""
+    raw = (event.outcome or "").strip()
+    if event.action is AuditAction.REFUSED:
+        return messages.AUDIT_REFUSALS.get(raw, f"refused: {raw}")
+    auto = (event.arguments or {}).get("auto_approved")
+    if event.action is AuditAction.CHANGED and auto and raw in ("ok", ""):
+        return messages.AUDIT_OUTCOMES["auto"]
+    if raw in messages.AUDIT_OUTCOMES:
+        return messages.AUDIT_OUTCOMES[raw]
+    detail = _ERROR_PREFIX.sub("", raw)
+    if event.action is AuditAction.FAILED:
+        return messages.AUDIT_NOT_APPLIED.format(detail=detail)
+    if event.action is AuditAction.UNKNOWN:
+        return messages.AUDIT_UNCONFIRMED.format(detail=detail)
+    return detail
+
+
+def audit_line(event: AuditEvent, request: ApprovalRequest | None) -> str:
+    row = ledger_row(event, request)
+    what = ""
+    if row["kind"]:
+        amount = f" {int(row['amount']):,}" if row["amount"] else ""
+        what = f" {row['kind']}{amount}"
+    people = []
+    if row["requester"] and row["requester"] != event.actor_id:
+        people.append(messages.AUDIT_ASKED_BY.format(user=row["requester"]))
     balances = ""
-    if event.before is not None or event.after is not None:
-        before = balance_summary(event.before) if event.before else "?"
-        after = balance_summary(event.after) if event.after else "?"
-        balances = f" ({before} → {after})"
+    if row["before"] or row["after"]:
+        balances = " · " + messages.BEFORE_AFTER.format(
+            before=row["before"] or "?", after=row["after"] or "?"
+        )
     return messages.AUDIT_LINE.format(
-        at=event.at.strftime("%Y-%m-%d %H:%M:%S"),
+        at=row["at"],
         actor=event.actor_id,
-        action=event.action.value,
-        target=f" {event.target}" if event.target else "",
-        request=f" #{event.request_id}" if event.request_id else "",
-        args=escape(args),
-        outcome=f" — {escape(event.outcome)}" if event.outcome else "",
+        event=row["event"],
+        request=f" #{row['request']}" if row["request"] else "",
+        target=f" *{escape(row['target'])}*" if row["target"] else "",
+        what=escape(what),
+        people=(" (" + ", ".join(people) + ")") if people else "",
+        outcome=f" — {escape(row['outcome'])}" if row["outcome"] else "",
         balances=balances,
+        reason=" · " + messages.OUTCOME_REASON.format(reason=escape(row["reason"]))
+        if row["reason"] and event.action is not AuditAction.DENIED
+        else "",
     )
 
 

@@ -41,7 +41,13 @@ USAGE: dict[Verb, str] = {
     Verb.PENDING: "/credits pending",
     Verb.AUDIT: "/credits audit [USER]",
     Verb.THRESHOLD: "/credits threshold USER N",
+    Verb.APPROVE: "/credits approve ID",
+    Verb.DENY: "/credits deny ID [reason]",
+    Verb.CANCEL: "/credits cancel ID",
+    Verb.RESOLVE: "/credits resolve ID applied|not-applied",
 }
+RESOLUTIONS = {"applied": True, "not-applied": False}
+MAX_REQUEST_ID = 2**31 - 1
 
 
 class UsageError(UserError):
@@ -65,6 +71,9 @@ class Command:
     change: CreditChange | None = None
     topic: Verb | None = None  # for `help SUBCOMMAND`
     amount: int | None = None  # for `threshold USER N`
+    request_id: int | None = None  # for approve / deny / cancel / resolve
+    reason: str | None = None  # for `deny ID reason…`
+    applied: bool | None = None  # for `resolve ID applied|not-applied`
 
     @property
     def credits(self) -> int | None:
@@ -97,6 +106,8 @@ def parse(text: str) -> Command:
         if len(args) > 1:
             _arity(args, 1, usage)
         return Command(Verb.AUDIT, user=parse_user(args[0], usage) if args else None)
+    if verb in (Verb.APPROVE, Verb.DENY, Verb.CANCEL, Verb.RESOLVE):
+        return _decision(verb, args, text, usage)
     if verb in (Verb.SHOW, Verb.OVERVIEW, Verb.UNLIMIT):
         _arity(args, 1, usage)
         user = parse_user(args[0], usage)
@@ -114,6 +125,37 @@ def parse(text: str) -> Command:
     kind = verb.change_kind
     assert kind is not None  # add / remove / set
     return Command(verb, user=user, change=CreditChange(kind, user, credits))
+
+
+def _decision(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    """`approve ID`, `deny ID [reason…]`, `cancel ID`, `resolve ID applied|not-applied`."""
+    if not args:
+        raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
+    request_id = parse_request_id(args[0], usage)
+    if verb is Verb.DENY:
+        # The reason is the rest of the line as typed (spacing kept), after the id.
+        line = html.unescape(text).strip()
+        if line[:8].lower() == "/credits":
+            line = line[8:]
+        parts = line.split(None, 2)  # verb, id, reason
+        reason = parts[2].strip() if len(parts) > 2 else None
+        return Command(verb, request_id=request_id, reason=reason or None)
+    if verb is Verb.RESOLVE:
+        _arity(args, 2, usage)
+        resolution = args[1].lower()
+        if resolution not in RESOLUTIONS:
+            raise UsageError(messages.BAD_RESOLUTION.format(value=_quote(args[1])), usage=usage)
+        return Command(verb, request_id=request_id, applied=RESOLUTIONS[resolution])
+    _arity(args, 1, usage)
+    return Command(verb, request_id=request_id)
+
+
+def parse_request_id(raw: str, usage: str) -> int:
+    """A request number as shown on the card: `12` or `#12`."""
+    digits = raw.removeprefix("#")
+    if not digits.isascii() or not digits.isdigit() or not 0 < int(digits) <= MAX_REQUEST_ID:
+        raise UsageError(messages.NOT_A_REQUEST_ID.format(value=_quote(raw)), usage=usage)
+    return int(digits)
 
 
 def parse_user(raw: str, usage: str) -> str:

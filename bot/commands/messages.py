@@ -24,6 +24,8 @@ EXTRA_ARGUMENTS = "Unexpected extra words: `{extra}`."
 DID_YOU_MEAN = "There is no `{value}` subcommand. Did you mean `{suggestion}`?"
 UNKNOWN_SUBCOMMAND = "There is no `{value}` subcommand."
 USAGE_LINE = "Usage: `{usage}`"
+NOT_A_REQUEST_ID = "`{value}` is not a request number: write it as shown on the request, `12`."
+BAD_RESOLUTION = "`{value}` is not an outcome: use `applied` or `not-applied`."
 
 # --- help ----------------------------------------------------------------------------
 HELP_TITLE = "Credits bot"
@@ -44,6 +46,10 @@ HELP_DESCRIPTIONS = {
     "pending": "open approval requests",
     "audit": "the latest 20 changes and decisions (for one USER, if given)",
     "threshold": "warn when USER is at or below N credits (instead of the default)",
+    "approve": "approve request ID (as its Approve button does)",
+    "deny": "deny request ID, with an optional reason the requester sees",
+    "cancel": "withdraw your own request ID",
+    "resolve": "after checking the balance, record whether an unconfirmed change was applied",
 }
 HELP_OPERATOR_NOTE = "Changes other than `add` up to {limit:,} credits need an approver."
 HELP_OPERATOR_NOTE_NO_AUTO = "Your changes need an approver."
@@ -154,6 +160,14 @@ REQUEST_EXPIRED = (
     "Request #{id} has expired; nothing was changed. Ask for it again if still needed."
 )
 DECIDED_BY_YOU = "Request #{id} ({summary}): {outcome}."
+CANCELLED_BY_YOU = "Request #{id} ({summary}) is cancelled; nothing was changed."
+NOT_YOUR_REQUEST = "Only the person who asked can cancel request #{id}; approvers can deny it."
+NOT_UNKNOWN = (
+    "Request #{id} is not waiting to be resolved ({outcome}); only changes SendGrid did "
+    "not confirm are resolved."
+)
+RESOLVED_DETAIL = "resolved as {outcome} by <@{by}> after re-reading the balance"
+RESOLVED_BY_YOU = "Request #{id} ({summary}) is recorded as {outcome}."
 STATUS_TEXT = {
     "pending": "waiting for approval",
     "executing": "approved, being applied now",
@@ -162,20 +176,78 @@ STATUS_TEXT = {
     "unknown": "approved, but SendGrid did not confirm it — verify the balance",
     "denied": "denied",
     "expired": "expired",
+    "cancelled": "cancelled by the requester",
 }
 OUTCOME_LINE = "*{outcome}* by <@{by}>"
 OUTCOME_EXPIRED = "*Expired* — nobody decided in time."
+OUTCOME_CANCELLED = "*Cancelled by the requester* (<@{by}>); nothing was changed."
 OUTCOME_REASON = "Reason: {reason}"
 OUTCOME_DETAIL = "SendGrid: {detail}"
 BALANCE_NOW = "Balance now: {balance}."
 REQUESTER_NOTICE = "Your request #{id} ({summary}): {outcome}."
+REMINDER = (
+    "{mentions}: request *#{id}* ({summary}, from <@{requester}>) has waited {waited} "
+    "for a decision. Decide here or from anywhere with `/credits approve {id}` or "
+    "`/credits deny {id} reason`; it expires {expires} UTC."
+)
+ESCALATION = (
+    "{mentions}: request *#{id}* ({summary}, from <@{requester}>) has waited {waited} and "
+    "no approver has decided it. Please take it: `/credits approve {id}` or "
+    "`/credits deny {id} reason`; it expires {expires} UTC."
+)
+REMINDER_NOBODY = "Approvers"
+EXPIRED_NOTICE = (
+    "Your request #{id} ({summary}) expired: nobody decided it in time, and nothing was "
+    "changed. Ask again if it is still needed."
+)
+LOG_DIRECT = "<@{actor}> *{summary}*{auto}: {before} → {after}{outcome}"
+LOG_AUTO = " (auto-approved)"
+LOG_UNCONFIRMED = " — SendGrid did not confirm it; verify the balance"
+LOG_DECISION = "Request *#{id}* ({summary}, from <@{requester}>): {outcome}{by}"
 PENDING_TITLE = "Open requests"
 PENDING_NONE = "No open requests."
 PENDING_LINE = "*#{id}* {summary} — <@{requester}>, {status}{expiry}"
 AUDIT_TITLE = "Audit trail"
 AUDIT_TITLE_FOR = "Audit trail: {user}"
 AUDIT_NONE = "Nothing recorded yet."
-AUDIT_LINE = "`{at}` <@{actor}> *{action}*{target}{request}{args}{outcome}{balances}"
+AUDIT_LINE = "`{at}` <@{actor}> *{event}*{request}{target}{what}{people}{outcome}{balances}{reason}"
+AUDIT_ASKED_BY = "asked by <@{user}>"
+AUDIT_EVENT_WORDS = {
+    "requested": "asked for",
+    "approved": "approved",
+    "denied": "denied",
+    "expired": "expired",
+    "executed": "applied",
+    "changed": "changed",
+    "failed": "failed",
+    "unknown": "could not confirm",
+    "orphaned": "recovered",
+    "refused": "was refused",
+    "threshold": "set the alert threshold of",
+    "snoozed": "snoozed alerts for",
+    "cancelled": "cancelled",
+    "resolved": "resolved",
+    "reminded": "reminded approvers of",
+}
+AUDIT_OUTCOMES = {
+    "ok": "applied",
+    "auto": "applied without approval (within the auto-approve limit)",
+    "sending": "being sent to SendGrid",
+    "pending": "waiting for approval",
+    "executing": "approved, being applied",
+    "denied": "denied",
+    "expired": "expired: nobody decided in time",
+    "cancelled": "withdrawn by the requester",
+    "applied": "recorded as applied after re-reading the balance",
+    "not applied": "recorded as not applied after re-reading the balance",
+}
+AUDIT_REFUSALS = {
+    "not_an_approver": "refused: only approvers and admins decide requests",
+    "own_request": "refused: nobody decides their own request",
+    "not_the_requester": "refused: only the requester may cancel",
+}
+AUDIT_NOT_APPLIED = "not applied: {detail}"
+AUDIT_UNCONFIRMED = "SendGrid did not confirm it, verify the balance: {detail}"
 
 # --- low-credit alerts -------------------------------------------------------------
 DIGEST_TITLE = "Low credits: {summary}"
@@ -193,5 +265,12 @@ ADD_MODAL_TITLE = "Add credits"
 ADD_MODAL_LABEL = "Credits to add to {user}"
 ADD_MODAL_SUBMIT = "Add"
 SNOOZED = "Alerts for *{user}* are snoozed until {until} UTC."
+DIGEST_SNOOZED_BY = ":zzz: snoozed by <@{by}> until {until} UTC"
+DIGEST_ADDED_BY = ":white_check_mark: +{amount} by <@{by}>, now {now}{unconfirmed}"
+DIGEST_UNCONFIRMED = " (SendGrid did not confirm it: verify the balance)"
+DIGEST_REQUESTED_BY = ":hourglass: +{amount} requested by <@{by}> (request #{id})"
+RECENT_TOP_UP = ":warning: <@{by}> added {amount} {ago} ago{after}."
+RECENT_TOP_UP_REQUESTED = ":warning: <@{by}> asked to add {amount} {ago} ago (request #{id})."
+RECENT_TOP_UP_CONFIRM = "Add more only if that was not enough."
 THRESHOLD_SET = "Low-credit warnings for *{user}* now start at {below} credits."
 RUNS_OUT = "Runs out in ~{hours} h at the recent pace."

@@ -61,6 +61,7 @@ class NoticeReply:
 
     message: str
     warning: bool = False
+    digest_note: str | None = None  # what the digest line that prompted it should now say
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class PendingReply:
 class AuditReply:
     events: tuple[AuditEvent, ...]
     target: str | None = None
+    requests: tuple[ApprovalRequest, ...] = ()  # the requests the events are about
 
 
 Reply = (

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.commands import messages
 from bot.commands.changes import ChangeService
-from bot.commands.formatting import escape
+from bot.commands.formatting import escape, recent_top_up_note
 from bot.commands.grammar import USAGE, Command, UnknownSubcommand, UsageError, parse
 from bot.commands.replies import (
     ApprovalRequestedReply,
@@ -31,6 +31,7 @@ from bot.commands.sweep import AlertStore, forecast_for
 from bot.domain.approvals import AuditAction, AuditEvent, Store
 from bot.domain.credits import CreditsBackend
 from bot.domain.policy import (
+    DECIDING_VERBS,
     Decision,
     GroupDirectory,
     Outcome,
@@ -54,6 +55,9 @@ from bot.errors import (
     UserError,
 )
 from bot.observability.metrics import NO_METRICS, Metrics
+
+# A top-up this recent is pointed out before someone adds credits again from the digest.
+RECENT_TOP_UP = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +161,49 @@ class CommandService:
             until = now + timedelta(hours=hours)
             self._alerts.snooze(user, until=until)
             self._audit(actor, AuditAction.SNOOZED, user, f"until {until:%Y-%m-%d %H:%M} UTC")
-            return NoticeReply(messages.SNOOZED.format(user=user, until=f"{until:%Y-%m-%d %H:%M}"))
+            when = f"{until:%Y-%m-%d %H:%M}"
+            return NoticeReply(
+                messages.SNOOZED.format(user=user, until=when),
+                digest_note=messages.DIGEST_SNOOZED_BY.format(by=actor.user_id, until=when),
+            )
 
         return self._safely(run, actor)
+
+    def edit_digest(
+        self, channel_id: str, message_ts: str, *, seen: str, edit: Callable[[str], str]
+    ) -> str | None:
+        """Edit a digest message's content under the database's lock, so two people's
+        edits build on each other; None if there is no alert store or it failed."""
+        if self._alerts is None:
+            return None
+        for _ in range(2):  # a first edit racing another first edit is tried again
+            try:
+                return self._alerts.edit_digest(
+                    channel_id, message_ts, seen=seen, edit=edit, now=self._clock()
+                )
+            except StoreError:
+                continue
+        self._logger.warning("digest %s/%s not edited: the database failed", channel_id, message_ts)
+        return None
+
+    def recent_top_up(self, user: str, *, within: timedelta = RECENT_TOP_UP) -> str | None:
+        """Before someone adds credits to `user` from the digest: who already did, lately."""
+        if self._store is None:
+            return None
+        since = self._clock() - within
+        try:
+            events = self._store.audit(target=user, limit=20)
+        except StoreError:
+            return None
+        for event in events:  # newest first
+            if event.at < since:
+                break
+            arguments = event.arguments or {}
+            applied = event.action in (AuditAction.CHANGED, AuditAction.EXECUTED)
+            asked = event.action is AuditAction.REQUESTED
+            if arguments.get("kind") == "add" and (applied or asked) and event.outcome != "sending":
+                return recent_top_up_note(event, now=self._clock())
+        return None
 
     def _audit(self, actor: Actor, action: AuditAction, user: str, outcome: str) -> None:
         if self._store is not None:
@@ -245,6 +289,8 @@ class CommandService:
         )
 
     def _execute(self, actor: Actor, command: Command, decision: Decision) -> Reply:
+        if command.verb in DECIDING_VERBS:
+            return self._decide(actor, command)
         if command.verb is Verb.THRESHOLD:
             assert command.user is not None
             assert command.amount is not None
@@ -297,10 +343,26 @@ class CommandService:
             recorded=recorded,
         )
 
+    def _decide(self, actor: Actor, command: Command) -> Reply:
+        """`approve`/`deny`/`cancel`/`resolve ID`: the same calls the buttons make, so a
+        command racing a click still executes once (one conditional update wins)."""
+        assert command.request_id is not None
+        desk = self._desk()
+        match command.verb:
+            case Verb.APPROVE:
+                return desk.approve(command.request_id, actor.user_id)
+            case Verb.DENY:
+                return desk.deny(command.request_id, actor.user_id, command.reason)
+            case Verb.CANCEL:
+                return desk.cancel(command.request_id, actor.user_id)
+            case _:
+                assert command.applied is not None
+                return desk.resolve(command.request_id, actor.user_id, applied=command.applied)
+
 
 # What a request whose replay could not be checked may not do.
 CHANGING_VERBS = frozenset(
-    {Verb.ADD, Verb.REMOVE, Verb.SET, Verb.RECURRING, Verb.UNLIMIT, Verb.THRESHOLD}
+    {Verb.ADD, Verb.REMOVE, Verb.SET, Verb.RECURRING, Verb.UNLIMIT, Verb.THRESHOLD} | DECIDING_VERBS
 )
 
 

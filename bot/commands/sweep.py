@@ -51,6 +51,18 @@ class AlertStore(Protocol):
 
     def snooze(self, user: str, *, until: datetime) -> None: ...
 
+    def edit_digest(
+        self,
+        channel_id: str,
+        message_ts: str,
+        *,
+        seen: str,
+        edit: Callable[[str], str],
+        now: datetime,
+    ) -> str:
+        """Edit a posted digest's content (opaque to the store) under a lock."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Announcement:

@@ -5,9 +5,12 @@
 pending ──────────────────────────────► executing ─────────────► approved
    │  deny                                 │  │ SendGrid said no
    ├──────► denied                         │  └──────────────────► failed
-   │  TTL passed                           │ no answer after the write was sent,
-   └──────► expired                        │ or the process died mid-write
-                                           └──────────────────────► unknown
+   │  the requester cancels                │ no answer after the write was sent,
+   ├──────► cancelled                      │ or the process died mid-write
+   │  TTL passed                           └──────────────────────► unknown
+   └──────► expired                                    │ an approver re-reads the
+                                                       │ balance and resolves it
+                                                       └──► approved | failed
 ```
 
 Only `pending → executing` can start a SendGrid write, and it is a single
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.domain.credits import Balance, CreditChange
@@ -35,6 +38,7 @@ class RequestStatus(enum.StrEnum):
     UNKNOWN = "unknown"
     DENIED = "denied"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
     @property
     def is_open(self) -> bool:
@@ -60,9 +64,57 @@ class ApprovalRequest:
     before: Balance | None = None
     after: Balance | None = None
     detail: str | None = None
+    reminders: int = 0  # reminders posted so far
+    escalated_at: datetime | None = None
 
     def expired_at(self, now: datetime) -> bool:
         return self.status is RequestStatus.PENDING and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderPolicy:
+    """When a pending request is re-announced, and when the escalation group is called in.
+
+    Reminders back off: the k-th (k = 1, 2, …) is due `remind_after × (2^k − 1)` after
+    the request (30 min, 1 h 30, 3 h 30, … with the 30-minute default), so a request
+    nobody can decide does not flood its thread. Escalation happens once, at
+    `escalate_after`, and only with a group to escalate to.
+    """
+
+    remind_after: timedelta
+    escalate_after: timedelta | None = None
+    escalate_to: str | None = None  # a user-group ID (S…)
+
+    def next_reminder_at(self, request: ApprovalRequest) -> datetime:
+        return request.requested_at + self.remind_after * ((1 << (request.reminders + 1)) - 1)
+
+    def due(self, request: ApprovalRequest, now: datetime) -> Reminder | None:
+        """The reminder `request` is owed at `now`, if any."""
+        if request.status is not RequestStatus.PENDING or now >= request.expires_at:
+            return None
+        escalate = (
+            self.escalate_to is not None
+            and self.escalate_after is not None
+            and request.escalated_at is None
+            and now >= request.requested_at + self.escalate_after
+        )
+        remind = now >= self.next_reminder_at(request)
+        if not (remind or escalate):
+            return None
+        return Reminder(
+            request=request,
+            number=request.reminders + (1 if remind else 0),
+            escalate=escalate,
+            waited=now - request.requested_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    request: ApprovalRequest
+    number: int  # the reminders count once this one is posted
+    escalate: bool
+    waited: timedelta
 
 
 class ChangeState(enum.StrEnum):
@@ -116,6 +168,19 @@ class Refusal(enum.Enum):
 
     NOT_AN_APPROVER = "not_an_approver"
     OWN_REQUEST = "own_request"
+    NOT_THE_REQUESTER = "not_the_requester"
+
+
+def may_cancel(actor_id: str, request: ApprovalRequest) -> Refusal | None:
+    """Only the person who asked may withdraw a request."""
+    return None if actor_id == request.requester_id else Refusal.NOT_THE_REQUESTER
+
+
+def may_resolve(role: Role) -> Refusal | None:
+    """Approvers and admins record what became of an unconfirmed change (after
+    re-reading the balance); the requester too, if they are an approver: there is
+    nothing left to approve, only a fact to record."""
+    return None if role >= Role.APPROVER else Refusal.NOT_AN_APPROVER
 
 
 def may_decide(actor_id: str, role: Role, request: ApprovalRequest) -> Refusal | None:
@@ -140,6 +205,9 @@ class AuditAction(enum.StrEnum):
     REFUSED = "refused"  # someone tried to decide without the right
     THRESHOLD = "threshold"  # a per-subuser low-credit threshold was set
     SNOOZED = "snoozed"  # low-credit alerts for a subuser silenced for a while
+    CANCELLED = "cancelled"  # the requester withdrew a request
+    RESOLVED = "resolved"  # an approver recorded what became of an unknown outcome
+    REMINDED = "reminded"  # a pending request re-announced (or escalated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +297,31 @@ class Store(Protocol):
         """`pending → denied`; None if it was no longer pending."""
         ...
 
+    def cancel(
+        self, request_id: int, *, requester_id: str, now: datetime
+    ) -> ApprovalRequest | None:
+        """`pending → cancelled` by its requester; None if it was no longer pending."""
+        ...
+
+    def resolve(
+        self,
+        request_id: int,
+        *,
+        approver_id: str,
+        applied: bool,
+        detail: str,
+        after: Balance,
+        now: datetime,
+    ) -> ApprovalRequest | None:
+        """`unknown → approved | failed`; None if it was no longer unknown."""
+        ...
+
     def expire_due(self, now: datetime) -> list[ApprovalRequest]: ...
+
+    def mark_reminded(self, reminder: Reminder, *, now: datetime) -> ApprovalRequest | None:
+        """Record a reminder if nobody recorded it first and the request is still
+        pending (one conditional update); None otherwise."""
+        ...
 
     def orphans_to_unknown(self, *, now: datetime) -> list[ApprovalRequest]:
         """Requests left `executing` with no change record (before the lifecycle was

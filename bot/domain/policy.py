@@ -46,6 +46,10 @@ class Verb(enum.StrEnum):
     PENDING = "pending"
     AUDIT = "audit"
     THRESHOLD = "threshold"
+    APPROVE = "approve"
+    DENY = "deny"
+    CANCEL = "cancel"
+    RESOLVE = "resolve"
 
     @property
     def change_kind(self) -> ChangeKind | None:
@@ -67,7 +71,16 @@ REQUIRED_ROLE: dict[Verb, Role] = {
     Verb.PENDING: Role.VIEWER,
     Verb.AUDIT: Role.VIEWER,
     Verb.THRESHOLD: Role.APPROVER,
+    # Deciding by command: who may decide *this* request is checked by the change
+    # service, exactly as for the buttons (the requester may only cancel).
+    Verb.APPROVE: Role.APPROVER,
+    Verb.DENY: Role.APPROVER,
+    Verb.CANCEL: Role.OPERATOR,
+    Verb.RESOLVE: Role.APPROVER,
 }
+
+# Verbs that decide an existing request rather than ask for a change.
+DECIDING_VERBS = frozenset({Verb.APPROVE, Verb.DENY, Verb.CANCEL, Verb.RESOLVE})
 
 
 class GroupDirectory(Protocol):

@@ -27,7 +27,7 @@ from bot.commands.service import CommandService
 from bot.commands.sweep import AlertPoster, SweepService
 from bot.config import Settings
 from bot.domain.alerts import Thresholds
-from bot.domain.approvals import Store
+from bot.domain.approvals import ReminderPolicy, Store
 from bot.domain.credits import CreditsBackend
 from bot.domain.policy import GroupDirectory, RoleBook
 from bot.errors import BotError
@@ -68,6 +68,7 @@ def build_services(
     notifier: ApprovalNotifier | None = None,
     kind: str = "serve",
     metrics: Metrics = NO_METRICS,
+    clock: Callable[[], datetime] | None = None,
 ) -> Services:
     """The services for these settings; collaborators may be injected.
 
@@ -92,6 +93,12 @@ def build_services(
         executor=executor,
         logger=logging.getLogger("bot.changes"),
         metrics=metrics,
+        clock=clock or (lambda: datetime.now(UTC)),
+        reminders=ReminderPolicy(
+            remind_after=settings.remind_after,
+            escalate_after=settings.escalate_after,
+            escalate_to=settings.escalate_to,
+        ),
     )
     commands = CommandService(
         backend=backend,
@@ -262,9 +269,14 @@ def build_sweep(
 
 
 def build_clock(
-    settings: Settings, *, backend: CreditsBackend | None = None, metrics: Metrics = NO_METRICS
+    settings: Settings,
+    *,
+    backend: CreditsBackend | None = None,
+    metrics: Metrics = NO_METRICS,
+    clock: Callable[[], datetime] | None = None,
 ) -> Clock:
-    """Everything the clock process runs: sweeps and approval expiry, behind the lock."""
+    """Everything the clock process runs: sweeps, approval expiry and reminders, behind
+    the lock. `clock` is the time approvals are judged by (tests inject it)."""
     from bot.adapters.slack_web import build_web_client  # noqa: PLC0415 (Slack only if used)
     from bot.transports.slack.alerts import SlackAlertPoster  # noqa: PLC0415
     from bot.transports.slack.approvals import SlackApprovalNotifier  # noqa: PLC0415
@@ -279,7 +291,11 @@ def build_clock(
         if settings.alert_channel:
             poster = SlackAlertPoster(client=client, channel_id=settings.alert_channel)
         if settings.approval_channel:
-            notifier = SlackApprovalNotifier(client=client, channel_id=settings.approval_channel)
+            notifier = SlackApprovalNotifier(
+                client=client,
+                channel_id=settings.approval_channel,
+                log_channel_id=settings.log_channel,
+            )
     if poster is None:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
     backend = backend or sweep_backend(settings, store, metrics=metrics)
@@ -290,12 +306,14 @@ def build_clock(
         notifier=notifier,
         kind="clock",
         metrics=metrics,
+        clock=clock,
     )
     changes = services.changes
     holder = executor_name()
     return Clock(
         sweeper=build_sweep(settings, store=store, backend=backend, poster=poster, metrics=metrics),
         expire=lambda: changes.expire_due() + changes.recover_abandoned(),
+        remind=changes.remind_due,
         heartbeat=Heartbeat(store, changes),
         scheduler_lock=SchedulerLock(store.engine, holder=holder),
         sweep_lock=SchedulerLock(

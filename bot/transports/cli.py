@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from bot import __version__
 from bot.config import Secret, Settings, load_settings
@@ -113,6 +114,23 @@ def _parser() -> argparse.ArgumentParser:
         _run_doctor,
     )
 
+    audit = command(
+        "audit",
+        "the audit trail as a ledger: export it, or verify its hash chain",
+        "`audit export --since 2026-11-01 --format csv` prints every event since then; "
+        "`audit verify` exits 1 if any audit row was edited or deleted.",
+        _run_audit,
+    )
+    audit.add_argument("action", choices=["export", "verify"])
+    audit.add_argument(
+        "--since",
+        type=_since,
+        default=None,
+        metavar="WHEN",
+        help="YYYY-MM-DD or an ISO time, UTC (export; default: everything)",
+    )
+    audit.add_argument("--format", choices=["csv", "json"], default="csv", help="(export)")
+
     console = command(
         "console",
         "chat with the bot without Slack: one command a line on stdin",
@@ -203,6 +221,50 @@ def _run_migrate(args: argparse.Namespace, settings: Settings) -> int:
     engine.dispose()
     print(f"database is up to date ({settings.database_url.split('://', 1)[0]})")
     return 0
+
+
+def _since(raw: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a date: write YYYY-MM-DD or YYYY-MM-DDTHH:MM"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def _run_audit(args: argparse.Namespace, settings: Settings) -> int:
+    """`audit export` (CSV or JSON lines of the ledger on stdout) and `audit verify`."""
+    import csv
+    import json
+
+    from bot.adapters.store import SqlStore
+    from bot.commands.formatting import LEDGER_COLUMNS, ledger_row
+
+    store = SqlStore.from_url(settings.database_url)
+    try:
+        if args.action == "verify":
+            report = store.verify_ledger()
+            for problem in report.problems:
+                print(f"✗ {problem}")
+            legacy = f", {report.unchained} from before the ledger" if report.unchained else ""
+            verdict = "intact" if report.intact else f"{len(report.problems)} problem(s)"
+            print(
+                f"audit ledger: {report.rows} rows, {report.entries} ledger entries{legacy}: "
+                f"{verdict}"
+            )
+            return 0 if report.intact else 1
+        since = args.since or datetime(1970, 1, 1, tzinfo=UTC)
+        rows = [ledger_row(event, request) for event, request in store.audit_since(since)]
+        if args.format == "json":
+            print(json.dumps(rows, ensure_ascii=False, indent=1))
+        else:
+            writer = csv.DictWriter(sys.stdout, fieldnames=LEDGER_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        return 0
+    finally:
+        store.close()
 
 
 CONSOLE_USER = "UCONSOLE"

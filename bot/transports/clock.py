@@ -1,4 +1,5 @@
-"""The `clock` process (and `credits-bot sweep`): scheduled sweeps and approval expiry.
+"""The `clock` process (and `credits-bot sweep`): scheduled sweeps, approval expiry,
+and reminders of pending requests (with escalation).
 
 Exactly one scheduler runs jobs: every job first takes the database scheduler
 lock (PostgreSQL advisory lock, or a lease on SQLite), which for the holder means
@@ -35,6 +36,7 @@ logger = logging.getLogger("bot.clock")
 
 SWEEP_JOB = "low-credit-sweep"
 EXPIRY_JOB = "expire-approvals"
+REMINDER_JOB = "remind-approvers"
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
 
 
@@ -49,9 +51,11 @@ class Clock:
         scheduler_lock: SchedulerLock,
         sweep_lock: SchedulerLock,
         heartbeat: Heartbeat | None = None,
+        remind: Callable[[], int] = lambda: 0,
     ) -> None:
         self.sweeper = sweeper
         self._expire = expire
+        self._remind = remind
         self.heartbeat = heartbeat
         self._scheduler_lock = scheduler_lock
         self.sweep_lock = sweep_lock
@@ -68,6 +72,15 @@ class Clock:
             minutes=1,
             id=EXPIRY_JOB,
             name=EXPIRY_JOB,
+            replace_existing=True,
+        )
+
+        scheduler.add_job(
+            self.run_reminders,
+            "interval",
+            minutes=1,
+            id=REMINDER_JOB,
+            name=REMINDER_JOB,
             replace_existing=True,
         )
 
@@ -99,6 +112,17 @@ class Clock:
             self._expire()
         except BotError:
             logger.exception("expiring approval requests failed; will retry")
+
+    def run_reminders(self) -> int:
+        """Re-announce requests waiting too long; escalate once it is time (see
+        `ReminderPolicy`). A request past its expiry is never reminded."""
+        if not self.leading():
+            return 0
+        try:
+            return self._remind()
+        except BotError:
+            logger.exception("reminding approvers failed; will retry")
+            return 0
 
     def _count(self) -> None:
         self.sweeps += 1

@@ -63,6 +63,17 @@ GOOD = [
             ),
         ),
     ),
+    ("approve 12", Command(Verb.APPROVE, request_id=12)),
+    ("/credits approve #12", Command(Verb.APPROVE, request_id=12)),
+    ("deny 3", Command(Verb.DENY, request_id=3)),
+    (
+        "deny 3 ZD-4411  customer &amp; finance agreed",
+        Command(Verb.DENY, request_id=3, reason="ZD-4411  customer & finance agreed"),
+    ),
+    ("/credits deny #3 no", Command(Verb.DENY, request_id=3, reason="no")),
+    ("cancel 7", Command(Verb.CANCEL, request_id=7)),
+    ("resolve 4 applied", Command(Verb.RESOLVE, request_id=4, applied=True)),
+    ("RESOLVE 4 Not-Applied", Command(Verb.RESOLVE, request_id=4, applied=False)),
 ]
 
 
@@ -79,6 +90,13 @@ def test_good_commands(text: str, command: Command):
         ("set acme-eu 1.5", "/credits set USER N"),
         ("recurring acme-eu 5", "/credits recurring USER N daily|weekly|monthly"),
         ("show", "/credits show USER"),
+        ("approve", "/credits approve ID"),
+        ("approve 0", "/credits approve ID"),
+        ("approve 1 2", "/credits approve ID"),
+        ("cancel x", "/credits cancel ID"),
+        ("deny 99999999999 x", "/credits deny ID [reason]"),
+        ("resolve 4", "/credits resolve ID applied|not-applied"),
+        ("resolve 4 maybe", "/credits resolve ID applied|not-applied"),
     ],
 )
 def test_refusals_show_the_right_form(text: str, usage: str):

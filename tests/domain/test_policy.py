@@ -115,5 +115,6 @@ def test_help_lists_by_role():
     assert allowed_verbs(Role.NONE) == [Verb.HELP]
     assert Verb.SHOW in allowed_verbs(Role.VIEWER)
     assert Verb.ADD not in allowed_verbs(Role.VIEWER)
-    assert allowed_verbs(Role.OPERATOR) == [v for v in Verb if v is not Verb.THRESHOLD]
+    approver_only = {Verb.THRESHOLD, Verb.APPROVE, Verb.DENY, Verb.RESOLVE}
+    assert allowed_verbs(Role.OPERATOR) == [v for v in Verb if v not in approver_only]
     assert allowed_verbs(Role.APPROVER) == list(Verb)

@@ -68,7 +68,9 @@ class Reply:
                 if isinstance(block.get(key), dict):
                     parts.append(block[key]["text"])
             parts.extend(f["text"] for f in block.get("fields") or [])
-            parts.extend(e.get("text", "") for e in block.get("elements") or [])
+            for element in block.get("elements") or []:
+                text = element.get("text", "")
+                parts.append(text["text"] if isinstance(text, dict) else text)  # a button's
         return "\n".join(parts)
 
 
@@ -80,6 +82,7 @@ class BotUnderTest:
     _names: Iterator[int]
     api_version: str = "v2"
     signing_secret: str = SIGNING_SECRET
+    settings: Any = None  # the Settings it was started with (to build a clock alongside)
 
     @property
     def events_url(self) -> str:
@@ -213,6 +216,7 @@ def start_bot(
             signing_secret=settings.slack_signing_secret.reveal()
             if settings.slack_signing_secret
             else SIGNING_SECRET,
+            settings=settings,
         )
 
     yield start

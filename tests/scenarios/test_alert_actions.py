@@ -92,7 +92,10 @@ def test_threshold_is_for_approvers_and_changes_the_next_sweep(bot, sweeps):
     report = sweeps.run()
     [alert] = [a for a in report.alerts if a.assessment.user == "acme-us"]
     assert alert.assessment.reason == "at or below 200,000"
-    assert f"<@{APPROVER}> *threshold* acme-us" in bot.command("audit acme-us", user=VIEWER).text
+    assert (
+        f"<@{APPROVER}> *set the alert threshold of* *acme-us*"
+        in bot.command("audit acme-us", user=VIEWER).text
+    )
 
 
 def test_snooze_button_silences_that_subuser(bot, sweeps):
@@ -103,7 +106,10 @@ def test_snooze_button_silences_that_subuser(bot, sweeps):
     assert "Alerts for *globex* are snoozed until 20" in snoozed.text
     bot.simulator.state.subusers["globex"].credit_remain = 0
     assert all(a.assessment.user != "globex" for a in sweeps.run(hours=1).alerts)
-    assert f"<@{OPERATOR}> *snoozed* globex" in bot.command("audit globex", user=VIEWER).text
+    assert (
+        f"<@{OPERATOR}> *snoozed alerts for* *globex*"
+        in bot.command("audit globex", user=VIEWER).text
+    )
 
 
 def test_add_credits_button_opens_a_dialog_that_runs_add(bot, sweeps):
@@ -119,7 +125,8 @@ def test_add_credits_button_opens_a_dialog_that_runs_add(bot, sweeps):
     )
     assert post_signed(bot.events_url, SIGNING_SECRET, body).status_code == 200
     [opened] = wait_until(lambda: bot.slack.state.calls_to("views.open"))
-    assert opened.payload["view"]["private_metadata"] == "globex"
+    # USER, then the digest it came from (so its line can be edited after the add)
+    assert opened.payload["view"]["private_metadata"] == f"globex {ALERTS} 1700000000.000001"
 
     def submit(user: str, amount: str):
         values = {"amount": {"amount_input": {"type": "plain_text_input", "value": amount}}}

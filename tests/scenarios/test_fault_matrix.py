@@ -167,7 +167,7 @@ def test_direct_add(start_bot: BotFactory, key: str):
     audit = bot.command("audit globex", user=USERS["viewer"]).text
     expected_action = {1: "*changed*", 0: "*failed*"}[applied]
     if seen == UNKNOWN:
-        expected_action = "*unknown*"
+        expected_action = "*could not confirm*"
     assert expected_action in audit
     assert healthy(bot)
 
@@ -192,7 +192,7 @@ def test_approval_execution(start_bot: BotFactory, key: str):
     if "verify" in seen:
         assert "verify the balance" in pending  # unknown outcomes stay open
     audit = bot.command("audit globex", user=USERS["viewer"]).text
-    assert any(a in audit for a in ("*executed*", "*failed*", "*unknown*"))
+    assert any(a in audit for a in ("*applied*", "*failed*", "*could not confirm*"))
     assert healthy(approver)
 
 

@@ -6,14 +6,19 @@ than a chunk's rows in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from bot.adapters.store.sql import SqlStore, _utc
-from bot.adapters.store.tables import alert_states, alert_thresholds, balance_snapshots
+from bot.adapters.store.tables import (
+    alert_states,
+    alert_thresholds,
+    balance_snapshots,
+    digest_messages,
+)
 from bot.domain.alerts import AlertLevel, AlertState, Usage
 from bot.domain.credits import Balance
 
@@ -96,6 +101,38 @@ class SqlAlertStore:
                 connection.execute(
                     insert(alert_thresholds).values(target=user, below=below, set_by=by, set_at=at)
                 )
+
+    def edit_digest(
+        self,
+        channel_id: str,
+        message_ts: str,
+        *,
+        seen: str,
+        edit: Callable[[str], str],
+        now: datetime,
+    ) -> str:
+        """Apply `edit` to the digest message as last edited (or to `seen`, the copy the
+        click carried, the first time), with the row locked; returns the new content."""
+        table = digest_messages.c
+        key = (table.channel_id == channel_id, table.message_ts == message_ts)
+        with self._store.transaction() as connection:
+            current = connection.execute(
+                select(table.blocks).where(*key).with_for_update()
+            ).scalar_one_or_none()
+            if current is None:
+                connection.execute(
+                    insert(digest_messages).values(
+                        channel_id=channel_id, message_ts=message_ts, blocks=seen, updated_at=now
+                    )
+                )
+                # Of two first edits at the same moment, one loses on the primary key
+                # (StoreError) and is retried by the caller, then finds this row.
+                current = seen
+            edited = edit(current)
+            connection.execute(
+                update(digest_messages).where(*key).values(blocks=edited, updated_at=now)
+            )
+        return edited
 
     def snooze(self, user: str, *, until: datetime) -> None:
         with self._store.transaction() as connection:

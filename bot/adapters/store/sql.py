@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
+from bot.adapters.store import ledger
 from bot.adapters.store.instances import (
     FORGET_INSTANCES_AFTER,
     instance_is_live,
@@ -49,6 +50,7 @@ from bot.domain.approvals import (
     ChangeOrigin,
     ChangeRecord,
     ChangeState,
+    Reminder,
     RequestStatus,
 )
 from bot.domain.credits import (
@@ -341,7 +343,7 @@ class SqlStore:
             if not updated:
                 return False, None
             if record.audit_event_id is not None:
-                connection.execute(
+                completed = connection.execute(
                     update(audit_events)
                     .where(audit_events.c.id == record.audit_event_id)
                     .values(
@@ -350,7 +352,9 @@ class SqlStore:
                         before_balance=_balance_json(before),
                         after_balance=_balance_json(after),
                     )
-                )
+                    .returning(audit_events)
+                ).all()
+                ledger.seal(connection, completed)
             if note is not None:
                 self._insert_event(connection, note)
             request = None
@@ -480,6 +484,37 @@ class SqlStore:
             reason=reason,
         )
 
+    def cancel(
+        self, request_id: int, *, requester_id: str, now: datetime
+    ) -> ApprovalRequest | None:
+        return self._transition(
+            request_id,
+            [RequestStatus.PENDING],
+            requested_by=requester_id,
+            status=RequestStatus.CANCELLED.value,
+            decided_by=requester_id,
+            decided_at=now,
+        )
+
+    def resolve(
+        self,
+        request_id: int,
+        *,
+        approver_id: str,
+        applied: bool,
+        detail: str,
+        after: Balance,
+        now: datetime,
+    ) -> ApprovalRequest | None:
+        status = RequestStatus.APPROVED if applied else RequestStatus.FAILED
+        return self._transition(
+            request_id,
+            [RequestStatus.UNKNOWN],
+            status=status.value,
+            detail=detail,
+            after_balance=_balance_json(after),
+        )
+
     def _transition(
         self,
         request_id: int,
@@ -487,6 +522,7 @@ class SqlStore:
         *,
         unexpired_at: datetime | None = None,
         owned_by: str | None = None,
+        requested_by: str | None = None,
         **values: Any,
     ) -> ApprovalRequest | None:
         """One conditional UPDATE: applies only if the request is still in `from_statuses`
@@ -498,6 +534,7 @@ class SqlStore:
                 from_statuses,
                 unexpired_at=unexpired_at,
                 owned_by=owned_by,
+                requested_by=requested_by,
                 **values,
             )
 
@@ -509,6 +546,7 @@ class SqlStore:
         *,
         unexpired_at: datetime | None = None,
         owned_by: str | None = None,
+        requested_by: str | None = None,
         **values: Any,
     ) -> ApprovalRequest | None:
         table = approval_requests.c
@@ -517,6 +555,8 @@ class SqlStore:
             conditions.append(table.expires_at > unexpired_at)
         if owned_by is not None:
             conditions.append(table.executor == owned_by)
+        if requested_by is not None:
+            conditions.append(table.requester_id == requested_by)
         statement = (
             update(approval_requests)
             .where(*conditions)
@@ -524,6 +564,26 @@ class SqlStore:
             .returning(approval_requests)
         )
         row = connection.execute(statement).one_or_none()
+        return _request(row) if row else None
+
+    def mark_reminded(self, reminder: Reminder, *, now: datetime) -> ApprovalRequest | None:
+        table = approval_requests.c
+        conditions = [
+            table.id == reminder.request.id,
+            table.status == RequestStatus.PENDING.value,
+            table.reminders == reminder.request.reminders,
+        ]
+        values: dict[str, Any] = {"reminders": reminder.number}
+        if reminder.escalate:
+            conditions.append(table.escalated_at.is_(None))
+            values["escalated_at"] = now
+        with self.transaction() as connection:
+            row = connection.execute(
+                update(approval_requests)
+                .where(*conditions)
+                .values(**values)
+                .returning(approval_requests)
+            ).one_or_none()
         return _request(row) if row else None
 
     def expire_due(self, now: datetime) -> list[ApprovalRequest]:
@@ -596,11 +656,9 @@ class SqlStore:
             "before_balance": _balance_json(event.before),
             "after_balance": _balance_json(event.after),
         }
-        return int(
-            connection.execute(
-                insert(audit_events).values(values).returning(audit_events.c.id)
-            ).scalar_one()
-        )
+        row = connection.execute(insert(audit_events).values(values).returning(audit_events)).one()
+        ledger.seal(connection, [row])
+        return int(row.id)
 
     def complete(
         self,
@@ -613,7 +671,7 @@ class SqlStore:
     ) -> None:
         """Fill in what SendGrid answered on an event written before the call."""
         with self.transaction() as connection:
-            connection.execute(
+            rows = connection.execute(
                 update(audit_events)
                 .where(audit_events.c.id == event_id)
                 .values(
@@ -622,7 +680,9 @@ class SqlStore:
                     before_balance=_balance_json(before),
                     after_balance=_balance_json(after),
                 )
-            )
+                .returning(audit_events)
+            ).all()
+            ledger.seal(connection, rows)
 
     def audit(self, *, target: str | None = None, limit: int = 20) -> list[AuditEvent]:
         statement = select(audit_events).order_by(desc(audit_events.c.id)).limit(limit)
@@ -631,6 +691,26 @@ class SqlStore:
         with self.transaction() as connection:
             rows = connection.execute(statement).all()
         return [_event(row) for row in rows]
+
+    def audit_since(self, since: datetime) -> list[tuple[AuditEvent, ApprovalRequest | None]]:
+        """Every event from `since`, oldest first, with the request it is about."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(audit_events).where(audit_events.c.at >= since).order_by(audit_events.c.id)
+            ).all()
+            ids = {row.request_id for row in rows if row.request_id is not None}
+            requests = {
+                row.id: _request(row)
+                for row in connection.execute(
+                    select(approval_requests).where(approval_requests.c.id.in_(ids))
+                )
+            }
+        return [(_event(row), requests.get(row.request_id)) for row in rows]
+
+    def verify_ledger(self) -> ledger.LedgerReport:
+        """Walk the audit ledger's hash chain (see `bot.adapters.store.ledger`)."""
+        with self.transaction() as connection:
+            return ledger.verify(connection)
 
 
 # --- rows ↔ values ---------------------------------------------------------------------
@@ -699,6 +779,8 @@ def _request(row: Row[Any]) -> ApprovalRequest:
         before=_balance(m["before_balance"]),
         after=_balance(m["after_balance"]),
         detail=m["detail"],
+        reminders=m["reminders"] or 0,
+        escalated_at=_utc(m["escalated_at"]),
     )
 
 

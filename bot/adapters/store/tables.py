@@ -43,6 +43,10 @@ approval_requests = Table(
     Column("before_balance", Text),
     Column("after_balance", Text),
     Column("detail", Text),
+    # reminders (bot/transports/clock.py): how many were posted, and when the
+    # escalation group was called in
+    Column("reminders", Integer, nullable=False, server_default="0"),
+    Column("escalated_at", DateTime(timezone=True)),
     Index("ix_approval_requests_status", "status"),
 )
 
@@ -157,4 +161,39 @@ rate_grants = Table(
     Column("budget", String(64), nullable=False),
     Column("at", Float, nullable=False),
     Index("ix_rate_grants_budget_at", "budget", "at"),
+)
+
+# The audit ledger (bot/adapters/store/ledger.py): every version of every audit row,
+# chained by hash. `ledger_head` is one row per chain, updated (so locked) first by
+# whoever appends, which serialises appends across instances.
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("unchained_through", Integer, nullable=False),  # audit rows older than the ledger
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("event_id", Integer, nullable=False),
+    Column("entry", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_ledger_entries_event_id", "event_id"),
+)
+
+# The digest messages whose lines people have acted on (Add credits, Snooze): the
+# message's blocks as last edited, so concurrent edits build on each other (the row
+# is locked while one is made) instead of each click's stale copy.
+digest_messages = Table(
+    "digest_messages",
+    metadata,
+    Column("channel_id", String(32), primary_key=True),
+    Column("message_ts", String(32), primary_key=True),
+    Column("blocks", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -136,22 +136,54 @@ def _fit(text: str, limit: int = 3000) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def add_credits_dialog(user: str) -> dict[str, Any]:
+def add_credits_dialog(
+    user: str, *, digest: tuple[str, str] | None = None, recent: str | None = None
+) -> dict[str, Any]:
+    """The amount dialog. `digest` (channel, ts) is where the click came from, so the
+    line can be edited once the credits are added; `recent` is a top-up someone else
+    made a moment ago, said before anyone adds more."""
+    blocks: list[Any] = []
+    if recent:
+        text = f"{recent} {messages.RECENT_TOP_UP_CONFIRM}"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_fit(text))))
+    blocks.append(
+        InputBlock(
+            block_id=AMOUNT_BLOCK,
+            label=PlainTextObject(text=messages.ADD_MODAL_LABEL.format(user=user)[:2000]),
+            element=PlainTextInputElement(action_id=AMOUNT_INPUT, placeholder="1,500"),
+        )
+    )
     return View(
         type="modal",
         callback_id=ADD_VIEW,
-        private_metadata=user,
+        private_metadata=" ".join((user, *digest)) if digest else user,
         title=PlainTextObject(text=messages.ADD_MODAL_TITLE),
         submit=PlainTextObject(text=messages.ADD_MODAL_SUBMIT),
         close=PlainTextObject(text=messages.CANCEL),
-        blocks=[
-            InputBlock(
-                block_id=AMOUNT_BLOCK,
-                label=PlainTextObject(text=messages.ADD_MODAL_LABEL.format(user=user)[:2000]),
-                element=PlainTextInputElement(action_id=AMOUNT_INPUT, placeholder="1,500"),
-            )
-        ],
+        blocks=blocks,
     ).to_dict()
+
+
+def dialog_target(private_metadata: str) -> tuple[str, tuple[str, str] | None]:
+    """The dialog's USER (still to be validated) and the digest it came from, if any."""
+    parts = private_metadata.split()
+    if len(parts) == 3:
+        return parts[0], (parts[1], parts[2])
+    return private_metadata, None
+
+
+def annotate_line(message: dict[str, Any], user: str, note: str) -> dict[str, Any]:
+    """The digest message with `user`'s line saying `note` (replacing an earlier note):
+    the section just before the actions block `alert-USER`."""
+    blocks = [dict(block) for block in message.get("blocks", [])]
+    for index, block in enumerate(blocks):
+        if block.get("type") == "actions" and block.get("block_id") == f"alert-{user}":
+            if index and blocks[index - 1].get("type") == "section":
+                section = blocks[index - 1]
+                line = str(section.get("text", {}).get("text", "")).split("\n")[0]
+                section["text"] = {"type": "mrkdwn", "text": _fit(f"{line}\n{note}")}
+            break
+    return {**message, "blocks": blocks}
 
 
 def amount_from(view: dict[str, Any]) -> str:

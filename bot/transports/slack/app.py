@@ -15,6 +15,7 @@ mid-acknowledgement (the WSGI app tells it when requests enter and leave).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -34,6 +35,7 @@ from tenacity.wait import wait_exponential_jitter
 from bot.adapters.slack_directory import SlackUserGroups
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
+from bot.commands.formatting import digest_note
 from bot.commands.grammar import USAGE, parse_credits, parse_user
 from bot.commands.replies import ErrorReply, Reply
 from bot.commands.service import Actor, CommandService
@@ -51,6 +53,8 @@ from bot.transports.slack.alerts import (
     SNOOZE_ACTION,
     add_credits_dialog,
     amount_from,
+    annotate_line,
+    dialog_target,
 )
 from bot.transports.slack.approvals import (
     APPROVE_ACTION,
@@ -189,7 +193,11 @@ def build_slack(
         token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url
     )
     notifier = (
-        SlackApprovalNotifier(client=client, channel_id=settings.approval_channel)
+        SlackApprovalNotifier(
+            client=client,
+            channel_id=settings.approval_channel,
+            log_channel_id=settings.log_channel,
+        )
         if settings.approval_channel
         else None
     )
@@ -435,18 +443,83 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
     return handle_deny_submission
 
 
-def snooze_button(service: CommandService, work: PostAckWork) -> Any:
-    """A digest's "Snooze 24 h": silence that subuser's alerts, tell the clicker."""
-    return button_answered_to_clicker(
-        work,
-        parse=lambda value: parse_user(value, USAGE[Verb.SHOW]),
-        act=lambda actor, user, checked: service.snooze(actor, user, replay_checked=checked),
-        what="a Snooze click",
-    )
+def snooze_button(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
+    """A digest's "Snooze 24 h": silence that subuser's alerts, tell the clicker, and
+    say on the digest line who snoozed it until when."""
+
+    def handle_snooze(
+        ack: Ack,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: Respond,
+        context: BoltContext,
+    ) -> None:
+        ack()
+        actor = Actor(user_id=body["user"]["id"])
+        checked = replay_checked(context)
+
+        def answer() -> None:
+            try:
+                user = parse_user(str(action.get("value") or ""), USAGE[Verb.SHOW])
+            except UserError as error:
+                reply: Reply = ErrorReply(str(error))
+            else:
+                reply = service.snooze(actor, user, replay_checked=checked)
+                note = digest_note(reply, actor.user_id)
+                digest = _digest_of(body)
+                if note and digest:
+                    edit_digest_line(service, client, digest, user, note, seen=body["message"])
+            deliver(
+                respond, response_type="ephemeral", replace_original=False, **render_message(reply)
+            )
+
+        work.submit(answer, f"a Snooze click by {actor.user_id}")
+
+    return handle_snooze
+
+
+def _digest_of(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The (channel, ts) of the message whose button was clicked, if it came with it."""
+    container = body.get("container") or {}
+    channel, ts = container.get("channel_id"), container.get("message_ts")
+    if channel and ts and isinstance(body.get("message"), dict):
+        return str(channel), str(ts)
+    return None
+
+
+def edit_digest_line(
+    service: CommandService,
+    client: WebClient,
+    digest: tuple[str, str],
+    user: str,
+    note: str,
+    *,
+    seen: dict[str, Any] | None = None,
+) -> None:
+    """Edit one line of a digest, building on the last edit (kept in the database, the
+    row locked while editing), then show it with chat.update. Failures are logged only:
+    the action itself has been done."""
+    channel, ts = digest
+
+    def edit(raw: str) -> str:
+        return json.dumps(annotate_line(json.loads(raw), user, note))
+
+    snapshot = {"text": (seen or {}).get("text", ""), "blocks": (seen or {}).get("blocks", [])}
+    edited = service.edit_digest(channel, ts, seen=json.dumps(snapshot), edit=edit)
+    if edited is None:
+        return
+    message = json.loads(edited)
+    if not message.get("blocks"):
+        return  # nothing known of that message (the click that opened the dialog was lost)
+    try:
+        client.chat_update(channel=channel, ts=ts, text=message["text"], blocks=message["blocks"])
+    except (SlackApiError, SlackRequestError, OSError) as error:
+        logger.warning("digest %s/%s not edited: %r", channel, ts, error)
 
 
 def add_credits_button(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
-    """A digest's "Add credits": ask how many in a dialog (which then runs `add`)."""
+    """A digest's "Add credits": ask how many in a dialog (which then runs `add`), saying
+    first if someone topped this account up a moment ago."""
 
     def handle_add(
         ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
@@ -464,11 +537,28 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
                 "an Add credits click",
             )
             return
+        digest = _digest_of(body)
+
+        def open_dialog() -> None:
+            recent = service.recent_top_up(user)
+            client.views_open(
+                trigger_id=trigger_id,
+                view=add_credits_dialog(user, digest=digest, recent=recent),
+            )
+            if digest is not None:  # keep the message, to edit its line after the add
+                service.edit_digest(
+                    *digest,
+                    seen=json.dumps(
+                        {
+                            "text": body["message"].get("text", ""),
+                            "blocks": body["message"]["blocks"],
+                        }
+                    ),
+                    edit=lambda raw: raw,
+                )
+
         # The dialog must open within 3 s of the click: no need to wait for other acks.
-        work.submit_now(
-            lambda: client.views_open(trigger_id=trigger_id, view=add_credits_dialog(user)),
-            "an Add credits dialog",
-        )
+        work.submit_now(open_dialog, "an Add credits dialog")
 
     return handle_add
 
@@ -482,8 +572,9 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
     ) -> None:
         actor = Actor(user_id=body["user"]["id"])
         checked = replay_checked(context)
+        raw_user, digest = dialog_target(str(view.get("private_metadata") or ""))
         try:
-            user = parse_user(str(view.get("private_metadata") or ""), USAGE[Verb.ADD])
+            user = parse_user(raw_user, USAGE[Verb.ADD])
             credits = parse_credits(amount_from(view), USAGE[Verb.ADD])
         except UserError as error:
             ack(response_action="errors", errors={AMOUNT_BLOCK: str(error)[:150]})
@@ -492,6 +583,9 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
 
         def answer() -> None:
             reply = service.handle(actor, f"add {user} {credits}", replay_checked=checked)
+            note = digest_note(reply, actor.user_id)
+            if note and digest:
+                edit_digest_line(service, client, digest, user, note)
             client.chat_postMessage(channel=actor.user_id, **render_message(reply))
 
         work.submit(answer, f"Add credits by {actor.user_id}")
@@ -508,6 +602,6 @@ def register_listeners(
     app.action(APPROVE_ACTION)(approve_button(service, work))
     app.action(DENY_ACTION)(deny_button(service, work, client))
     app.view(DENY_VIEW)(deny_dialog_submitted(service, work, client))
-    app.action(SNOOZE_ACTION)(snooze_button(service, work))
+    app.action(SNOOZE_ACTION)(snooze_button(service, work, client))
     app.action(ADD_ACTION)(add_credits_button(service, work, client))
     app.view(ADD_VIEW)(add_credits_submitted(service, work, client))

@@ -13,9 +13,6 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.blocks import (
-    ActionsBlock,
-    ButtonElement,
-    ConfirmObject,
     InputBlock,
     PlainTextInputElement,
     PlainTextObject,
@@ -27,16 +24,25 @@ from bot.commands import messages
 from bot.commands.formatting import (
     approval_outcome_content,
     approval_request_content,
-    change_summary,
     requester_notice,
 )
 from bot.domain.approvals import ApprovalRequest
 from bot.domain.credits import Balance
 from bot.errors import NotifyError, UserError
-from bot.transports.slack.blocks import blocks_for
+from bot.transports.slack.blocks import APPROVE_ACTION, DENY_ACTION, blocks_for, decision_buttons
 
-APPROVE_ACTION = "approval_approve"
-DENY_ACTION = "approval_deny"
+__all__ = [
+    "APPROVE_ACTION",
+    "DENY_ACTION",
+    "DENY_VIEW",
+    "SlackApprovalNotifier",
+    "approval_message",
+    "deny_dialog",
+    "outcome_message",
+    "reason_from",
+    "request_id_from",
+]
+
 DENY_VIEW = "approval_deny_reason"
 REASON_BLOCK = "reason"
 REASON_INPUT = "reason_input"
@@ -55,27 +61,7 @@ def approval_message(
     request: ApprovalRequest, *, current: Balance, expected: Balance | None
 ) -> dict[str, Any]:
     content = approval_request_content(request, current=current, expected=expected)
-    what = change_summary(request.change)
-    buttons = ActionsBlock(
-        block_id=f"approval-{request.id}",
-        elements=[
-            ButtonElement(
-                text=messages.APPROVE,
-                action_id=APPROVE_ACTION,
-                value=str(request.id),
-                style="primary",
-                confirm=ConfirmObject(
-                    title=messages.APPROVAL_CONFIRM_TITLE.format(id=request.id),
-                    text=messages.APPROVAL_CONFIRM_TEXT.format(what=what, user=request.change.user),
-                    confirm=messages.APPROVE,
-                    deny=messages.CANCEL,
-                ),
-            ),
-            ButtonElement(
-                text=messages.DENY, action_id=DENY_ACTION, value=str(request.id), style="danger"
-            ),
-        ],
-    )
+    buttons = decision_buttons(request)
     return {"text": content.fallback, "blocks": [*blocks_for(content), buttons.to_dict()]}
 
 
@@ -116,10 +102,16 @@ class SlackApprovalNotifier:
     """`ApprovalNotifier` over the Web API: post, edit with chat.update, DM the requester."""
 
     def __init__(
-        self, *, client: WebClient, channel_id: str, logger: logging.Logger | None = None
+        self,
+        *,
+        client: WebClient,
+        channel_id: str,
+        log_channel_id: str | None = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         self._client = client
         self._channel_id = channel_id
+        self._log_channel_id = log_channel_id
         self._logger = logger or logging.getLogger("bot.slack.approvals")
 
     def post_request(
@@ -144,6 +136,21 @@ class SlackApprovalNotifier:
 
     def tell_user(self, user_id: str, text: str) -> None:
         self._call("chat.postMessage", channel=user_id, text=text)
+
+    def log(self, text: str) -> None:
+        if self._log_channel_id:
+            self._call("chat.postMessage", channel=self._log_channel_id, text=text)
+
+    def remind(self, request: ApprovalRequest, text: str) -> None:
+        if request.channel_id and request.message_ts:
+            self._call(
+                "chat.postMessage",
+                channel=request.channel_id,
+                thread_ts=request.message_ts,
+                text=text,
+            )
+        else:  # never posted (the channel failed then): post it now, on its own
+            self._call("chat.postMessage", channel=self._channel_id, text=text)
 
     def _call(self, method: str, **arguments: Any) -> Any:
         try:

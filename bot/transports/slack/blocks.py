@@ -12,7 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
+    ButtonElement,
+    ConfirmObject,
     ContextBlock,
     HeaderBlock,
     MarkdownTextObject,
@@ -20,8 +23,13 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.commands.formatting import Content, Section, layout
-from bot.commands.replies import Reply
+from bot.commands import messages
+from bot.commands.formatting import Content, Section, change_summary, layout
+from bot.commands.replies import PendingReply, Reply
+from bot.domain.approvals import ApprovalRequest, RequestStatus
+
+APPROVE_ACTION = "approval_approve"
+DENY_ACTION = "approval_deny"
 
 MAX_BLOCKS = 50
 HEADER_MAX = 150
@@ -35,7 +43,41 @@ FALLBACK_MAX = 3000
 def render_message(reply: Reply) -> dict[str, Any]:
     """`text` (notification fallback) and `blocks` for chat.postMessage / respond()."""
     content = layout(reply)
-    return {"text": _fit(content.fallback, FALLBACK_MAX), "blocks": blocks_for(content)}
+    blocks = blocks_for(content)
+    if isinstance(reply, PendingReply):  # decide from the list, as from the request's card
+        waiting = [r for r in reply.requests if r.status is RequestStatus.PENDING]
+        room = MAX_BLOCKS - len(blocks)
+        blocks.extend(decision_buttons(r, labelled=True).to_dict() for r in waiting[:room])
+    return {"text": _fit(content.fallback, FALLBACK_MAX), "blocks": blocks}
+
+
+def decision_buttons(request: ApprovalRequest, *, labelled: bool = False) -> ActionsBlock:
+    """Approve (with a confirm step) and Deny for one request; the value is its id."""
+    what = change_summary(request.change)
+    suffix = f" #{request.id}" if labelled else ""
+    return ActionsBlock(
+        block_id=f"approval-{request.id}",
+        elements=[
+            ButtonElement(
+                text=messages.APPROVE + suffix,
+                action_id=APPROVE_ACTION,
+                value=str(request.id),
+                style="primary",
+                confirm=ConfirmObject(
+                    title=messages.APPROVAL_CONFIRM_TITLE.format(id=request.id),
+                    text=messages.APPROVAL_CONFIRM_TEXT.format(what=what, user=request.change.user),
+                    confirm=messages.APPROVE,
+                    deny=messages.CANCEL,
+                ),
+            ),
+            ButtonElement(
+                text=messages.DENY + suffix,
+                action_id=DENY_ACTION,
+                value=str(request.id),
+                style="danger",
+            ),
+        ],
+    )
 
 
 def blocks_for(content: Content) -> list[dict[str, Any]]:
