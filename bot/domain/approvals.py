@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.domain.credits import Balance, CreditChange
-from bot.domain.policy import Role
+from bot.domain.policy import BudgetUse, Role
 
 
 class RequestStatus(enum.StrEnum):
@@ -60,6 +60,8 @@ class ApprovalRequest:
     before: Balance | None = None
     after: Balance | None = None
     detail: str | None = None
+    approvals_needed: int = 1
+    first_approver: str | None = None  # the first of two, while the second is awaited
 
     def expired_at(self, now: datetime) -> bool:
         return self.status is RequestStatus.PENDING and now >= self.expires_at
@@ -116,14 +118,18 @@ class Refusal(enum.Enum):
 
     NOT_AN_APPROVER = "not_an_approver"
     OWN_REQUEST = "own_request"
+    ALREADY_APPROVED = "already_approved"  # the first of two approvers, again
 
 
 def may_decide(actor_id: str, role: Role, request: ApprovalRequest) -> Refusal | None:
-    """Approvers and admins decide others' requests; nobody decides their own."""
+    """Approvers and admins decide others' requests; nobody decides their own, and
+    of two approvals, nobody gives both."""
     if role < Role.APPROVER:
         return Refusal.NOT_AN_APPROVER
     if actor_id == request.requester_id:
         return Refusal.OWN_REQUEST
+    if request.first_approver is not None and actor_id == request.first_approver:
+        return Refusal.ALREADY_APPROVED
     return None
 
 
@@ -162,8 +168,51 @@ class Store(Protocol):
     """The port to durable state: approval requests and the audit trail."""
 
     def create_request(
-        self, change: CreditChange, *, requester_id: str, now: datetime, expires_at: datetime
+        self,
+        change: CreditChange,
+        *,
+        requester_id: str,
+        now: datetime,
+        expires_at: datetime,
+        approvals_needed: int = 1,
     ) -> ApprovalRequest: ...
+
+    def approve_first(
+        self, request_id: int, *, approver_id: str, now: datetime
+    ) -> ApprovalRequest | None:
+        """Record the first of two approvals (pending, unexpired, none yet); None if not."""
+        ...
+
+    def begin_budgeted_change(
+        self,
+        change: CreditChange,
+        *,
+        actor_id: str,
+        owner: str,
+        now: datetime,
+        audit: AuditEvent,
+        budget: int,
+        window: timedelta,
+    ) -> ChangeRecord | BudgetUse:
+        """An auto-approved change's `intent` if it fits the budget (checked and recorded
+        atomically across instances); otherwise what was already used."""
+        ...
+
+    def create_confirmation(
+        self,
+        change: CreditChange,
+        *,
+        actor_id: str,
+        auto_approved: bool,
+        now: datetime,
+        expires_at: datetime,
+    ) -> int: ...
+
+    def take_confirmation(
+        self, confirmation_id: int, *, actor_id: str, now: datetime, confirm: bool
+    ) -> tuple[CreditChange, bool] | None:
+        """`pending → confirmed|cancelled` once, by its author, before it expires."""
+        ...
 
     def attach_message(self, request_id: int, *, channel_id: str, message_ts: str) -> None: ...
 

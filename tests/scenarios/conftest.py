@@ -68,7 +68,9 @@ class Reply:
                 if isinstance(block.get(key), dict):
                     parts.append(block[key]["text"])
             parts.extend(f["text"] for f in block.get("fields") or [])
-            parts.extend(e.get("text", "") for e in block.get("elements") or [])
+            for element in block.get("elements") or []:
+                text = element.get("text", "")
+                parts.append(text["text"] if isinstance(text, dict) else text)
         return "\n".join(parts)
 
 

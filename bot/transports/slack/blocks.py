@@ -21,7 +21,8 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.commands.formatting import Content, Section, layout
-from bot.commands.replies import Reply
+from bot.commands.replies import ConfirmReply, Reply
+from bot.transports.slack.confirmations import confirm_buttons
 
 MAX_BLOCKS = 50
 HEADER_MAX = 150
@@ -35,7 +36,10 @@ FALLBACK_MAX = 3000
 def render_message(reply: Reply) -> dict[str, Any]:
     """`text` (notification fallback) and `blocks` for chat.postMessage / respond()."""
     content = layout(reply)
-    return {"text": _fit(content.fallback, FALLBACK_MAX), "blocks": blocks_for(content)}
+    blocks = blocks_for(content)
+    if isinstance(reply, ConfirmReply):
+        blocks.append(confirm_buttons(reply))
+    return {"text": _fit(content.fallback, FALLBACK_MAX), "blocks": blocks}
 
 
 def blocks_for(content: Content) -> list[dict[str, Any]]:
