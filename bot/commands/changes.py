@@ -54,13 +54,22 @@ from bot.domain.credits import (
 )
 from bot.domain.policy import (
     BudgetUse,
+    ConfirmWhy,
     GroupDirectory,
     Limits,
     RoleBook,
     drops_recurring_plan,
     needs_two_approvals,
 )
-from bot.errors import BotError, NotifyError, SendGridError, ShuttingDown, StoreError, UserError
+from bot.errors import (
+    BotError,
+    ConfirmationRequired,
+    NotifyError,
+    SendGridError,
+    ShuttingDown,
+    StoreError,
+    UserError,
+)
 from bot.observability.metrics import NO_METRICS, Metrics
 
 Clock = Callable[[], datetime]
@@ -199,12 +208,20 @@ class ChangeService:
     # --- direct changes ------------------------------------------------------------
 
     def apply_directly(
-        self, actor_id: str, change: CreditChange, *, auto_approved: bool
+        self,
+        actor_id: str,
+        change: CreditChange,
+        *,
+        auto_approved: bool,
+        hold_if: Callable[[Balance], ConfirmWhy | None] | None = None,
     ) -> tuple[ChangeResult, bool] | BudgetUse:
         """An approver's, admin's or auto-approved change, carried through its lifecycle.
 
         Returns the result and whether it is recorded yet; raises the error that
-        stopped it when nothing was changed. An auto-approved change is recorded only
+        stopped it when nothing was changed. `hold_if(before)`, asked after the first
+        read and before anything is sent, holds the change for its author's confirmation
+        (raises ConfirmationRequired; the record ends `failed`: nothing was sent).
+        An auto-approved change is recorded only
         if it fits the auto-approve budget (checked and recorded in one locked
         transaction); otherwise nothing is sent and the budget's use is returned.
         """
@@ -234,14 +251,18 @@ class ChangeService:
             record = self._store.begin_change(
                 change, actor_id=actor_id, owner=self._executor, now=now, audit=audit
             )
-        carried = self._carry_out(record, note=None)
+        carried = self._carry_out(record, note=None, hold_if=hold_if)
         if carried.result is None:
             assert carried.error is not None
             raise carried.error
         return carried.result, carried.recorded
 
     def _carry_out(
-        self, record: ChangeRecord, *, note: Callable[..., AuditEvent] | None
+        self,
+        record: ChangeRecord,
+        *,
+        note: Callable[..., AuditEvent] | None,
+        hold_if: Callable[[Balance], ConfirmWhy | None] | None = None,
     ) -> Carried:
         """intent → (read) → sent → (write, re-read) → applied / failed / unknown.
 
@@ -250,6 +271,9 @@ class ChangeService:
         """
 
         def before_send(before: Balance) -> None:
+            why = hold_if(before) if hold_if is not None else None
+            if why is not None:
+                raise ConfirmationRequired(messages.HELD_FOR_CONFIRMATION, why=why, before=before)
             if self.stopping.is_set():
                 raise ShuttingDown(messages.RESTARTING)
             if not self._store.mark_sent(

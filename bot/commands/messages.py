@@ -219,6 +219,8 @@ CONFIRM_PLAN = (
 CONFIRM_SIZE = "{credits:,} credits is above {limit:,} (CREDITS_CONFIRM_ABOVE)."
 CONFIRM_NOW = "{before} now → {expected} if you confirm. Nothing is sent until you do."
 CONFIRM_BUTTON = "Confirm"
+HELD_FOR_CONFIRMATION = "held until its author confirms it; nothing was sent"
+CONSOLE_CONFIRM = "Type yes to confirm (anything else cancels):"
 CONFIRM_GONE = (
     "That confirmation was already used, cancelled or has expired (10 minutes); "
     "nothing was changed. Run the command again if still needed."

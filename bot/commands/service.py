@@ -30,9 +30,10 @@ from bot.commands.replies import (
 )
 from bot.commands.sweep import AlertStore, forecast_for
 from bot.domain.approvals import AuditAction, AuditEvent, Store
-from bot.domain.credits import CreditChange, CreditsBackend, check_applicable
+from bot.domain.credits import Balance, CreditChange, CreditsBackend
 from bot.domain.policy import (
     BudgetUse,
+    ConfirmWhy,
     Decision,
     GroupDirectory,
     Outcome,
@@ -49,6 +50,7 @@ from bot.domain.policy import (
 from bot.errors import (
     AuthenticationFailed,
     BadResponse,
+    ConfirmationRequired,
     DirectoryError,
     OutcomeUnknown,
     RateLimited,
@@ -343,32 +345,34 @@ class CommandService:
         change = command.change
         assert change is not None
         desk = self._desk()
-        if not confirmed and may_need_confirmation(
-            change, desk.limits, adjustments_keep_recurring=desk.adjustments_keep_recurring
-        ):
-            self._backend.check_supported(change)
-            before = self._backend.get_balance(change.user)
-            check_applicable(change, before)
-            why = confirmation_needed(
+        limits, keeps = desk.limits, desk.adjustments_keep_recurring
+
+        def hold_if(before: Balance) -> ConfirmWhy | None:
+            return confirmation_needed(change, before, limits, adjustments_keep_recurring=keeps)
+
+        asks = not confirmed and may_need_confirmation(
+            change, limits, adjustments_keep_recurring=keeps
+        )
+        try:
+            outcome = desk.apply_directly(
+                actor.user_id,
                 change,
-                before,
-                desk.limits,
-                adjustments_keep_recurring=desk.adjustments_keep_recurring,
+                auto_approved=decision.auto_approved,
+                hold_if=hold_if if asks else None,
             )
-            if why is not None:
-                held = desk.hold_for_confirmation(
-                    actor.user_id, change, auto_approved=decision.auto_approved
-                )
-                return ConfirmReply(
-                    confirmation_id=held,
-                    change=change,
-                    before=before,
-                    expected=change.expected_after(before),
-                    why=why,
-                    confirm_above=desk.limits.confirm_above,
-                    links=desk.links,
-                )
-        outcome = desk.apply_directly(actor.user_id, change, auto_approved=decision.auto_approved)
+        except ConfirmationRequired as held:
+            confirmation_id = desk.hold_for_confirmation(
+                actor.user_id, change, auto_approved=decision.auto_approved
+            )
+            return ConfirmReply(
+                confirmation_id=confirmation_id,
+                change=change,
+                before=held.before,
+                expected=change.expected_after(held.before),
+                why=held.why,
+                confirm_above=limits.confirm_above,
+                links=desk.links,
+            )
         if isinstance(outcome, BudgetUse):
             why_text = messages.BUDGET_SPENT.format(
                 budget=desk.limits.auto_approve_budget,

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from bot.adapters.store import SqlStore
+from bot.adapters.store.sql import head_revision
 from bot.config import load_settings
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer
 from bot.transports.doctor import SLACK_SCOPES, run_doctor
@@ -107,7 +108,7 @@ def test_every_check_passes_against_the_simulator_and_a_fake_slack(
     ]
     assert subjects == expected
     assert "2 members" in result.stdout
-    assert "migrated (0004)" in result.stdout
+    assert f"migrated ({head_revision()})" in result.stdout
     assert result.stderr == ""
     for secret in (SLACK_TOKEN, SIGNING_SECRET, DEMO_API_KEY):
         assert secret not in result.stdout
@@ -236,8 +237,9 @@ def test_an_unmigrated_database_is_reported(slack, simulator, tmp_path):
 
     assert code == 1
     assert lines[-1] == (
-        f"✗ database: SQLite file {tmp_path / 'old.sqlite3'} is at 0003, newest is 0004; run "
-        "`credits-bot migrate` (serve and clock also do at start-up)"
+        f"✗ database: SQLite file {tmp_path / 'old.sqlite3'} is at 0003, "
+        f"newest is {head_revision()}; run `credits-bot migrate` "
+        "(serve and clock also do at start-up)"
     )
 
 
