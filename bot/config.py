@@ -78,11 +78,20 @@ class Settings:
 
     approval_channel: str | None = None
     auto_approve_max: int = 0
+    # Credits one operator (and one subuser) may receive by auto-approval in 24 h;
+    # None: 3 × auto_approve_max.
+    auto_approve_budget: int | None = None
     approval_ttl: timedelta = timedelta(hours=24)
     remind_after: timedelta = timedelta(minutes=30)
     escalate_after: timedelta = timedelta(hours=2)
     escalate_to: str | None = None
     log_channel: str | None = None
+    confirm_above: int = 10_000
+    max_change: int = 1_000_000
+    two_approvals_above: int = 100_000
+    require_reason: bool = False
+    ticket_pattern: str = r"\b[A-Z][A-Z0-9]+-[0-9]+\b"
+    ticket_url: str | None = None
 
     alert_channel: str | None = None
     alert_below: int = 1000
@@ -107,6 +116,13 @@ class Settings:
             self.sendgrid_api_key,
         )
         return tuple(s.reveal() for s in candidates if s)
+
+    @property
+    def effective_auto_approve_budget(self) -> int:
+        """CREDITS_AUTO_APPROVE_BUDGET, or 3 × CREDITS_AUTO_APPROVE_MAX when unset."""
+        if self.auto_approve_budget is not None:
+            return self.auto_approve_budget
+        return 3 * self.auto_approve_max
 
     def require(self, *names: str) -> None:
         """Stop with a ConfigError if any of these settings (env names) is unset."""
@@ -177,11 +193,20 @@ def load_settings(
         viewers=env.slack_ids("CREDITS_VIEWERS"),
         approval_channel=env.channel("CREDITS_APPROVAL_CHANNEL"),
         auto_approve_max=env.integer("CREDITS_AUTO_APPROVE_MAX", 0, minimum=0),
+        auto_approve_budget=env.optional_integer(
+            "CREDITS_AUTO_APPROVE_BUDGET", minimum=0, maximum=2**53
+        ),
         approval_ttl=env.duration("CREDITS_APPROVAL_TTL", timedelta(hours=24)),
         remind_after=env.duration("CREDITS_REMIND_AFTER", timedelta(minutes=30)),
         escalate_after=env.duration("CREDITS_ESCALATE_AFTER", timedelta(hours=2)),
         escalate_to=env.user_group("CREDITS_ESCALATE_TO"),
         log_channel=env.channel("CREDITS_LOG_CHANNEL"),
+        confirm_above=env.integer("CREDITS_CONFIRM_ABOVE", 10_000, minimum=0),
+        max_change=env.integer("CREDITS_MAX_CHANGE", 1_000_000, minimum=1),
+        two_approvals_above=env.integer("CREDITS_TWO_APPROVALS_ABOVE", 100_000, minimum=0),
+        require_reason=env.boolean("CREDITS_REQUIRE_REASON", False),
+        ticket_pattern=env.regex("CREDITS_TICKET_PATTERN", r"\b[A-Z][A-Z0-9]+-[0-9]+\b"),
+        ticket_url=env.ticket_url("CREDITS_TICKET_URL"),
         alert_channel=env.channel("CREDITS_ALERT_CHANNEL"),
         alert_below=env.integer("CREDITS_ALERT_BELOW", 1000, minimum=0),
         alert_percent=env.number("CREDITS_ALERT_PERCENT", 10.0, minimum=0.0, maximum=100.0),
@@ -267,6 +292,37 @@ class _Env:
 
         upper = f" and at most {maximum}" if maximum is not None else ""
         return self._parsed(name, default, parse, f"a whole number of at least {minimum}{upper}")
+
+    def boolean(self, name: str, default: bool) -> bool:
+        def parse(raw: str) -> bool:
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+
+        return self._parsed(name, default, parse, "true or false")
+
+    def regex(self, name: str, default: str) -> str:
+        def parse(raw: str) -> str:
+            try:
+                re.compile(raw)
+            except re.error as error:
+                raise ValueError(raw) from error
+            return raw
+
+        return self._parsed(name, default, parse, "a regular expression")
+
+    def ticket_url(self, name: str) -> str | None:
+        def parse(raw: str) -> str:
+            if not re.match(r"^https?://[^/\s]+", raw) or "{ticket}" not in raw:
+                raise ValueError(raw)
+            return raw
+
+        return self._parsed(
+            name, None, parse, "an http(s):// URL containing {ticket}, e.g. https://x/t/{ticket}"
+        )
 
     def optional_integer(self, name: str, *, minimum: int, maximum: int) -> int | None:
         if self.text(name) is None:

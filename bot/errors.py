@@ -4,7 +4,8 @@
 BotError
 ├── ConfigError            a setting is missing or malformed; start-up stops
 ├── UserError              the caller can fix it: bad input, not allowed, conflicts
-│   └── ShuttingDown           this process is stopping; nothing was sent
+│   ├── ShuttingDown           this process is stopping; nothing was sent
+│   └── ConfirmationRequired   held for its author's Confirm (size, or ending a plan)
 ├── DirectoryError         Slack could not say who is in a user group (roles fail closed)
 ├── NotifyError            Slack could not take a message (approval channel, requester DM)
 ├── SendGridError          talking to SendGrid failed
@@ -29,6 +30,12 @@ No message built here ever contains a credential: the SendGrid client redacts
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: the domain imports this module
+    from bot.domain.credits import Balance
+    from bot.domain.policy import ConfirmWhy
+
 
 class BotError(Exception):
     """Root of every error credits-bot raises on purpose."""
@@ -47,6 +54,16 @@ class UserError(BotError):
 
 class ShuttingDown(UserError):
     """This process is stopping: new work is refused before anything is sent."""
+
+
+class ConfirmationRequired(UserError):
+    """A direct change stopped after its first read, before anything was sent: its author
+    must confirm it first. `why` is a `ConfirmWhy`, `before` the balance read."""
+
+    def __init__(self, message: str, *, why: ConfirmWhy, before: Balance) -> None:
+        super().__init__(message)
+        self.why = why
+        self.before = before
 
 
 class DirectoryError(BotError):

@@ -25,14 +25,17 @@ from bot.commands.formatting import (
     balance_summary,
     change_summary,
     decision_log_line,
+    plan_warning,
     reminder_text,
 )
 from bot.commands.replies import (
+    NO_TICKET_LINKS,
     ApprovalRequestedReply,
     AuditReply,
     ErrorReply,
     NoticeReply,
     PendingReply,
+    ReasonLinks,
     Reply,
 )
 from bot.domain.approvals import (
@@ -59,11 +62,29 @@ from bot.domain.credits import (
     check_applicable,
     write_guard,
 )
-from bot.domain.policy import GroupDirectory, RoleBook
-from bot.errors import BotError, NotifyError, SendGridError, ShuttingDown, StoreError, UserError
+from bot.domain.policy import (
+    BudgetUse,
+    ConfirmWhy,
+    GroupDirectory,
+    Limits,
+    RoleBook,
+    drops_recurring_plan,
+    needs_two_approvals,
+)
+from bot.errors import (
+    BotError,
+    ConfirmationRequired,
+    NotifyError,
+    SendGridError,
+    ShuttingDown,
+    StoreError,
+    UserError,
+)
 from bot.observability.metrics import NO_METRICS, Metrics
 
 Clock = Callable[[], datetime]
+CONFIRM_TTL = timedelta(minutes=10)
+NO_LIMITS = Limits()
 SYSTEM = "system"  # the actor of what the bot does on its own (expiry, recovery)
 
 
@@ -75,9 +96,18 @@ class ApprovalNotifier(Protocol):
     """The port to wherever approvals are shown (Slack). Methods raise NotifyError."""
 
     def post_request(
-        self, request: ApprovalRequest, *, current: Balance, expected: Balance | None
+        self,
+        request: ApprovalRequest,
+        *,
+        current: Balance,
+        expected: Balance | None,
+        warning: str | None = None,
     ) -> tuple[str, str]:
         """Post the request with Approve/Deny; returns (channel_id, message_ts)."""
+        ...
+
+    def show_progress(self, request: ApprovalRequest) -> None:
+        """Edit the posted request to show the approvals given so far (buttons kept)."""
         ...
 
     def show_outcome(self, request: ApprovalRequest) -> None:
@@ -170,9 +200,15 @@ class ChangeService:
         logger: logging.Logger | None = None,
         metrics: Metrics = NO_METRICS,
         reminders: ReminderPolicy | None = None,
+        limits: Limits = NO_LIMITS,
+        links: ReasonLinks = NO_TICKET_LINKS,
+        adjustments_keep_recurring: bool = False,
     ) -> None:
         self._metrics = metrics
         self._reminders = reminders
+        self.limits = limits
+        self.links = links
+        self.adjustments_keep_recurring = adjustments_keep_recurring
         self._store = store
         self._backend = backend
         self._roles = roles
@@ -192,29 +228,50 @@ class ChangeService:
     # --- direct changes ------------------------------------------------------------
 
     def apply_directly(
-        self, actor_id: str, change: CreditChange, *, auto_approved: bool
-    ) -> tuple[ChangeResult, bool]:
+        self,
+        actor_id: str,
+        change: CreditChange,
+        *,
+        auto_approved: bool,
+        hold_if: Callable[[Balance], ConfirmWhy | None] | None = None,
+    ) -> tuple[ChangeResult, bool] | BudgetUse:
         """An approver's, admin's or auto-approved change, carried through its lifecycle.
 
         Returns the result and whether it is recorded yet; raises the error that
-        stopped it when nothing was changed.
+        stopped it when nothing was changed. `hold_if(before)`, asked after the first
+        read and before anything is sent, holds the change for its author's confirmation
+        (raises ConfirmationRequired; the record ends `failed`: nothing was sent).
+        An auto-approved change is recorded only
+        if it fits the auto-approve budget (checked and recorded in one locked
+        transaction); otherwise nothing is sent and the budget's use is returned.
         """
         now = self._clock()
-        record = self._store.begin_change(
-            change,
+        audit = AuditEvent(
+            at=now,
             actor_id=actor_id,
-            owner=self._executor,
-            now=now,
-            audit=AuditEvent(
-                at=now,
-                actor_id=actor_id,
-                action=AuditAction.CHANGED,
-                target=change.user,
-                arguments={**change_arguments(change), "auto_approved": auto_approved},
-                outcome="sending",
-            ),
+            action=AuditAction.CHANGED,
+            target=change.user,
+            arguments={**change_arguments(change), "auto_approved": auto_approved},
+            outcome="sending",
         )
-        carried = self._carry_out(record, note=None)
+        if auto_approved:
+            begun = self._store.begin_budgeted_change(
+                change,
+                actor_id=actor_id,
+                owner=self._executor,
+                now=now,
+                audit=audit,
+                budget=self.limits.auto_approve_budget,
+                window=self.limits.budget_window,
+            )
+            if isinstance(begun, BudgetUse):
+                return begun
+            record = begun
+        else:
+            record = self._store.begin_change(
+                change, actor_id=actor_id, owner=self._executor, now=now, audit=audit
+            )
+        carried = self._carry_out(record, note=None, hold_if=hold_if)
         if carried.result is None:
             assert carried.error is not None
             raise carried.error
@@ -232,7 +289,11 @@ class ChangeService:
         return result, carried.recorded
 
     def _carry_out(
-        self, record: ChangeRecord, *, note: Callable[..., AuditEvent] | None
+        self,
+        record: ChangeRecord,
+        *,
+        note: Callable[..., AuditEvent] | None,
+        hold_if: Callable[[Balance], ConfirmWhy | None] | None = None,
     ) -> Carried:
         """intent → (read) → sent → (write, re-read) → applied / failed / unknown.
 
@@ -241,6 +302,9 @@ class ChangeService:
         """
 
         def before_send(before: Balance) -> None:
+            why = hold_if(before) if hold_if is not None else None
+            if why is not None:
+                raise ConfirmationRequired(messages.HELD_FOR_CONFIRMATION, why=why, before=before)
             if self.stopping.is_set():
                 raise ShuttingDown(messages.RESTARTING)
             if not self._store.mark_sent(
@@ -307,16 +371,31 @@ class ChangeService:
 
     # --- requests --------------------------------------------------------------------
 
-    def request_approval(self, actor_id: str, change: CreditChange) -> Reply:
-        """Record an operator's change as a request and post it for approval."""
+    def request_approval(
+        self, actor_id: str, change: CreditChange, *, why: str | None = None
+    ) -> Reply:
+        """Record an operator's change as a request and post it for approval.
+
+        Above CREDITS_TWO_APPROVALS_ABOVE it needs two approvers; a change that would
+        end a recurring plan says so on the card, before anyone approves it.
+        """
         self._backend.check_supported(change)
         before = self._backend.get_balance(change.user)
         check_applicable(change, before)
         now = self._clock()
         request = self._store.create_request(
-            change, requester_id=actor_id, now=now, expires_at=now + self._ttl
+            change,
+            requester_id=actor_id,
+            now=now,
+            expires_at=now + self._ttl,
+            approvals_needed=2 if needs_two_approvals(change, self.limits) else 1,
         )
         expected = change.expected_after(before)
+        warning = None
+        if drops_recurring_plan(
+            change, before, adjustments_keep_recurring=self.adjustments_keep_recurring
+        ):
+            warning = plan_warning(change, before, expected)
         self._metrics.approval("pending")
         self._note(
             request, actor_id, AuditAction.REQUESTED, "pending", before=before, after=expected
@@ -327,7 +406,7 @@ class ChangeService:
         else:
             try:
                 channel_id, ts = self._notifier.post_request(
-                    request, current=before, expected=expected
+                    request, current=before, expected=expected, warning=warning
                 )
             except NotifyError as error:
                 post_error = error.reason
@@ -341,6 +420,8 @@ class ChangeService:
             expected=expected,
             posted_to=posted_to,
             post_error=post_error,
+            why=why,
+            links=self.links,
         )
 
     # --- decisions -------------------------------------------------------------------
@@ -356,6 +437,8 @@ class ChangeService:
             self._note(request, actor_id, AuditAction.REFUSED, refusal.value)
             if refusal is Refusal.OWN_REQUEST:
                 return ErrorReply(messages.OWN_REQUEST)
+            if refusal is Refusal.ALREADY_APPROVED:
+                return ErrorReply(messages.ALREADY_APPROVED)
             if resolved.unverified is not None:
                 return ErrorReply(
                     messages.DECIDE_UNVERIFIED.format(reason=resolved.unverified.reason)
@@ -366,17 +449,36 @@ class ChangeService:
         return None
 
     def approve(self, request_id: int, actor_id: str) -> Reply:
-        """Approve and execute, at most once across all instances."""
+        """Approve and execute, at most once across all instances.
+
+        A request needing two approvals executes on the second, given by someone
+        other than the first approver and the requester; the first is one
+        conditional update (so two first clicks at once make one first approval and
+        one second), and the claim re-checks who gave it.
+        """
         refusal = self.refusal(request_id, actor_id)
         if refusal is not None:
             return refusal
         now = self._clock()
+        pending = self._store.get_request(request_id)
+        assert pending is not None  # refusal() found it; rows are never deleted
+        if pending.approvals_needed > 1 and pending.first_approver is None:
+            first = self._store.approve_first(request_id, approver_id=actor_id, now=now)
+            if first is not None:
+                self._note(first, actor_id, AuditAction.APPROVED, "1 of 2 approvals")
+                self._show_progress(first)
+                return NoticeReply(
+                    messages.FIRST_APPROVAL.format(id=first.id, summary=_summary(first))
+                )
         claimed = self._store.claim(
             request_id, approver_id=actor_id, now=now, executor=self._executor
         )
         if claimed is None:
             current = self._store.get_request(request_id)
             assert current is not None  # it existed a moment ago; rows are never deleted
+            if current.status is RequestStatus.PENDING and current.first_approver == actor_id:
+                self._note(current, actor_id, AuditAction.REFUSED, "already_approved")
+                return ErrorReply(messages.ALREADY_APPROVED)
             return self._already_handled(current)
         request, record = claimed
         self._note(request, actor_id, AuditAction.APPROVED, "executing")
@@ -662,6 +764,39 @@ class ChangeService:
             outcome=outcome,
             before=before,
             after=after,
+        )
+
+    def _show_progress(self, request: ApprovalRequest) -> None:
+        if self._notifier is None:
+            return
+        try:
+            self._notifier.show_progress(request)
+        except NotifyError as error:
+            self._logger.warning(
+                "request #%s: could not update Slack (%s)", request.id, error.reason
+            )
+
+    # --- confirmations ---------------------------------------------------------------
+
+    def hold_for_confirmation(
+        self, actor_id: str, change: CreditChange, *, auto_approved: bool
+    ) -> int:
+        """Keep a direct change until its author confirms it (10 minutes)."""
+        now = self._clock()
+        return self._store.create_confirmation(
+            change,
+            actor_id=actor_id,
+            auto_approved=auto_approved,
+            now=now,
+            expires_at=now + CONFIRM_TTL,
+        )
+
+    def take_confirmation(
+        self, confirmation_id: int, actor_id: str, *, confirm: bool
+    ) -> tuple[CreditChange, bool] | None:
+        """The held change (and whether it was auto-approved), once; None if used or gone."""
+        return self._store.take_confirmation(
+            confirmation_id, actor_id=actor_id, now=self._clock(), confirm=confirm
         )
 
     def _log(self, text: str) -> None:

@@ -8,19 +8,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from bot.commands import messages
 from bot.commands.grammar import USAGE
 from bot.commands.replies import (
+    NO_TICKET_LINKS,
     ApprovalRequestedReply,
     AuditReply,
     BalanceReply,
     ChangeReply,
+    ConfirmReply,
     ErrorReply,
     HelpReply,
     NoticeReply,
     OverviewReply,
     PendingReply,
+    ReasonLinks,
     Reply,
 )
 from bot.domain.approvals import (
@@ -31,7 +35,7 @@ from bot.domain.approvals import (
     RequestStatus,
 )
 from bot.domain.credits import Balance, CreditChange
-from bot.domain.policy import Role, Verb
+from bot.domain.policy import ConfirmWhy, Role, Verb
 
 BAR_WIDTH = 20
 
@@ -62,6 +66,29 @@ def number(value: int | None) -> str:
 def escape(text: str) -> str:
     """Escape Slack's three control characters in text that came from outside."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_URL = re.compile(r"https?://[^\s<>|]+")
+
+
+def linked_reason(reason: str, links: ReasonLinks = NO_TICKET_LINKS) -> str:
+    """A reason as mrkdwn: escaped, with URLs and (when a ticket URL is set) ticket ids
+    as links. `ZD-4411 see https://x/y` → `<https://…/ZD-4411|ZD-4411> see <https://x/y>`."""
+    patterns = [_URL.pattern]
+    if links.ticket_url:
+        patterns.append(f"(?P<ticket>{links.ticket_pattern})")
+    out, last = [], 0
+    for match in re.finditer("|".join(f"(?:{p})" for p in patterns), reason):
+        out.append(escape(reason[last : match.start()]))
+        text = match.group(0)
+        if links.ticket_url and match.groupdict().get("ticket"):
+            url = links.ticket_url.format(ticket=quote(text, safe=""))
+            out.append(f"<{escape(url)}|{escape(text)}>")
+        else:
+            out.append(f"<{escape(text)}>")
+        last = match.end()
+    out.append(escape(reason[last:]))
+    return "".join(out)
 
 
 def usage_bar(balance: Balance, width: int = BAR_WIDTH) -> str | None:
@@ -102,6 +129,8 @@ def layout(reply: Reply) -> Content:
             )
         case ApprovalRequestedReply():
             return _approval_requested(reply)
+        case ConfirmReply():
+            return _confirm(reply)
         case PendingReply():
             return _pending(reply)
         case AuditReply():
@@ -213,6 +242,10 @@ def _change(reply: ChangeReply) -> Content:
     notes = []
     if result.outcome_unknown:
         notes.append(f"Before the change: {balance_summary(result.before)}")
+    if result.change.reason:
+        notes.append(
+            messages.REASON_LINE.format(reason=linked_reason(result.change.reason, reply.links))
+        )
     if reply.auto_approved:
         notes.append(messages.CHANGE_AUTO.format(limit=reply.auto_approve_max))
     if not reply.recorded:
@@ -261,14 +294,33 @@ def request_summary(request: ApprovalRequest) -> str:
 
 
 def approval_request_content(
-    request: ApprovalRequest, *, current: Balance | None, expected: Balance | None
+    request: ApprovalRequest,
+    *,
+    current: Balance | None,
+    expected: Balance | None,
+    links: ReasonLinks = NO_TICKET_LINKS,
+    warning: str | None = None,
 ) -> Content:
-    """The approval message's text (the Slack transport adds the buttons)."""
+    """The approval message's text (the Slack transport adds the buttons): who asks what
+    and why, the approvals given so far when two are needed, and what it would do."""
     asks = messages.APPROVAL_ASKS.format(
         requester=request.requester_id,
         what=change_summary(request.change),
         user=request.change.user,
     )
+    if request.change.reason:
+        asks += "\n" + messages.REASON_LINE.format(
+            reason=linked_reason(request.change.reason, links)
+        )
+    if request.approvals_needed > 1:
+        given = [request.first_approver] if request.first_approver else []
+        asks += "\n" + messages.APPROVALS_PROGRESS.format(
+            given=len(given),
+            needed=request.approvals_needed,
+            who=", ".join(f"<@{who}>" for who in given) or "none yet",
+        )
+    if warning:
+        asks += "\n" + warning
     sections = [Section(asks)]
     if current is not None:
         sections.append(
@@ -290,9 +342,11 @@ def approval_request_content(
     )
 
 
-def approval_outcome_content(request: ApprovalRequest) -> Content:
+def approval_outcome_content(
+    request: ApprovalRequest, links: ReasonLinks = NO_TICKET_LINKS
+) -> Content:
     """The approval message once decided: what happened, who decided, before → after."""
-    base = approval_request_content(request, current=None, expected=None)
+    base = approval_request_content(request, current=None, expected=None, links=links)
     lines = []
     if request.status is RequestStatus.EXPIRED:
         lines.append(messages.OUTCOME_EXPIRED)
@@ -300,9 +354,10 @@ def approval_outcome_content(request: ApprovalRequest) -> Content:
         lines.append(messages.OUTCOME_CANCELLED.format(by=request.decided_by))
     else:
         outcome = messages.STATUS_TEXT[request.status.value]
-        lines.append(
-            messages.OUTCOME_LINE.format(outcome=outcome.capitalize(), by=request.decided_by)
-        )
+        by = request.decided_by
+        if request.first_approver and request.first_approver != by:
+            by = f"{request.first_approver}> and <@{by}"
+        lines.append(messages.OUTCOME_LINE.format(outcome=outcome.capitalize(), by=by))
     if request.reason:
         lines.append(messages.OUTCOME_REASON.format(reason=escape(request.reason)))
     if request.before is not None or request.after is not None:
@@ -408,7 +463,7 @@ def digest_note(reply: Reply, actor_id: str) -> str | None:
     return None
 
 
-def requester_notice(request: ApprovalRequest) -> str:
+def requester_notice(request: ApprovalRequest, links: ReasonLinks = NO_TICKET_LINKS) -> str:
     if request.status is RequestStatus.EXPIRED:
         return messages.EXPIRED_NOTICE.format(id=request.id, summary=request_summary(request))
     text = messages.REQUESTER_NOTICE.format(
@@ -416,6 +471,8 @@ def requester_notice(request: ApprovalRequest) -> str:
         summary=request_summary(request),
         outcome=messages.STATUS_TEXT[request.status.value],
     )
+    if request.change.reason:
+        text += " (" + linked_reason(request.change.reason, links) + ")"
     if request.reason:
         text += " " + messages.OUTCOME_REASON.format(reason=escape(request.reason))
     if request.detail and request.status in (RequestStatus.FAILED, RequestStatus.UNKNOWN):
@@ -435,14 +492,60 @@ def _approval_requested(reply: ApprovalRequestedReply) -> Content:
         before=balance_summary(reply.before),
         expected=balance_summary(reply.expected) if reply.expected else "?",
     )
+    lines = [first, f"{request_summary(request)}: {would}"]
+    if reply.why:
+        lines.insert(0, reply.why)
+    if request.change.reason:
+        lines.append(
+            messages.REASON_LINE.format(reason=linked_reason(request.change.reason, reply.links))
+        )
     return Content(
         headline=messages.APPROVAL_TITLE.format(id=request.id),
-        sections=(Section(f"{first}\n{request_summary(request)}: {would}"),),
+        sections=(Section("\n".join(lines)),),
         notes=(
             messages.APPROVAL_EXPIRES.format(when=request.expires_at.strftime("%Y-%m-%d %H:%M")),
         ),
         fallback=first,
         warning=reply.posted_to is None,
+    )
+
+
+def plan_warning(change: CreditChange, before: Balance, expected: Balance | None) -> str:
+    """What ending `before`'s recurring allowance means, before it happens."""
+    allowance = number(before.allowance)
+    if before.period:
+        allowance += f" {before.period.value}"
+    return messages.CONFIRM_PLAN.format(
+        user=change.user,
+        allowance=allowance,
+        kind=change.kind.value,
+        expected=balance_summary(expected) if expected else "balance",
+    )
+
+
+def _confirm(reply: ConfirmReply) -> Content:
+    change = reply.change
+    lines = []
+    if reply.why is ConfirmWhy.PLAN:
+        lines.append(plan_warning(change, reply.before, reply.expected))
+    elif change.credits is not None and reply.confirm_above is not None:
+        lines.append(
+            messages.CONFIRM_SIZE.format(credits=change.credits, limit=reply.confirm_above)
+        )
+    lines.append(
+        messages.CONFIRM_NOW.format(
+            before=balance_summary(reply.before),
+            expected=balance_summary(reply.expected) if reply.expected else "?",
+        )
+    )
+    if change.reason:
+        lines.append(messages.REASON_LINE.format(reason=linked_reason(change.reason, reply.links)))
+    headline = messages.CONFIRM_TITLE.format(summary=change_summary(change), user=change.user)
+    return Content(
+        headline=headline,
+        sections=(Section("\n".join(lines)),),
+        fallback=headline,
+        warning=reply.why is ConfirmWhy.PLAN,
     )
 
 

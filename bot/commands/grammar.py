@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from bot.commands import messages
-from bot.domain.credits import MAX_CREDITS, CreditChange, Period
+from bot.domain.credits import MAX_CREDITS, ChangeKind, CreditChange, Period
 from bot.domain.policy import Verb
 from bot.errors import UserError
 
@@ -25,19 +25,21 @@ _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+\-]*$")
 _NUMBER = re.compile(r"^(?:[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+)$")
 _MAILTO = re.compile(r"^<mailto:([^|>]+)(?:\|[^>]*)?>$")
 _OPTION_NAMES = ("start", "end", "initial")
+_OPTION_LIKE = re.compile(r"^[A-Za-z]+=")
+MAX_REASON = 300
 
 USAGE: dict[Verb, str] = {
     Verb.HELP: "/credits help",
     Verb.SHOW: "/credits show USER",
     Verb.OVERVIEW: "/credits overview USER",
-    Verb.ADD: "/credits add USER N",
-    Verb.REMOVE: "/credits remove USER N",
-    Verb.SET: "/credits set USER N",
+    Verb.ADD: "/credits add USER N [reason]",
+    Verb.REMOVE: "/credits remove USER N [reason]",
+    Verb.SET: "/credits set USER N [reason]",
     Verb.RECURRING: (
         "/credits recurring USER N daily|weekly|monthly "
-        "[start=YYYY-MM-DD] [end=YYYY-MM-DD] [initial=N]"
+        "[start=YYYY-MM-DD] [end=YYYY-MM-DD] [initial=N] [reason]"
     ),
-    Verb.UNLIMIT: "/credits unlimit USER",
+    Verb.UNLIMIT: "/credits unlimit USER [reason]",
     Verb.PENDING: "/credits pending",
     Verb.AUDIT: "/credits audit [USER]",
     Verb.THRESHOLD: "/credits threshold USER N",
@@ -108,23 +110,31 @@ def parse(text: str) -> Command:
         return Command(Verb.AUDIT, user=parse_user(args[0], usage) if args else None)
     if verb in (Verb.APPROVE, Verb.DENY, Verb.CANCEL, Verb.RESOLVE):
         return _decision(verb, args, text, usage)
-    if verb in (Verb.SHOW, Verb.OVERVIEW, Verb.UNLIMIT):
-        _arity(args, 1, usage)
+    if verb is Verb.UNLIMIT:
+        if not args:
+            raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
         user = parse_user(args[0], usage)
-        change = CreditChange(verb.change_kind, user) if verb.change_kind else None
+        change = CreditChange(ChangeKind.UNLIMIT, user, reason=_reason(args[1:]))
         return Command(verb, user=user, change=change)
+    if verb in (Verb.SHOW, Verb.OVERVIEW):
+        _arity(args, 1, usage)
+        return Command(verb, user=parse_user(args[0], usage))
     if verb is Verb.RECURRING:
         return _recurring(args, usage)
     if verb is Verb.THRESHOLD:
         _arity(args, 2, usage)
         user = parse_user(args[0], usage)
         return Command(verb, user=user, amount=parse_credits(args[1], usage, allow_zero=True))
-    _arity(args, 2, usage)
+    # add / remove / set: the rest of the line after N is the reason.
+    if len(args) < 2:
+        raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
     user = parse_user(args[0], usage)
     credits = parse_credits(args[1], usage)
     kind = verb.change_kind
-    assert kind is not None  # add / remove / set
-    return Command(verb, user=user, change=CreditChange(kind, user, credits))
+    assert kind is not None
+    return Command(
+        verb, user=user, change=CreditChange(kind, user, credits, reason=_reason(args[2:]))
+    )
 
 
 def _decision(verb: Verb, args: list[str], text: str, usage: str) -> Command:
@@ -194,10 +204,12 @@ def _recurring(args: list[str], usage: str) -> Command:
     except ValueError:
         raise UsageError(messages.BAD_PERIOD.format(value=_quote(args[2])), usage=usage) from None
     options: dict[str, str] = {}
-    for word in args[3:]:
-        key, equals, value = word.partition("=")
+    rest = args[3:]
+    while rest and _OPTION_LIKE.match(rest[0]):
+        word, rest = rest[0], rest[1:]
+        key, _, value = word.partition("=")
         key = key.lower()
-        if not equals or key not in _OPTION_NAMES:
+        if key not in _OPTION_NAMES:
             raise UsageError(messages.UNKNOWN_OPTION.format(value=_quote(word)), usage=usage)
         if key in options:
             raise UsageError(messages.REPEATED_OPTION.format(name=key), usage=usage)
@@ -213,8 +225,17 @@ def _recurring(args: list[str], usage: str) -> Command:
         start=start,
         end=end,
         initial=parse_credits(initial, usage, allow_zero=True) if initial is not None else None,
+        reason=_reason(rest),
     )
     return Command(Verb.RECURRING, user=user, change=change)
+
+
+def _reason(words: list[str]) -> str | None:
+    """The rest of the line after a change's arguments: why it is asked."""
+    reason = " ".join(words).strip()
+    if len(reason) > MAX_REASON:
+        raise UsageError(messages.REASON_TOO_LONG.format(limit=MAX_REASON))
+    return reason or None
 
 
 def _date(options: dict[str, str], name: str, usage: str) -> date | None:

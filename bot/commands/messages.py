@@ -21,6 +21,7 @@ REPEATED_OPTION = "`{name}=` is given twice."
 BAD_DATE = "`{name}={value}` is not a date: write it as YYYY-MM-DD."
 MISSING_ARGUMENTS = "Something is missing."
 EXTRA_ARGUMENTS = "Unexpected extra words: `{extra}`."
+REASON_TOO_LONG = "The reason is too long (at most {limit} characters)."
 DID_YOU_MEAN = "There is no `{value}` subcommand. Did you mean `{suggestion}`?"
 UNKNOWN_SUBCOMMAND = "There is no `{value}` subcommand."
 USAGE_LINE = "Usage: `{usage}`"
@@ -274,3 +275,41 @@ RECENT_TOP_UP_REQUESTED = ":warning: <@{by}> asked to add {amount} {ago} ago (re
 RECENT_TOP_UP_CONFIRM = "Add more only if that was not enough."
 THRESHOLD_SET = "Low-credit warnings for *{user}* now start at {below} credits."
 RUNS_OUT = "Runs out in ~{hours} h at the recent pace."
+
+# --- money policy ------------------------------------------------------------------
+OVER_CEILING = (
+    "{credits:,} credits is above this bot's ceiling for one change ({limit:,}, "
+    "CREDITS_MAX_CHANGE); nothing was changed. Split it only with an admin's say-so."
+)
+REASON_REQUIRED = (
+    "A reason is required: put it after the arguments, e.g. "
+    "`/credits add acme-eu 500 ZD-4411 spring campaign`."
+)
+BUDGET_SPENT = (
+    "Sent for approval instead of applied at once: auto-approved credits in the last 24 h "
+    "would pass the {budget:,}-credit budget (you: {by_actor:,}; {user}: {on_target:,})."
+)
+CONFIRM_TITLE = "Confirm: {summary} for {user}"
+CONFIRM_PLAN = (
+    ":warning: *{user}* has a recurring allowance of {allowance}. On this SendGrid API, "
+    "`{kind}` ends it: the balance becomes a one-off {expected} and *will not reset "
+    "any more*. To keep the plan, set it again afterwards with `/credits recurring`."
+)
+CONFIRM_SIZE = "{credits:,} credits is above {limit:,} (CREDITS_CONFIRM_ABOVE)."
+CONFIRM_NOW = "{before} now → {expected} if you confirm. Nothing is sent until you do."
+CONFIRM_BUTTON = "Confirm"
+HELD_FOR_CONFIRMATION = "held until its author confirms it; nothing was sent"
+CONSOLE_CONFIRM = "Type yes to confirm (anything else cancels):"
+CONFIRM_GONE = (
+    "That confirmation was already used, cancelled or has expired (10 minutes); "
+    "nothing was changed. Run the command again if still needed."
+)
+CONFIRM_CANCELLED = "Cancelled; nothing was changed."
+REASON_LINE = "Reason: {reason}"
+REASON_LABEL = "Reason (a ticket id or a few words)"
+FIRST_APPROVAL = (
+    "Request #{id} ({summary}): your approval is recorded (1/2). It needs a second "
+    "approver, neither you nor the requester."
+)
+APPROVALS_PROGRESS = "Approvals: {given}/{needed} — {who}"
+ALREADY_APPROVED = "You already approved this request; the second approval must be someone else's."

@@ -5,8 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.domain.approvals import ApprovalRequest, AuditEvent
-from bot.domain.credits import Balance, ChangeResult, Overview
-from bot.domain.policy import Role, Verb
+from bot.domain.credits import Balance, ChangeResult, CreditChange, Overview
+from bot.domain.policy import ConfirmWhy, Role, Verb
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonLinks:
+    """How a reason's ticket ids become links: a pattern, and a URL with `{ticket}`."""
+
+    ticket_pattern: str = r"\b[A-Z][A-Z0-9]+-[0-9]+\b"
+    ticket_url: str | None = None
+
+
+NO_TICKET_LINKS = ReasonLinks()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +54,7 @@ class ChangeReply:
     auto_approved: bool = False
     auto_approve_max: int = 0
     recorded: bool = True  # False: SendGrid answered; the database will take it later
+    links: ReasonLinks = NO_TICKET_LINKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +85,21 @@ class ApprovalRequestedReply:
     expected: Balance | None
     posted_to: str | None = None
     post_error: str | None = None
+    why: str | None = None  # why it became a request (e.g. the auto-approve budget)
+    links: ReasonLinks = NO_TICKET_LINKS
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmReply:
+    """A direct change held until its author clicks Confirm (or Cancel)."""
+
+    confirmation_id: int
+    change: CreditChange
+    before: Balance
+    expected: Balance | None
+    why: ConfirmWhy
+    confirm_above: int | None = None
+    links: ReasonLinks = NO_TICKET_LINKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +122,7 @@ Reply = (
     | ErrorReply
     | NoticeReply
     | ApprovalRequestedReply
+    | ConfirmReply
     | PendingReply
     | AuditReply
 )

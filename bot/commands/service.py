@@ -21,6 +21,7 @@ from bot.commands.replies import (
     ApprovalRequestedReply,
     BalanceReply,
     ChangeReply,
+    ConfirmReply,
     ErrorReply,
     HelpReply,
     NoticeReply,
@@ -29,9 +30,11 @@ from bot.commands.replies import (
 )
 from bot.commands.sweep import AlertStore, forecast_for
 from bot.domain.approvals import AuditAction, AuditEvent, Store
-from bot.domain.credits import CreditsBackend
+from bot.domain.credits import Balance, CreditChange, CreditsBackend
 from bot.domain.policy import (
     DECIDING_VERBS,
+    BudgetUse,
+    ConfirmWhy,
     Decision,
     GroupDirectory,
     Outcome,
@@ -40,11 +43,15 @@ from bot.domain.policy import (
     RoleBook,
     Verb,
     allowed_verbs,
+    confirmation_needed,
     decide,
+    may_need_confirmation,
+    over_ceiling,
 )
 from bot.errors import (
     AuthenticationFailed,
     BadResponse,
+    ConfirmationRequired,
     DirectoryError,
     OutcomeUnknown,
     RateLimited,
@@ -271,11 +278,62 @@ class CommandService:
         )
         if decision.outcome is Outcome.REFUSE:
             return _refusal(command, decision, resolved)
+        if command.change is not None:
+            refusal = self._policy_refusal(command.change)
+            if refusal is not None:
+                return refusal
         if decision.outcome is Outcome.NEEDS_APPROVAL:
             if self._changes is None or command.change is None:
                 return ErrorReply(messages.NEEDS_APPROVAL_NO_STORE.format(verb=command.verb.value))
             return self._changes.request_approval(actor.user_id, command.change)
         return self._execute(actor, command, decision)
+
+    def _policy_refusal(self, change: CreditChange) -> ErrorReply | None:
+        """The limits that hold for every role: the ceiling, and a required reason."""
+        if self._changes is None:
+            return None
+        limits = self._changes.limits
+        if over_ceiling(change, limits):
+            assert change.credits is not None
+            assert limits.max_change is not None
+            return ErrorReply(
+                messages.OVER_CEILING.format(credits=change.credits, limit=limits.max_change)
+            )
+        if limits.require_reason and not change.reason:
+            return ErrorReply(messages.REASON_REQUIRED)
+        return None
+
+    def confirm(
+        self, actor: Actor, confirmation_id: int, *, confirm: bool, replay_checked: bool = True
+    ) -> Reply:
+        """A Confirm (or Cancel) click on a held change: runs it at most once, by its
+        author only, under the roles and budget as they are now."""
+        if not replay_checked:
+            return _unchecked_change()
+
+        def run() -> Reply:
+            taken = self._desk().take_confirmation(confirmation_id, actor.user_id, confirm=confirm)
+            if taken is None:
+                return ErrorReply(messages.CONFIRM_GONE)
+            if not confirm:
+                return NoticeReply(messages.CONFIRM_CANCELLED)
+            change, _ = taken
+            verb = Verb(change.kind.value)
+            resolved = self._roles.resolve(actor.user_id, self._directory)
+            decision = decide(
+                verb, resolved, credits=change.credits, auto_approve_max=self._auto_approve_max
+            )
+            command = Command(verb, user=change.user, change=change)
+            if decision.outcome is Outcome.REFUSE:
+                return _refusal(command, decision, resolved)
+            refusal = self._policy_refusal(change)
+            if refusal is not None:
+                return refusal
+            if decision.outcome is Outcome.NEEDS_APPROVAL:
+                return self._desk().request_approval(actor.user_id, change)
+            return self._change_now(actor, command, decision, confirmed=True)
+
+        return self._safely(run, actor)
 
     def _help(self, actor: Actor, *, topic: Verb | None = None, notice: str | None = None) -> Reply:
         resolved = self._roles.resolve(actor.user_id, self._directory)
@@ -323,15 +381,61 @@ class CommandService:
             return BalanceReply(command.user, balance, hours_left=hours_left)
         if command.verb is Verb.OVERVIEW:
             return OverviewReply(command.user, self._backend.get_overview(command.user))
-        assert command.change is not None
-        result, recorded = self._desk().apply_directly(
-            actor.user_id, command.change, auto_approved=decision.auto_approved
+        return self._change_now(actor, command, decision, confirmed=False)
+
+    def _change_now(
+        self, actor: Actor, command: Command, decision: Decision, *, confirmed: bool
+    ) -> Reply:
+        """A direct change: held for its author's confirmation when it is large or would
+        end a recurring plan; an auto-approved one becomes a request past the budget."""
+        change = command.change
+        assert change is not None
+        desk = self._desk()
+        limits, keeps = desk.limits, desk.adjustments_keep_recurring
+
+        def hold_if(before: Balance) -> ConfirmWhy | None:
+            return confirmation_needed(change, before, limits, adjustments_keep_recurring=keeps)
+
+        asks = not confirmed and may_need_confirmation(
+            change, limits, adjustments_keep_recurring=keeps
         )
+        try:
+            outcome = desk.apply_directly(
+                actor.user_id,
+                change,
+                auto_approved=decision.auto_approved,
+                hold_if=hold_if if asks else None,
+            )
+        except ConfirmationRequired as held:
+            confirmation_id = desk.hold_for_confirmation(
+                actor.user_id, change, auto_approved=decision.auto_approved
+            )
+            return ConfirmReply(
+                confirmation_id=confirmation_id,
+                change=change,
+                before=held.before,
+                expected=change.expected_after(held.before),
+                why=held.why,
+                confirm_above=limits.confirm_above,
+                links=desk.links,
+            )
+        if isinstance(outcome, BudgetUse):
+            why_text = messages.BUDGET_SPENT.format(
+                budget=desk.limits.auto_approve_budget,
+                by_actor=outcome.by_actor,
+                on_target=outcome.on_target,
+                user=change.user,
+            )
+            self._logger.info(
+                "auto-approve budget: %s by %s becomes a request", change.user, actor.user_id
+            )
+            return desk.request_approval(actor.user_id, change, why=why_text)
+        result, recorded = outcome
         if result.outcome_unknown:
             self._logger.warning(
                 "outcome unknown: %s %s for %s; re-read balance %s",
                 command.verb,
-                command.change.credits,
+                change.credits,
                 command.user,
                 result.after,
             )
@@ -341,6 +445,7 @@ class CommandService:
             auto_approved=decision.auto_approved,
             auto_approve_max=self._auto_approve_max,
             recorded=recorded,
+            links=desk.links,
         )
 
     def _decide(self, actor: Actor, command: Command) -> Reply:

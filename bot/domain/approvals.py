@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.domain.credits import Balance, CreditChange
-from bot.domain.policy import Role
+from bot.domain.policy import BudgetUse, Role
 
 
 class RequestStatus(enum.StrEnum):
@@ -66,6 +66,8 @@ class ApprovalRequest:
     detail: str | None = None
     reminders: int = 0  # reminders posted so far
     escalated_at: datetime | None = None
+    approvals_needed: int = 1
+    first_approver: str | None = None  # the first of two, while the second is awaited
 
     def expired_at(self, now: datetime) -> bool:
         return self.status is RequestStatus.PENDING and now >= self.expires_at
@@ -168,6 +170,7 @@ class Refusal(enum.Enum):
 
     NOT_AN_APPROVER = "not_an_approver"
     OWN_REQUEST = "own_request"
+    ALREADY_APPROVED = "already_approved"  # the first of two approvers, again
     NOT_THE_REQUESTER = "not_the_requester"
 
 
@@ -184,11 +187,14 @@ def may_resolve(role: Role) -> Refusal | None:
 
 
 def may_decide(actor_id: str, role: Role, request: ApprovalRequest) -> Refusal | None:
-    """Approvers and admins decide others' requests; nobody decides their own."""
+    """Approvers and admins decide others' requests; nobody decides their own, and
+    of two approvals, nobody gives both."""
     if role < Role.APPROVER:
         return Refusal.NOT_AN_APPROVER
     if actor_id == request.requester_id:
         return Refusal.OWN_REQUEST
+    if request.first_approver is not None and actor_id == request.first_approver:
+        return Refusal.ALREADY_APPROVED
     return None
 
 
@@ -230,8 +236,51 @@ class Store(Protocol):
     """The port to durable state: approval requests and the audit trail."""
 
     def create_request(
-        self, change: CreditChange, *, requester_id: str, now: datetime, expires_at: datetime
+        self,
+        change: CreditChange,
+        *,
+        requester_id: str,
+        now: datetime,
+        expires_at: datetime,
+        approvals_needed: int = 1,
     ) -> ApprovalRequest: ...
+
+    def approve_first(
+        self, request_id: int, *, approver_id: str, now: datetime
+    ) -> ApprovalRequest | None:
+        """Record the first of two approvals (pending, unexpired, none yet); None if not."""
+        ...
+
+    def begin_budgeted_change(
+        self,
+        change: CreditChange,
+        *,
+        actor_id: str,
+        owner: str,
+        now: datetime,
+        audit: AuditEvent,
+        budget: int,
+        window: timedelta,
+    ) -> ChangeRecord | BudgetUse:
+        """An auto-approved change's `intent` if it fits the budget (checked and recorded
+        atomically across instances); otherwise what was already used."""
+        ...
+
+    def create_confirmation(
+        self,
+        change: CreditChange,
+        *,
+        actor_id: str,
+        auto_approved: bool,
+        now: datetime,
+        expires_at: datetime,
+    ) -> int: ...
+
+    def take_confirmation(
+        self, confirmation_id: int, *, actor_id: str, now: datetime, confirm: bool
+    ) -> tuple[CreditChange, bool] | None:
+        """`pending → confirmed|cancelled` once, by its author, before it expires."""
+        ...
 
     def attach_message(self, request_id: int, *, channel_id: str, message_ts: str) -> None: ...
 

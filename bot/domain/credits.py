@@ -98,7 +98,8 @@ class CreditChange:
     """One change to one account's credits, as requested.
 
     `credits` is required for every kind except UNLIMIT; `period` and the
-    optional `start`, `end`, `initial` belong to RECURRING only.
+    optional `start`, `end`, `initial` belong to RECURRING only. `reason` is why
+    it is asked (free text, e.g. "ZD-4411 spring campaign"), shown and audited.
     """
 
     kind: ChangeKind
@@ -108,6 +109,7 @@ class CreditChange:
     start: date | None = None
     end: date | None = None
     initial: int | None = None
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         needs_credits = self.kind is not ChangeKind.UNLIMIT
@@ -159,7 +161,13 @@ class ChangeResult:
 
 
 class CreditsBackend(Protocol):
-    """The port to SendGrid: what the domain needs from a credits API."""
+    """The port to SendGrid: what the domain needs from a credits API.
+
+    `adjustments_keep_recurring`: whether add/remove keep a recurring allowance
+    (v3) or turn it into a one-off balance (v2).
+    """
+
+    adjustments_keep_recurring: bool
 
     def check_supported(self, change: CreditChange) -> None:
         """Raise UserError if this API cannot make `change` (before anything is sent)."""
@@ -208,6 +216,14 @@ def check_applicable(change: CreditChange, before: Balance) -> None:
             f"{change.user} has no credit limit, so there is nothing to {change.kind} to. "
             f"To start limiting it, use `set {change.user} N`."
         )
+    remaining, credits = before.remaining, change.credits
+    # Clamping to 0 would report "done" for less than was asked.
+    if change.kind is ChangeKind.REMOVE and remaining is not None and (credits or 0) > remaining:
+        raise UserError(
+            f"{change.user} has only {remaining:,} credits, so {credits:,} cannot "
+            f"be removed; nothing was changed. To take what is left: "
+            f"`remove {change.user} {remaining}`."
+        )
 
 
 def change_arguments(change: CreditChange) -> dict[str, object]:
@@ -219,6 +235,7 @@ def change_arguments(change: CreditChange) -> dict[str, object]:
         "start": change.start.isoformat() if change.start else None,
         "end": change.end.isoformat() if change.end else None,
         "initial": change.initial,
+        "reason": change.reason,
     }
     arguments.update({k: v for k, v in optional.items() if v is not None})
     return arguments
@@ -235,6 +252,7 @@ def change_from_arguments(arguments: dict[str, Any]) -> CreditChange:
         start=date.fromisoformat(start) if start else None,
         end=date.fromisoformat(end) if end else None,
         initial=arguments.get("initial"),
+        reason=arguments.get("reason"),
     )
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
-from bot.domain.credits import ChangeKind
+from bot.domain.credits import Balance, ChangeKind, CreditChange
 from bot.errors import DirectoryError
 
 
@@ -171,3 +172,116 @@ def decide(
 def allowed_verbs(role: Role) -> list[Verb]:
     """The subcommands a role may use (for help)."""
     return [verb for verb, required in REQUIRED_ROLE.items() if role >= required]
+
+
+# --- money policy: limits that hold for every role -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The size and budget rules of a change, from configuration.
+
+    - `max_change`: a hard ceiling on a change's credits, whoever asks;
+    - `confirm_above`: a direct change above this asks its author to confirm;
+    - `two_approvals_above`: a request above this needs two distinct approvers;
+    - `auto_approve_budget`: credits one operator, and one subuser, may receive by
+      auto-approval in a rolling `budget_window`;
+    - `require_reason`: a change without a reason is refused.
+    """
+
+    auto_approve_max: int = 0
+    auto_approve_budget: int = 0
+    budget_window: timedelta = timedelta(hours=24)
+    confirm_above: int | None = None
+    max_change: int | None = None
+    two_approvals_above: int | None = None
+    require_reason: bool = False
+
+
+class ConfirmWhy(enum.Enum):
+    """Why a direct change waits for its author's confirmation."""
+
+    SIZE = "size"  # above CREDITS_CONFIRM_ABOVE
+    PLAN = "plan"  # it would turn a recurring allowance into a one-off balance
+
+
+def over_ceiling(change: CreditChange, limits: Limits) -> bool:
+    """Above the hard ceiling (an `unlimit` has no size and is not)."""
+    return (
+        limits.max_change is not None
+        and change.credits is not None
+        and change.credits > limits.max_change
+    )
+
+
+def drops_recurring_plan(
+    change: CreditChange, before: Balance, *, adjustments_keep_recurring: bool
+) -> bool:
+    """Would this change end `before`'s recurring allowance without saying so?
+
+    v2's `increment`/`decrement`/`total` clear the recurring amount (reference §2.1);
+    v3's `PATCH …/credits/remaining` keeps it, its `PUT` with `nonrecurring` does not.
+    `recurring` sets a plan on purpose and `unlimit` is asked by name; both say what
+    they do, so they are not counted here.
+    """
+    return before.recurring and may_end_plan(
+        change.kind, adjustments_keep_recurring=adjustments_keep_recurring
+    )
+
+
+def may_end_plan(kind: ChangeKind, *, adjustments_keep_recurring: bool) -> bool:
+    """Whether a change of this kind ends a recurring plan on this API (see above)."""
+    if kind in (ChangeKind.ADD, ChangeKind.REMOVE):
+        return not adjustments_keep_recurring
+    return kind is ChangeKind.SET
+
+
+def may_need_confirmation(
+    change: CreditChange, limits: Limits, *, adjustments_keep_recurring: bool
+) -> bool:
+    """Whether `confirmation_needed` could say yes, whatever the balance (so the balance
+    need not be read first when it cannot)."""
+    if may_end_plan(change.kind, adjustments_keep_recurring=adjustments_keep_recurring):
+        return True
+    return (
+        limits.confirm_above is not None
+        and change.credits is not None
+        and change.kind is not ChangeKind.RECURRING
+        and change.credits > limits.confirm_above
+    )
+
+
+def confirmation_needed(
+    change: CreditChange, before: Balance, limits: Limits, *, adjustments_keep_recurring: bool
+) -> ConfirmWhy | None:
+    """Whether a direct change must first be confirmed by its author, and why."""
+    if drops_recurring_plan(change, before, adjustments_keep_recurring=adjustments_keep_recurring):
+        return ConfirmWhy.PLAN
+    if (
+        limits.confirm_above is not None
+        and change.credits is not None
+        and change.kind is not ChangeKind.RECURRING
+        and change.credits > limits.confirm_above
+    ):
+        return ConfirmWhy.SIZE
+    return None
+
+
+def needs_two_approvals(change: CreditChange, limits: Limits) -> bool:
+    """A request above CREDITS_TWO_APPROVALS_ABOVE (an `unlimit` counts as above)."""
+    if limits.two_approvals_above is None:
+        return False
+    if change.credits is None:
+        return change.kind is ChangeKind.UNLIMIT
+    return change.credits > limits.two_approvals_above
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetUse:
+    """Credits auto-approved in the window: by this operator, and to this subuser."""
+
+    by_actor: int
+    on_target: int
+
+    def allows(self, credits: int, budget: int) -> bool:
+        return self.by_actor + credits <= budget and self.on_target + credits <= budget

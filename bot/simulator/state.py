@@ -1,7 +1,9 @@
 """The simulator's in-memory SendGrid: accounts, credit tasks, a call log, fault rules.
 
 Behaviour follows the recorded v2 traffic (reference §2.1): `total`,
-`increment` and `decrement` set the balance and clear the recurring amount,
+`increment` and `decrement` set the balance and clear the recurring amount
+(v3's `PATCH …/credits/remaining` moves the balance and keeps the plan, as the
+spec's example answer shows),
 `recurring` sets the allowance (and the balance to `initial_credits` or
 `credits`), `none` removes the limit so `retrieve` answers `[]`. Where real
 behaviour is unknown the choice is written down: `decrement` never takes the
@@ -267,6 +269,7 @@ class SimulatorState:
 
     def handle(self, module: str, params: dict[str, str]) -> tuple[Any, bool]:
         """Run one authenticated call. Returns (JSON-able result, applied)."""
+        params = {k: v for k, v in params.items() if k != "keep_plan"}  # v3's alone
         with self._lock:
             if module == "customer.limit":
                 return self._limit(self._account(self.subusers, params), params)
@@ -342,14 +345,13 @@ class SimulatorState:
         elif task == "total":
             account.unlimited, account.credit, account.period = False, 0, None
             account.credit_remain = credits
-        elif task == "increment":
+        elif task in ("increment", "decrement"):
             base = 0 if account.unlimited else account.credit_remain
-            account.unlimited, account.credit, account.period = False, 0, None
-            account.credit_remain = min(MAX_UNSIGNED, base + credits)
-        else:  # decrement
-            base = 0 if account.unlimited else account.credit_remain
-            account.unlimited, account.credit, account.period = False, 0, None
-            account.credit_remain = max(0, base - credits)
+            account.unlimited = False
+            if params.get("keep_plan") != "1":  # v2 clears the recurring amount (§2.1)
+                account.credit, account.period = 0, None
+            moved = base + credits if task == "increment" else base - credits
+            account.credit_remain = max(0, min(MAX_UNSIGNED, moved))
         return {"message": "success"}, True
 
     def _retrieve(self, account: SimulatedAccount) -> Any:
@@ -457,7 +459,8 @@ def v3_params(
         if not isinstance(update, int) or isinstance(update, bool) or update == 0:
             raise SimulatedError("allocation_update must be a non-zero integer")
         task = "increment" if update > 0 else "decrement"
-        return {"user": user, "task": task, "credits": str(abs(update))}
+        # The spec's example answer keeps `type: recurring`: only the balance moves.
+        return {"user": user, "task": task, "credits": str(abs(update)), "keep_plan": "1"}
     return None
 
 

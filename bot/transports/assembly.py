@@ -23,13 +23,14 @@ from bot.adapters.store.instances import this_host
 from bot.adapters.store.lock import SchedulerLock
 from bot.adapters.store.ratelimit import SqlRateBudget
 from bot.commands.changes import ApprovalNotifier, ChangeService
+from bot.commands.replies import ReasonLinks
 from bot.commands.service import CommandService
 from bot.commands.sweep import AlertPoster, SweepService
 from bot.config import Settings
 from bot.domain.alerts import Thresholds
 from bot.domain.approvals import ReminderPolicy, Store
 from bot.domain.credits import CreditsBackend
-from bot.domain.policy import GroupDirectory, RoleBook
+from bot.domain.policy import GroupDirectory, Limits, RoleBook
 from bot.errors import BotError
 from bot.observability.metrics import NO_METRICS, Metrics
 from bot.transports.clock import SWEEP_LEASE, Clock
@@ -99,6 +100,9 @@ def build_services(
             escalate_after=settings.escalate_after,
             escalate_to=settings.escalate_to,
         ),
+        limits=policy_limits(settings),
+        links=reason_links(settings),
+        adjustments_keep_recurring=backend.adjustments_keep_recurring,
     )
     commands = CommandService(
         backend=backend,
@@ -112,6 +116,22 @@ def build_services(
         metrics=metrics,
     )
     return Services(commands=commands, changes=changes, store=store)
+
+
+def policy_limits(settings: Settings) -> Limits:
+    """The money policy's limits from settings (design §3, issue 12)."""
+    return Limits(
+        auto_approve_max=settings.auto_approve_max,
+        auto_approve_budget=settings.effective_auto_approve_budget,
+        confirm_above=settings.confirm_above,
+        max_change=settings.max_change,
+        two_approvals_above=settings.two_approvals_above,
+        require_reason=settings.require_reason,
+    )
+
+
+def reason_links(settings: Settings) -> ReasonLinks:
+    return ReasonLinks(ticket_pattern=settings.ticket_pattern, ticket_url=settings.ticket_url)
 
 
 class Heartbeat:
@@ -295,6 +315,7 @@ def build_clock(
                 client=client,
                 channel_id=settings.approval_channel,
                 log_channel_id=settings.log_channel,
+                links=reason_links(settings),
             )
     if poster is None:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import TextIO
 
+from bot.commands import messages
 from bot.commands.formatting import Content, layout
-from bot.commands.replies import Reply
+from bot.commands.replies import ConfirmReply, Reply
 from bot.commands.service import Actor, CommandService
 
 PROMPT = "credits> "
@@ -57,7 +58,14 @@ def run_console(
             continue
         if text in ("exit", "quit"):
             break
-        stdout.write(render_text(service.handle(actor, text)) + "\n\n")
+        reply = service.handle(actor, text)
+        if isinstance(reply, ConfirmReply):
+            # The console's Confirm button: the next line, `yes` or anything else.
+            stdout.write(render_text(reply) + "\n" + messages.CONSOLE_CONFIRM + " ")
+            stdout.flush()
+            answer = stdin.readline().strip().lower()
+            reply = service.confirm(actor, reply.confirmation_id, confirm=answer == "yes")
+        stdout.write(render_text(reply) + "\n\n")
         stdout.flush()
     return 0
 

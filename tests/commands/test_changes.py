@@ -59,11 +59,28 @@ class RecordingNotifier:
     told_requester: list[int] = field(default_factory=list)
     direct_messages: list[tuple[str, str]] = field(default_factory=list)
 
+    logged: list[str] = field(default_factory=list)
+    reminded: list[int] = field(default_factory=list)
+
     def post_request(
-        self, request: ApprovalRequest, *, current: Balance, expected: Balance | None
+        self,
+        request: ApprovalRequest,
+        *,
+        current: Balance,
+        expected: Balance | None,
+        warning: str | None = None,
     ) -> tuple[str, str]:
         self.posted.append(request.id)
         return "C0APPROVALS", f"{request.id}.0001"
+
+    def show_progress(self, request: ApprovalRequest) -> None:
+        self.outcomes.append((request.id, request.status))
+
+    def log(self, text: str) -> None:
+        self.logged.append(text)
+
+    def remind(self, request: ApprovalRequest, text: str) -> None:
+        self.reminded.append(request.id)
 
     def show_outcome(self, request: ApprovalRequest) -> None:
         self.outcomes.append((request.id, request.status))

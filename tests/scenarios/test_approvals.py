@@ -206,12 +206,12 @@ def test_approval_channel_missing_keeps_the_request_and_says_so(bot: BotUnderTes
 
 
 def test_direct_change_of_an_approver_applies_at_once_and_is_audited(bot: BotUnderTest):
-    reply = bot.command("set globex 2,000", user=APPROVER)
-    assert "Set done for *globex*" in reply.text
+    reply = bot.command("set wonka 2,000", user=APPROVER)  # a one-off balance: no confirm
+    assert "Set done for *wonka*" in reply.text
     assert bot.approval_posts() == []
-    audit = bot.command("audit globex", user=VIEWER).text
-    assert f"<@{APPROVER}> *changed* *globex* set 2,000 — applied" in audit
-    assert "640 credits → 2,000 credits" in audit
+    audit = bot.command("audit wonka", user=VIEWER).text
+    assert f"<@{APPROVER}> *changed* *wonka* set 2,000 — applied" in audit
+    assert "75,000 credits → 2,000 credits" in audit
 
 
 def test_audit_records_everything_newest_first(bot: BotUnderTest):

@@ -158,13 +158,15 @@ def test_direct_add(start_bot: BotFactory, key: str):
     if fault.kind is not None:
         inject(bot, fault, task="retrieve" if key == "read-timeout" else "increment")
     _, seen, applied = SHOW_AND_ADD[key]
-    reply = bot.command("add globex 500", user=USERS["admin"])
+    # initech has a one-off balance: on globex's recurring plan v2 would ask to confirm.
+    seen = seen.replace("globex", "initech")
+    reply = bot.command("add initech 500", user=USERS["admin"])
     assert seen in reply.text
     assert "Traceback" not in reply.text
     increments = [c for c in bot.simulator.state.calls() if c.task == "increment"]
     assert len([c for c in increments if c.applied]) == applied
     assert len([c for c in increments if c.outcome != "rate-limited"]) <= 1 + (key == "429")
-    audit = bot.command("audit globex", user=USERS["viewer"]).text
+    audit = bot.command("audit initech", user=USERS["viewer"]).text
     expected_action = {1: "*changed*", 0: "*failed*"}[applied]
     if seen == UNKNOWN:
         expected_action = "*could not confirm*"

@@ -108,7 +108,7 @@ def test_a_killed_change_ends_failed_or_unknown_never_sending_and_is_never_sent_
     try:
         if origin == "direct":
             arm(simulator, point)
-            send(victim, slack, "add globex 500", ADMIN, "direct")
+            send(victim, slack, "add initech 500", ADMIN, "direct")  # one-off: no confirm
         else:
             command(victim.url, slack, "add globex 500", OPERATOR, "request")
             arm(simulator, point)
@@ -181,7 +181,7 @@ def test_sigterm_during_a_burst_finishes_or_records_every_change_and_answers_eve
     try:
         server.wait_healthy()
         threads = [
-            threading.Thread(target=send, args=(server, slack, "add globex 1", user, user))
+            threading.Thread(target=send, args=(server, slack, "add initech 1", user, user))
             for user in users
         ]
         for thread in threads:
@@ -276,7 +276,7 @@ def test_a_database_outage_during_the_call_tells_what_sendgrid_did_and_records_i
     env = env_for(simulator, slack, url, "v2", SENDGRID_TIMEOUT="20")
     with serving(env) as server:
         if origin == "direct":
-            send(server, slack, "add globex 300", ADMIN, "direct")
+            send(server, slack, "add initech 300", ADMIN, "direct")
         else:
             command(server.url, slack, "add globex 800", OPERATOR, "request")
             click = approve_body(slack, approval_post(slack), ADMIN, "click")

@@ -19,7 +19,7 @@ def test_metrics_count_what_a_scenario_did(bot: BotUnderTest, api_version: str):
     bot.command("show globex", user=USERS["viewer"])
     bot.command("show globex", user=USERS["viewer"])
     bot.command("add globex 5", user=USERS["viewer"])  # refused: viewers may not add
-    bot.command("add globex 100", user=USERS["admin"])  # applied at once
+    bot.command("add initech 100", user=USERS["admin"])  # applied at once (a one-off balance)
     bot.command("add globex 500", user=USERS["operator"])  # becomes a request
     bot.command("frobnicate", user=USERS["none"])  # not a subcommand: help
     bot.simulator.state.add_fault(

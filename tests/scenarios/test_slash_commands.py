@@ -29,8 +29,10 @@ COMMANDS = {
     "show": "show acme-eu",
     "overview": "overview alice@example.com",
     "add": "add acme-us 500",
-    "remove": "remove acme-eu 100",
-    "set": "set globex 5,000",
+    # One-off balances: on a recurring plan a v2 remove or any set first asks to confirm
+    # (tests/scenarios/test_policy_recurring.py).
+    "remove": "remove acme-us 100",
+    "set": "set wonka 5,000",
     "recurring": "recurring soylent 6000 monthly",
     "unlimit": "unlimit hooli",
     "pending": "pending",
@@ -221,9 +223,8 @@ BAD_INPUT = [
     ("add", "Something is missing"),
     ("add acme-eu", "Something is missing"),
     ("show", "Something is missing"),
-    ("add acme-eu 5 6", "Unexpected extra words"),
     ("show acme-eu globex", "Unexpected extra words"),
-    ("unlimit acme-eu now", "Unexpected extra words"),
+    ("pending now", "Unexpected extra words"),  # a change's extra words are its reason
     ("add alice&task=none 5", "not a SendGrid username"),
     ("add alice&amp;task=none 5", "not a SendGrid username"),
     ("unlimit acme-eu%26task=none", "not a SendGrid username"),
@@ -282,9 +283,9 @@ def test_wrong_sendgrid_credentials_are_explained_without_the_key(start_bot: Bot
 def test_write_timing_out_is_reported_as_unknown_and_reread(start_bot: BotFactory):
     bot = start_bot(SENDGRID_TIMEOUT="0.5")
     bot.simulator.state.add_fault(FaultRule(kind="slow-write", arg="1500", task="increment"))
-    reply = bot.command("add globex 500")
+    reply = bot.command("add initech 500")
     assert "may or may not have been applied" in reply.text
-    assert "*1,140* credits remaining" in reply.text  # the re-read shows it did apply
+    assert "*1,400* credits remaining" in reply.text  # the re-read shows it did apply
     assert len(bot.simulator.state.writes(task="increment")) == 1
 
 

@@ -113,3 +113,26 @@ def test_recurring_then_increment_follows_the_recorded_sequence(simulator: Simul
     call(task="decrement", credits="400")
     call(task="none")
     assert call(task="retrieve") == []
+
+
+def test_v3_patch_remaining_keeps_the_recurring_plan_as_the_spec_example_shows(
+    simulator: SimulatorServer,
+):
+    # OAI spec (twilio/sendgrid-oai tsg_subusers_v3.yaml): PATCH …/credits/remaining answers
+    # {"remain":100,"total":100,"used":0,"type":"recurring","reset_frequency":"monthly"}.
+    headers = {"Authorization": f"Bearer {DEMO_API_KEY}"}
+    url = simulator.base_url + "v3/subusers/acme-eu/credits/remaining"
+    for update in (500, -200):
+        answer = requests.patch(url, json={"allocation_update": update}, headers=headers, timeout=5)
+        assert answer.status_code == 200
+    body = answer.json()
+    assert (body["type"], body["reset_frequency"], body["total"]) == ("recurring", "monthly", 50000)
+    assert body["remain"] == 31_500
+
+
+def test_v2_cannot_ask_for_v3_semantics(simulator: SimulatorServer):
+    params = {**AUTH, "user": "acme-eu"}
+    sneaky = {**params, "task": "increment", "credits": "1", "keep_plan": "1"}
+    post(simulator, "customer.limit.json", sneaky)
+    retrieved = post(simulator, "customer.limit.json", {**params, "task": "retrieve"}).json()
+    assert retrieved[0]["credit"] == "0"  # as recorded (§2.1): the plan is gone

@@ -238,8 +238,8 @@ def test_an_unmigrated_database_is_reported(slack, simulator, tmp_path):
     assert code == 1
     assert lines[-1] == (
         f"✗ database: SQLite file {tmp_path / 'old.sqlite3'} is at 0003, "
-        f"newest is {head_revision()}; run "
-        "`credits-bot migrate` (serve and clock also do at start-up)"
+        f"newest is {head_revision()}; run `credits-bot migrate` "
+        "(serve and clock also do at start-up)"
     )
 
 

@@ -12,7 +12,11 @@ from tests.fakes.slack_requests import post_signed, slash_command_body
 
 
 def test_console_demo_answers_help_show_and_add():
-    script = "help\n/credits show acme-eu\nadd globex 500\nshow globex\nadd globex 1.5\n"
+    # globex has a monthly plan that a v2 add ends: the console asks, `yes` confirms.
+    script = (
+        "help\n/credits show acme-eu\nadd globex 7\nno\nadd globex 500\nyes\n"
+        "show globex\nadd globex 1.5\n"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "bot", "console", "--demo"],
         input=script,
@@ -25,6 +29,8 @@ def test_console_demo_answers_help_show_and_add():
     out = result.stdout
     assert "Your role: admin" in out
     assert "31,200 credits remaining of 50,000" in out
+    assert "Type yes to confirm" in out
+    assert "Cancelled; nothing was changed." in out
     assert "640 credits → 1,140 credits" in out
     assert "1,140 credits remaining" in out
     assert "1.5 is not a whole number of credits" in out

@@ -30,6 +30,9 @@ RESELLER_PAGE_SIZE = 500
 class SendGridV2Client:
     """A `CreditsBackend` over SendGrid's v2 Web API (`customer.*` or `reseller.*`)."""
 
+    # `increment`/`decrement`/`total` clear the recurring amount (reference §2.1).
+    adjustments_keep_recurring = False
+
     def __init__(
         self,
         *,

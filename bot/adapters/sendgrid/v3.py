@@ -59,6 +59,10 @@ NO_OVERVIEW = "The account overview is a SendGrid v2 reseller call; it is not av
 class SendGridV3Client:
     """A `CreditsBackend` over SendGrid's v3 subuser credits endpoints."""
 
+    # `PATCH …/credits/remaining` keeps a recurring allowance (the spec's example
+    # answers `type: recurring`); only `PUT …/credits` replaces it.
+    adjustments_keep_recurring = True
+
     def __init__(
         self,
         *,

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from sqlalchemy import (
     desc,
     event,
     exists,
+    func,
     insert,
     select,
     text,
@@ -42,7 +43,13 @@ from bot.adapters.store.instances import (
     FORGET_INSTANCES_AFTER,
     instance_is_live,
 )
-from bot.adapters.store.tables import approval_requests, audit_events, credit_changes, instances
+from bot.adapters.store.tables import (
+    approval_requests,
+    audit_events,
+    confirmations,
+    credit_changes,
+    instances,
+)
 from bot.domain.approvals import (
     ApprovalRequest,
     AuditAction,
@@ -61,11 +68,13 @@ from bot.domain.credits import (
     change_arguments,
     change_from_arguments,
 )
+from bot.domain.policy import BudgetUse
 from bot.errors import StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant works; it names the lock that serialises migrations across instances.
 _MIGRATION_LOCK = 7_284_113_001
+_BUDGET_LOCK = 7_284_113_006  # serialises auto-approval budget checks across instances
 
 
 def create_store_engine(url: str) -> Engine:
@@ -197,9 +206,17 @@ class SqlStore:
     # --- approval requests ------------------------------------------------------------
 
     def create_request(
-        self, change: CreditChange, *, requester_id: str, now: datetime, expires_at: datetime
+        self,
+        change: CreditChange,
+        *,
+        requester_id: str,
+        now: datetime,
+        expires_at: datetime,
+        approvals_needed: int = 1,
     ) -> ApprovalRequest:
         values = {
+            "change_reason": change.reason,
+            "approvals_needed": approvals_needed,
             "kind": change.kind.value,
             "target": change.user,
             "credits": change.credits,
@@ -233,6 +250,22 @@ class SqlStore:
             ).one_or_none()
         return _request(row) if row else None
 
+    def approve_first(
+        self, request_id: int, *, approver_id: str, now: datetime
+    ) -> ApprovalRequest | None:
+        """The first of two approvals: recorded if the request is pending, unexpired and
+        has no first approver yet (one conditional UPDATE); None if someone else was first."""
+        with self.transaction() as connection:
+            return self._transition_in(
+                connection,
+                request_id,
+                [RequestStatus.PENDING],
+                unexpired_at=now,
+                first_of_two=True,
+                first_approver=approver_id,
+                first_approved_at=now,
+            )
+
     def claim(
         self, request_id: int, *, approver_id: str, now: datetime, executor: str
     ) -> tuple[ApprovalRequest, ChangeRecord] | None:
@@ -242,6 +275,7 @@ class SqlStore:
                 request_id,
                 [RequestStatus.PENDING],
                 unexpired_at=now,
+                final_approver=approver_id,
                 status=RequestStatus.EXECUTING.value,
                 decided_by=approver_id,
                 decided_at=now,
@@ -276,6 +310,128 @@ class SqlStore:
                 now=now,
                 audit_event_id=event_id,
             )
+
+    def begin_budgeted_change(
+        self,
+        change: CreditChange,
+        *,
+        actor_id: str,
+        owner: str,
+        now: datetime,
+        audit: AuditEvent,
+        budget: int,
+        window: timedelta,
+    ) -> ChangeRecord | BudgetUse:
+        """An auto-approved change's `intent`, only if it fits the budget.
+
+        The sum of auto-approved credits in the window (by `actor_id`, and to the
+        change's target) is read and the intent inserted under one lock taken for the
+        whole transaction, so instances cannot both see room for the last slot:
+        PostgreSQL's transaction-scoped advisory lock, SQLite's `BEGIN IMMEDIATE`.
+        Intents, sent, applied and unknown changes all count; failed ones do not.
+        Returns what was used instead of a record when the change does not fit.
+        """
+        credits = change.credits or 0
+        since = now - window
+        table = credit_changes.c
+        counted = [
+            ChangeState.INTENT.value,
+            ChangeState.SENT.value,
+            ChangeState.APPLIED.value,
+            ChangeState.UNKNOWN.value,
+        ]
+
+        def used(*condition: Any) -> Any:
+            return (
+                select(func.coalesce(func.sum(table.credits), 0))
+                .where(
+                    table.auto_approved.is_(True),
+                    table.created_at > since,
+                    table.state.in_(counted),
+                    *condition,
+                )
+                .scalar_subquery()
+            )
+
+        with self._locked_transaction(_BUDGET_LOCK) as connection:
+            row = connection.execute(
+                select(used(table.actor_id == actor_id), used(table.target == change.user))
+            ).one()
+            use = BudgetUse(by_actor=int(row[0]), on_target=int(row[1]))
+            if not use.allows(credits, budget):
+                return use
+            event_id = self._insert_event(connection, audit)
+            return self._insert_change(
+                connection,
+                change,
+                origin=ChangeOrigin.DIRECT,
+                actor_id=actor_id,
+                owner=owner,
+                now=now,
+                audit_event_id=event_id,
+                auto_approved=True,
+            )
+
+    @contextmanager
+    def _locked_transaction(self, key: int) -> Iterator[Connection]:
+        """A transaction serialised with every other holder of `key` (see begin_budgeted_change)."""
+        with self.transaction() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            else:
+                # pysqlite begins lazily; IMMEDIATE takes the write lock now (waiting up to
+                # the busy timeout), so a read-then-insert cannot interleave with another.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+
+    # --- confirmations -------------------------------------------------------------------
+
+    def create_confirmation(
+        self,
+        change: CreditChange,
+        *,
+        actor_id: str,
+        auto_approved: bool,
+        now: datetime,
+        expires_at: datetime,
+    ) -> int:
+        with self.transaction() as connection:
+            return int(
+                connection.execute(
+                    insert(confirmations)
+                    .values(
+                        actor_id=actor_id,
+                        arguments=json.dumps(change_arguments(change), sort_keys=True),
+                        auto_approved=auto_approved,
+                        status="pending",
+                        created_at=now,
+                        expires_at=expires_at,
+                    )
+                    .returning(confirmations.c.id)
+                ).scalar_one()
+            )
+
+    def take_confirmation(
+        self, confirmation_id: int, *, actor_id: str, now: datetime, confirm: bool
+    ) -> tuple[CreditChange, bool] | None:
+        """`pending → confirmed|cancelled` by its author before it expires: one conditional
+        UPDATE, so a change is confirmed at most once. Returns (change, auto_approved)."""
+        table = confirmations.c
+        with self.transaction() as connection:
+            row = connection.execute(
+                update(confirmations)
+                .where(
+                    table.id == confirmation_id,
+                    table.actor_id == actor_id,
+                    table.status == "pending",
+                    table.expires_at > now,
+                )
+                .values(status="confirmed" if confirm else "cancelled")
+                .returning(table.arguments, table.auto_approved)
+            ).one_or_none()
+        if row is None:
+            return None
+        return change_from_arguments(json.loads(row.arguments)), bool(row.auto_approved)
 
     def mark_sent(self, change_id: int, *, owner: str, before: Balance, now: datetime) -> bool:
         table = credit_changes.c
@@ -452,10 +608,13 @@ class SqlStore:
         now: datetime,
         request_id: int | None = None,
         audit_event_id: int | None = None,
+        auto_approved: bool = False,
     ) -> ChangeRecord:
         row = connection.execute(
             insert(credit_changes)
             .values(
+                auto_approved=auto_approved,
+                credits=change.credits,
                 origin=origin.value,
                 request_id=request_id,
                 audit_event_id=audit_event_id,
@@ -547,10 +706,20 @@ class SqlStore:
         unexpired_at: datetime | None = None,
         owned_by: str | None = None,
         requested_by: str | None = None,
+        first_of_two: bool = False,
+        final_approver: str | None = None,
         **values: Any,
     ) -> ApprovalRequest | None:
         table = approval_requests.c
         conditions = [table.id == request_id, table.status.in_([s.value for s in from_statuses])]
+        if first_of_two:
+            conditions += [table.approvals_needed >= 2, table.first_approver.is_(None)]
+        if final_approver is not None:
+            # One approval needed, or a first one already given by someone else.
+            conditions.append(
+                (table.approvals_needed < 2)
+                | (table.first_approver.is_not(None) & (table.first_approver != final_approver))
+            )
         if unexpired_at is not None:
             conditions.append(table.expires_at > unexpired_at)
         if owned_by is not None:
@@ -759,6 +928,7 @@ def _request(row: Row[Any]) -> ApprovalRequest:
         start=m["start_date"],
         end=m["end_date"],
         initial=m["initial_credits"],
+        reason=m["change_reason"],
     )
     requested_at = _utc(m["requested_at"])
     expires_at = _utc(m["expires_at"])
@@ -781,6 +951,8 @@ def _request(row: Row[Any]) -> ApprovalRequest:
         detail=m["detail"],
         reminders=m["reminders"] or 0,
         escalated_at=_utc(m["escalated_at"]),
+        approvals_needed=m["approvals_needed"],
+        first_approver=m["first_approver"],
     )
 
 

@@ -47,6 +47,10 @@ approval_requests = Table(
     # escalation group was called in
     Column("reminders", Integer, nullable=False, server_default="0"),
     Column("escalated_at", DateTime(timezone=True)),
+    Column("change_reason", Text),  # why it was asked (the rest of the command line)
+    Column("first_approver", String(32)),  # of two, when two are needed
+    Column("first_approved_at", DateTime(timezone=True)),
+    Column("approvals_needed", Integer, nullable=False, server_default="1"),
     Index("ix_approval_requests_status", "status"),
 )
 
@@ -131,7 +135,25 @@ credit_changes = Table(
     Column("before_balance", Text),
     Column("after_balance", Text),
     Column("detail", Text),
+    # Auto-approved direct adds count against CREDITS_AUTO_APPROVE_BUDGET.
+    Column("auto_approved", Boolean, nullable=False, server_default="0"),
+    Column("credits", BigInteger),
     Index("ix_credit_changes_state", "state"),
+    Index("ix_credit_changes_created_at", "created_at"),
+)
+
+# A direct change waiting for its author's Confirm click (above CREDITS_CONFIRM_ABOVE,
+# or ending a recurring plan); `pending → confirmed` is one conditional UPDATE.
+confirmations = Table(
+    "confirmations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("actor_id", String(32), nullable=False),
+    Column("arguments", Text, nullable=False),
+    Column("auto_approved", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
 instances = Table(

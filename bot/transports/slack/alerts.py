@@ -39,6 +39,8 @@ SNOOZE_ACTION = "alert_snooze"
 ADD_VIEW = "alert_add_credits_amount"
 AMOUNT_BLOCK = "amount"
 AMOUNT_INPUT = "amount_input"
+ADD_REASON_BLOCK = "reason"
+ADD_REASON_INPUT = "reason_input"
 MAX_BLOCKS = 50
 PER_MESSAGE = 23  # 2 blocks each, plus header and footer, within 50
 SECONDS_BETWEEN_POSTS = 1.1
@@ -160,7 +162,19 @@ def add_credits_dialog(
         title=PlainTextObject(text=messages.ADD_MODAL_TITLE),
         submit=PlainTextObject(text=messages.ADD_MODAL_SUBMIT),
         close=PlainTextObject(text=messages.CANCEL),
-        blocks=blocks,
+        blocks=[
+            *blocks,
+            InputBlock(
+                block_id=ADD_REASON_BLOCK,
+                optional=True,
+                label=PlainTextObject(text=messages.REASON_LABEL),
+                element=PlainTextInputElement(
+                    action_id=ADD_REASON_INPUT,
+                    placeholder="ZD-4411 spring campaign",
+                    max_length=300,
+                ),
+            ),
+        ],
     ).to_dict()
 
 
@@ -189,6 +203,13 @@ def annotate_line(message: dict[str, Any], user: str, note: str) -> dict[str, An
 def amount_from(view: dict[str, Any]) -> str:
     values = view.get("state", {}).get("values", {})
     return str(values.get(AMOUNT_BLOCK, {}).get(AMOUNT_INPUT, {}).get("value") or "")
+
+
+def add_reason_from(view: dict[str, Any]) -> str:
+    """The dialog's reason, on one line (a command's reason is the rest of its line)."""
+    values = view.get("state", {}).get("values", {})
+    raw = values.get(ADD_REASON_BLOCK, {}).get(ADD_REASON_INPUT, {}).get("value") or ""
+    return " ".join(str(raw).split())
 
 
 class SlackAlertPoster:

@@ -45,13 +45,14 @@ from bot.domain.policy import Verb
 from bot.errors import UserError
 from bot.observability.context import ContextExecutor, current_request
 from bot.observability.metrics import NO_METRICS, Metrics
-from bot.transports.assembly import Housekeeping, Services, build_services
+from bot.transports.assembly import Housekeeping, Services, build_services, reason_links
 from bot.transports.slack.alerts import (
     ADD_ACTION,
     ADD_VIEW,
     AMOUNT_BLOCK,
     SNOOZE_ACTION,
     add_credits_dialog,
+    add_reason_from,
     amount_from,
     annotate_line,
     dialog_target,
@@ -67,6 +68,11 @@ from bot.transports.slack.approvals import (
     request_id_from,
 )
 from bot.transports.slack.blocks import render_message
+from bot.transports.slack.confirmations import (
+    CANCEL_ACTION,
+    CONFIRM_ACTION,
+    confirmation_id_from,
+)
 
 # Listener threads only parse Slack's payload and ack; work threads wait on
 # SendGrid (up to its timeout, plus the rate limiter). Sized for a burst of
@@ -197,6 +203,7 @@ def build_slack(
             client=client,
             channel_id=settings.approval_channel,
             log_channel_id=settings.log_channel,
+            links=reason_links(settings),
         )
         if settings.approval_channel
         else None
@@ -337,6 +344,7 @@ def button_answered_to_clicker(
     parse: Callable[[str], T],
     act: Callable[[Actor, T, bool], Reply],
     what: str,
+    replace_original: bool = False,
 ) -> Any:
     """A button whose click is answered ephemerally to the clicker: ack, then in the
     work pool parse the button's value (a bad one is refused), act (told whether the
@@ -361,7 +369,10 @@ def button_answered_to_clicker(
             else:
                 reply = act(actor, value, checked)
             deliver(
-                respond, response_type="ephemeral", replace_original=False, **render_message(reply)
+                respond,
+                response_type="ephemeral",
+                replace_original=replace_original,
+                **render_message(reply),
             )
 
         work.submit(answer, f"{what} by {actor.user_id}")
@@ -441,6 +452,20 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
         work.submit(answer, f"a denial by {actor.user_id}")
 
     return handle_deny_submission
+
+
+def confirm_button(service: CommandService, work: PostAckWork, *, confirm: bool) -> Any:
+    """Confirm / Cancel on a held change: run it once (author only); the answer replaces
+    the prompt, so its buttons go away."""
+    return button_answered_to_clicker(
+        work,
+        parse=confirmation_id_from,
+        act=lambda actor, confirmation_id, checked: service.confirm(
+            actor, confirmation_id, confirm=confirm, replay_checked=checked
+        ),
+        what="a Confirm click" if confirm else "a Cancel click",
+        replace_original=True,
+    )
 
 
 def snooze_button(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
@@ -581,8 +606,11 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
             return
         ack()
 
+        reason = add_reason_from(view)
+
         def answer() -> None:
-            reply = service.handle(actor, f"add {user} {credits}", replay_checked=checked)
+            text = f"add {user} {credits} {reason}".strip()
+            reply = service.handle(actor, text, replay_checked=checked)
             note = digest_note(reply, actor.user_id)
             if note and digest:
                 edit_digest_line(service, client, digest, user, note)
@@ -602,6 +630,8 @@ def register_listeners(
     app.action(APPROVE_ACTION)(approve_button(service, work))
     app.action(DENY_ACTION)(deny_button(service, work, client))
     app.view(DENY_VIEW)(deny_dialog_submitted(service, work, client))
+    app.action(CONFIRM_ACTION)(confirm_button(service, work, confirm=True))
+    app.action(CANCEL_ACTION)(confirm_button(service, work, confirm=False))
     app.action(SNOOZE_ACTION)(snooze_button(service, work, client))
     app.action(ADD_ACTION)(add_credits_button(service, work, client))
     app.view(ADD_VIEW)(add_credits_submitted(service, work, client))

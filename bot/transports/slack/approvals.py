@@ -26,6 +26,7 @@ from bot.commands.formatting import (
     approval_request_content,
     requester_notice,
 )
+from bot.commands.replies import NO_TICKET_LINKS, ReasonLinks
 from bot.domain.approvals import ApprovalRequest
 from bot.domain.credits import Balance
 from bot.errors import NotifyError, UserError
@@ -58,15 +59,24 @@ def request_id_from(value: object) -> int:
 
 
 def approval_message(
-    request: ApprovalRequest, *, current: Balance, expected: Balance | None
+    request: ApprovalRequest,
+    *,
+    current: Balance | None,
+    expected: Balance | None,
+    links: ReasonLinks = NO_TICKET_LINKS,
+    warning: str | None = None,
 ) -> dict[str, Any]:
-    content = approval_request_content(request, current=current, expected=expected)
+    content = approval_request_content(
+        request, current=current, expected=expected, links=links, warning=warning
+    )
     buttons = decision_buttons(request)
     return {"text": content.fallback, "blocks": [*blocks_for(content), buttons.to_dict()]}
 
 
-def outcome_message(request: ApprovalRequest) -> dict[str, Any]:
-    content = approval_outcome_content(request)
+def outcome_message(
+    request: ApprovalRequest, links: ReasonLinks = NO_TICKET_LINKS
+) -> dict[str, Any]:
+    content = approval_outcome_content(request, links)
     return {"text": content.fallback, "blocks": blocks_for(content)}
 
 
@@ -108,18 +118,34 @@ class SlackApprovalNotifier:
         channel_id: str,
         log_channel_id: str | None = None,
         logger: logging.Logger | None = None,
+        links: ReasonLinks = NO_TICKET_LINKS,
     ) -> None:
         self._client = client
         self._channel_id = channel_id
         self._log_channel_id = log_channel_id
+        self._links = links
         self._logger = logger or logging.getLogger("bot.slack.approvals")
 
     def post_request(
-        self, request: ApprovalRequest, *, current: Balance, expected: Balance | None
+        self,
+        request: ApprovalRequest,
+        *,
+        current: Balance,
+        expected: Balance | None,
+        warning: str | None = None,
     ) -> tuple[str, str]:
-        message = approval_message(request, current=current, expected=expected)
+        message = approval_message(
+            request, current=current, expected=expected, links=self._links, warning=warning
+        )
         response = self._call("chat.postMessage", channel=self._channel_id, **message)
         return str(response["channel"]), str(response["ts"])
+
+    def show_progress(self, request: ApprovalRequest) -> None:
+        """1 of 2 approvals: the card shows who approved, and keeps its buttons."""
+        if not request.channel_id or not request.message_ts:
+            return
+        message = approval_message(request, current=None, expected=None, links=self._links)
+        self._call("chat.update", channel=request.channel_id, ts=request.message_ts, **message)
 
     def show_outcome(self, request: ApprovalRequest) -> None:
         if not request.channel_id or not request.message_ts:
@@ -128,11 +154,15 @@ class SlackApprovalNotifier:
             "chat.update",
             channel=request.channel_id,
             ts=request.message_ts,
-            **outcome_message(request),
+            **outcome_message(request, self._links),
         )
 
     def tell_requester(self, request: ApprovalRequest) -> None:
-        self._call("chat.postMessage", channel=request.requester_id, text=requester_notice(request))
+        self._call(
+            "chat.postMessage",
+            channel=request.requester_id,
+            text=requester_notice(request, self._links),
+        )
 
     def tell_user(self, user_id: str, text: str) -> None:
         self._call("chat.postMessage", channel=user_id, text=text)

@@ -25,8 +25,9 @@ from slack_sdk.models.blocks import (
 
 from bot.commands import messages
 from bot.commands.formatting import Content, Section, change_summary, layout
-from bot.commands.replies import PendingReply, Reply
+from bot.commands.replies import ConfirmReply, PendingReply, Reply
 from bot.domain.approvals import ApprovalRequest, RequestStatus
+from bot.transports.slack.confirmations import confirm_buttons
 
 APPROVE_ACTION = "approval_approve"
 DENY_ACTION = "approval_deny"
@@ -48,6 +49,8 @@ def render_message(reply: Reply) -> dict[str, Any]:
         waiting = [r for r in reply.requests if r.status is RequestStatus.PENDING]
         room = MAX_BLOCKS - len(blocks)
         blocks.extend(decision_buttons(r, labelled=True).to_dict() for r in waiting[:room])
+    if isinstance(reply, ConfirmReply):
+        blocks.append(confirm_buttons(reply))
     return {"text": _fit(content.fallback, FALLBACK_MAX), "blocks": blocks}
 
 
