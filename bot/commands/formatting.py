@@ -627,7 +627,10 @@ def ledger_row(event: AuditEvent, request: ApprovalRequest | None) -> dict[str, 
     if event.action is AuditAction.CHANGED or (not request and kind):
         requester = event.actor_id  # a direct change: the person is the requester
     approvers = _approvers(event, request)
-    reason = request.reason if request and request.reason else ""
+    # Why it was asked (the rest of the command line), else a request's deny reason.
+    reason = str(arguments.get("reason") or "")
+    if not reason and request is not None:
+        reason = request.change.reason or request.reason or ""
     if event.action is AuditAction.DENIED and event.outcome and event.outcome != "denied":
         reason = event.outcome
     return {
@@ -640,7 +643,7 @@ def ledger_row(event: AuditEvent, request: ApprovalRequest | None) -> dict[str, 
         "amount": "" if amount is None else str(amount),
         "before": balance_summary(event.before) if event.before else "",
         "after": balance_summary(event.after) if event.after else "",
-        "reason": reason,  # the `policy` branch adds a reason to every change
+        "reason": reason,
         "requester": requester or "",
         "approvers": " ".join(approvers),
         "actor": event.actor_id,

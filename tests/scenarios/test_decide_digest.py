@@ -45,7 +45,7 @@ def line_of(message: dict, subuser: str) -> str:
     return blocks[index - 1]["text"]["text"]
 
 
-def click_add(bot: BotUnderTest, sweeps: Sweeps, user: str, subuser: str = "globex") -> dict:
+def click_add(bot: BotUnderTest, sweeps: Sweeps, user: str, subuser: str = "initech") -> dict:
     before = len(bot.slack.state.calls_to("views.open"))
     body = block_actions_body(
         user_id=user,
@@ -74,28 +74,28 @@ def submit_add(bot: BotUnderTest, view: dict, user: str, amount: str) -> None:
 
 def test_add_and_snooze_edit_the_digest_line_and_build_on_each_other(bot, sweeps):
     sweeps.run()
-    original = line_of(sweeps.digest(), "globex")
+    original = line_of(sweeps.digest(), "initech")
     view = click_add(bot, sweeps, ADMIN)
-    assert view["private_metadata"] == f"globex {ALERTS} {DIGEST_TS}"
+    assert view["private_metadata"] == f"initech {ALERTS} {DIGEST_TS}"
     submit_add(bot, view, ADMIN, "5,000")
     [added] = wait_until(lambda: digest_edits(bot))
-    assert line_of(added, "globex") == (
-        f"{original}\n:white_check_mark: +5,000 by <@{ADMIN}>, now 5,640 credits"
+    assert line_of(added, "initech") == (
+        f"{original}\n:white_check_mark: +5,000 by <@{ADMIN}>, now 5,900 credits"
     )
     # Snooze on another line of the same digest keeps the Add note (it edits the kept copy,
     # not the stale message its click carried).
-    sweeps.click("alert_snooze", "initech", OPERATOR)
+    sweeps.click("alert_snooze", "tyrell", OPERATOR)
     edits = wait_until(lambda: digest_edits(bot)[1:])
     snoozed = edits[0]
-    assert f":zzz: snoozed by <@{OPERATOR}> until 20" in line_of(snoozed, "initech")
-    assert "+5,000 by" in line_of(snoozed, "globex")
+    assert f":zzz: snoozed by <@{OPERATOR}> until 20" in line_of(snoozed, "tyrell")
+    assert "+5,000 by" in line_of(snoozed, "initech")
 
 
 def test_an_operators_add_shows_as_requested_on_the_line(bot, sweeps):
     sweeps.run()
     submit_add(bot, click_add(bot, sweeps, OPERATOR), OPERATOR, "500")
     [edit] = wait_until(lambda: digest_edits(bot))
-    assert f":hourglass: +500 requested by <@{OPERATOR}> (request #1)" in line_of(edit, "globex")
+    assert f":hourglass: +500 requested by <@{OPERATOR}> (request #1)" in line_of(edit, "initech")
 
 
 def test_a_second_add_says_first_that_someone_just_topped_it_up(bot, sweeps):
@@ -106,16 +106,16 @@ def test_a_second_add_says_first_that_someone_just_topped_it_up(bot, sweeps):
     wait_until(lambda: digest_edits(bot))
     second = click_add(bot, sweeps, APPROVER)
     warning = second["blocks"][0]["text"]["text"]
-    assert warning.startswith(f":warning: <@{ADMIN}> added 5,000 0 min ago (now 5,640 credits).")
+    assert warning.startswith(f":warning: <@{ADMIN}> added 5,000 0 min ago (now 5,900 credits).")
     assert "Add more only if that was not enough." in warning
 
 
 def test_direct_changes_and_decisions_go_to_the_log_channel(start_bot: BotFactory):
     bot = start_bot(CREDITS_LOG_CHANNEL=LOG)
-    bot.command("add globex 100", user=ADMIN)
-    bot.command("add globex 500", user=OPERATOR)
+    bot.command("add initech 100", user=ADMIN)
+    bot.command("add initech 500", user=OPERATOR)
     bot.command("approve 1", user=APPROVER)
-    bot.command("add globex 700", user=OPERATOR)
+    bot.command("add initech 700", user=OPERATOR)
     bot.command("deny 2 not this month", user=APPROVER)
     logged = wait_until(
         lambda: (
@@ -132,9 +132,9 @@ def test_direct_changes_and_decisions_go_to_the_log_channel(start_bot: BotFactor
         )
     )
     assert logged == [
-        f"<@{ADMIN}> *add 100 for globex*: 640 credits → 740 credits",
-        f"Request *#1* (add 500 for globex, from <@{OPERATOR}>): approved and applied by "
-        f"<@{APPROVER}> · 740 credits → 1,240 credits",
-        f"Request *#2* (add 700 for globex, from <@{OPERATOR}>): denied by <@{APPROVER}> · "
+        f"<@{ADMIN}> *add 100 for initech*: 900 credits → 1,000 credits",
+        f"Request *#1* (add 500 for initech, from <@{OPERATOR}>): approved and applied by "
+        f"<@{APPROVER}> · 1,000 credits → 1,500 credits",
+        f"Request *#2* (add 700 for initech, from <@{OPERATOR}>): denied by <@{APPROVER}> · "
         "Reason: not this month",
     ]

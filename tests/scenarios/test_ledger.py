@@ -46,18 +46,18 @@ def audit_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]
 
 def some_history(start_bot: BotFactory, database_url: str) -> None:
     bot = start_bot(DATABASE_URL=database_url, CREDITS_AUTO_APPROVE_MAX="100")
-    assert "Add done" in bot.command("add globex 50", user=OPERATOR).text
-    assert "as request *#1*" in bot.command("add globex 500", user=OPERATOR).text
+    assert "Add done" in bot.command("add initech 50", user=OPERATOR).text
+    assert "as request *#1*" in bot.command("add initech 500", user=OPERATOR).text
     assert "approved and applied" in bot.command("approve 1", user=APPROVER).text
-    assert "as request *#2*" in bot.command("remove globex 300", user=OPERATOR).text
+    assert "as request *#2*" in bot.command("remove initech 300", user=OPERATOR).text
     assert "Only the person who asked" in bot.command("cancel 2", user=APPROVER).text
     assert "denied" in bot.command("deny 2 ZD-4411 paid already", user=APPROVER).text
-    audit = bot.command("audit globex", user=VIEWER).text
+    audit = bot.command("audit initech", user=VIEWER).text
     # kind, amount, before → after, requester, approver and outcome in words
-    assert f"<@{APPROVER}> *applied* #1 *globex* add 500 (asked by <@{OPERATOR}>)" in audit
-    assert "— applied · 690 credits → 1,190 credits" in audit
-    assert f"<@{OPERATOR}> *changed* *globex* add 50 — applied without approval" in audit
-    assert f"<@{APPROVER}> *denied* #2 *globex* remove 300 (asked by <@{OPERATOR}>)" in audit
+    assert f"<@{APPROVER}> *applied* #1 *initech* add 500 (asked by <@{OPERATOR}>)" in audit
+    assert "— applied · 950 credits → 1,450 credits" in audit
+    assert f"<@{OPERATOR}> *changed* *initech* add 50 — applied without approval" in audit
+    assert f"<@{APPROVER}> *denied* #2 *initech* remove 300 (asked by <@{OPERATOR}>)" in audit
     assert "ZD-4411 paid already" in audit
     for jargon in ("auto_approved=", "credits=", "not_an_approver", "UserError"):
         assert jargon not in audit
@@ -72,8 +72,8 @@ def test_audit_export_reads_like_a_ledger(start_bot: BotFactory, database_url: s
     assert {k: applied[k] for k in ("kind", "amount", "before", "after", "outcome")} == {
         "kind": "add",
         "amount": "500",
-        "before": "690 credits",
-        "after": "1,190 credits",
+        "before": "950 credits",
+        "after": "1,450 credits",
         "outcome": "applied",
     }
     assert (applied["requester"], applied["approvers"], applied["request"]) == (
@@ -156,7 +156,7 @@ def test_concurrent_appends_from_two_instances_keep_one_unbroken_chain(database_
                     at=datetime.now(UTC),
                     actor_id=f"U{n}",
                     action=AuditAction.SNOOZED,
-                    target="globex",
+                    target="initech",
                     outcome=f"until {i}",
                 )
             )

@@ -390,5 +390,7 @@ def test_a_100_mib_body_is_refused_without_the_worker_growing(
             connection.close()
         grown_mib = (peak_rss_kib(worker) - before) / 1024
         assert grown_mib < 50, f"the worker grew by {grown_mib:.0f} MiB"
-        assert status == 413
+        # Too large (413), or, on a machine too busy to take 64 KiB within the body
+        # deadline, too slow (408): refused either way, before the body was read.
+        assert status in (413, 408), status
         assert requests.get(server.url + "/healthz", timeout=10).ok

@@ -210,6 +210,8 @@ def read_body(environ: WSGIEnvironment, *, length: int | None, limit: int, timeo
                 client.settimeout(remaining)
             chunk = stream.read(min(READ_STEP, wanted - received))
             if not chunk:
+                if client is not None and time.monotonic() >= deadline:
+                    raise BodyTooSlow  # gunicorn's chunked reader ends quietly on a timeout
                 break
             chunks.append(chunk)
             received += len(chunk)
