@@ -4,6 +4,7 @@ deleted behind the store's back, a database recreated empty) run on SQL only."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import threading
@@ -18,15 +19,22 @@ from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.instances import INSTANCE_LEASE, this_host
 from bot.adapters.store.memory import MemoryAlertStore, MemoryStore
+from bot.commands.sweep import AlertStore
 from bot.domain.alerts import AlertLevel, AlertState, Usage
 from bot.domain.approvals import (
     AuditAction,
     AuditEvent,
     ChangeOrigin,
+    ChangeRecord,
     ChangeState,
+    Refusal,
+    Reminder,
     RequestStatus,
+    Store,
+    may_decide,
 )
 from bot.domain.credits import Balance, ChangeKind, CreditChange, Period
+from bot.domain.policy import BudgetUse, Role
 from bot.errors import StoreError
 from tests.pg import postgres_url, reset_postgres
 
@@ -487,6 +495,214 @@ def test_heartbeats_keep_an_instance_on_another_host_live(store: AnyStore):
     assert [r.owner for r in store.abandoned_changes(later)] == ["far-away:1:a"]
 
 
+# --- money policy and deciding from anywhere (migrations 0006, 0007) ---------------------
+
+BUDGET = 1_000
+WINDOW = timedelta(hours=1)
+
+
+def budgeted(store: AnyStore, credits: int, *, actor: str, user: str, at: datetime = NOW):
+    return store.begin_budgeted_change(
+        CreditChange(ChangeKind.ADD, user, credits),
+        actor_id=actor,
+        owner="me",
+        now=at,
+        audit=changed_event(user),
+        budget=BUDGET,
+        window=WINDOW,
+    )
+
+
+def test_auto_approved_credits_count_in_flight_and_unknown_but_not_failed(store: AnyStore):
+    first = budgeted(store, 600, actor="U1", user="acme-eu")
+    assert isinstance(first, ChangeRecord)
+    assert (first.state, first.origin, first.actor_id) == (
+        ChangeState.INTENT,
+        ChangeOrigin.DIRECT,
+        "U1",
+    )
+    [event] = store.audit()
+    assert event.id == first.audit_event_id
+    # Another operator, same subuser; the same operator, another subuser.
+    assert budgeted(store, 500, actor="U2", user="acme-eu") == BudgetUse(0, 600)
+    assert budgeted(store, 500, actor="U1", user="globex") == BudgetUse(600, 0)
+    assert len(store.audit()) == 1  # a refusal records nothing
+    store.mark_sent(first.id, owner="me", before=Balance(False, 0), now=NOW)
+    assert budgeted(store, 500, actor="U2", user="acme-eu") == BudgetUse(0, 600)
+    store.settle(first, state=ChangeState.UNKNOWN, before=None, after=None, detail="?", now=NOW)
+    assert budgeted(store, 500, actor="U2", user="acme-eu") == BudgetUse(0, 600)
+    # The owner's late answer: SendGrid refused it, so nothing was spent.
+    store.settle(first, state=ChangeState.FAILED, before=None, after=None, detail="no", now=NOW)
+    second = budgeted(store, 400, actor="U2", user="acme-eu")
+    assert isinstance(second, ChangeRecord)
+    store.settle(second, state=ChangeState.APPLIED, before=None, after=None, detail="ok", now=NOW)
+    assert budgeted(store, 700, actor="U3", user="acme-eu") == BudgetUse(0, 400)
+    # Changes that were not auto-approved never count; old ones leave the window.
+    store.begin_change(ADD, actor_id="U3", owner="me", now=NOW, audit=changed_event())
+    assert isinstance(budgeted(store, 600, actor="U3", user="acme-eu"), ChangeRecord)
+    assert budgeted(store, 1, actor="U4", user="acme-eu") == BudgetUse(0, 1_000)
+    assert isinstance(
+        budgeted(store, 1_000, actor="U4", user="acme-eu", at=NOW + WINDOW), ChangeRecord
+    )
+
+
+def test_budget_checks_racing_from_many_threads_admit_only_what_fits(store: AnyStore):
+    admitted: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def add(index: int) -> None:
+        barrier.wait()
+        if isinstance(budgeted(store, 300, actor=f"U{index}", user="acme-eu"), ChangeRecord):
+            admitted.append(index)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(admitted) == 3  # 3 × 300 ≤ 1,000 < 4 × 300
+
+
+def test_a_confirmation_is_taken_once_by_its_author_before_it_expires(store: AnyStore):
+    change = CreditChange(
+        ChangeKind.RECURRING,
+        "acme-eu",
+        50_000,
+        period=Period.MONTHLY,
+        start=datetime(2026, 12, 1).date(),
+        end=datetime(2027, 1, 1).date(),
+        reason="renewal, see https://example.com/T-1",
+    )
+    expires = NOW + timedelta(minutes=5)
+    confirmation = store.create_confirmation(
+        change, actor_id="U1", auto_approved=True, now=NOW, expires_at=expires
+    )
+    assert store.take_confirmation(confirmation, actor_id="U2", now=NOW, confirm=True) is None
+    assert store.take_confirmation(confirmation, actor_id="U1", now=expires, confirm=True) is None
+    taken = store.take_confirmation(confirmation, actor_id="U1", now=NOW, confirm=True)
+    assert taken == (change, True)
+    assert store.take_confirmation(confirmation, actor_id="U1", now=NOW, confirm=True) is None
+    assert store.take_confirmation(confirmation, actor_id="U1", now=NOW, confirm=False) is None
+    declined = store.create_confirmation(
+        ADD, actor_id="U1", auto_approved=False, now=NOW, expires_at=expires
+    )
+    assert declined != confirmation
+    assert store.take_confirmation(declined, actor_id="U1", now=NOW, confirm=False) == (
+        ADD,
+        False,
+    )
+    assert store.take_confirmation(declined, actor_id="U1", now=NOW, confirm=True) is None
+    assert store.take_confirmation(declined + 1000, actor_id="U1", now=NOW, confirm=True) is None
+
+
+def test_two_approvers_the_first_once_and_the_second_someone_else(store: AnyStore):
+    request = store.create_request(
+        ADD, requester_id="U1", now=NOW, expires_at=LATER, approvals_needed=2
+    )
+    assert (request.approvals_needed, request.first_approver) == (2, None)
+    assert store.claim(request.id, approver_id="U2", now=NOW, executor="a") is None
+    first = store.approve_first(request.id, approver_id="U2", now=NOW)
+    assert first is not None
+    assert (first.status, first.first_approver) == (RequestStatus.PENDING, "U2")
+    assert store.get_request(request.id) == first
+    assert store.approve_first(request.id, approver_id="U3", now=NOW) is None
+    # What the store keeps is what the domain refuses by: the requester, the first again.
+    assert may_decide("U1", Role.APPROVER, first) is Refusal.OWN_REQUEST
+    assert may_decide("U2", Role.APPROVER, first) is Refusal.ALREADY_APPROVED
+    assert may_decide("U3", Role.APPROVER, first) is None
+    assert store.claim(request.id, approver_id="U2", now=NOW, executor="a") is None
+    assert store.claim(request.id, approver_id="U3", now=LATER, executor="a") is None  # expired
+    claimed = store.claim(request.id, approver_id="U3", now=NOW, executor="a")
+    assert claimed is not None
+    assert (claimed[0].status, claimed[0].decided_by, claimed[0].first_approver) == (
+        RequestStatus.EXECUTING,
+        "U3",
+        "U2",
+    )
+    assert store.claim(request.id, approver_id="U4", now=NOW, executor="b") is None
+    single = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    assert single.approvals_needed == 1
+    assert store.approve_first(single.id, approver_id="U2", now=NOW) is None
+    late = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=NOW, approvals_needed=2)
+    assert store.approve_first(late.id, approver_id="U2", now=NOW) is None
+
+
+def test_only_the_requester_cancels_and_only_while_pending(store: AnyStore):
+    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    assert store.cancel(request.id, requester_id="U2", now=NOW) is None
+    cancelled = store.cancel(request.id, requester_id="U1", now=NOW)
+    assert cancelled is not None
+    assert (cancelled.status, cancelled.decided_by, cancelled.decided_at) == (
+        RequestStatus.CANCELLED,
+        "U1",
+        NOW,
+    )
+    assert store.cancel(request.id, requester_id="U1", now=NOW) is None
+    assert store.claim(request.id, approver_id="U2", now=NOW, executor="a") is None
+    assert store.open_requests() == []
+    claimed = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    store.claim(claimed.id, approver_id="U2", now=NOW, executor="a")
+    assert store.cancel(claimed.id, requester_id="U1", now=NOW) is None
+    assert store.cancel(claimed.id + 1000, requester_id="U1", now=NOW) is None
+
+
+def unknown_request(store: AnyStore) -> int:
+    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    claimed = store.claim(request.id, approver_id="U2", now=NOW, executor="a")
+    assert claimed is not None
+    store.settle(
+        claimed[1], state=ChangeState.UNKNOWN, before=None, after=None, detail="?", now=NOW
+    )
+    return request.id
+
+
+def test_only_an_unknown_outcome_is_resolved_and_only_once(store: AnyStore):
+    after = Balance(False, 600)
+
+    def resolve(request_id: int, *, applied: bool):
+        return store.resolve(
+            request_id, approver_id="U3", applied=applied, detail="seen", after=after, now=NOW
+        )
+
+    pending = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    assert resolve(pending.id, applied=True) is None
+    applied_id = unknown_request(store)
+    resolved = resolve(applied_id, applied=True)
+    assert resolved is not None
+    assert (resolved.status, resolved.detail, resolved.after) == (
+        RequestStatus.APPROVED,
+        "seen",
+        after,
+    )
+    assert resolve(applied_id, applied=False) is None
+    failed_id = unknown_request(store)
+    failed = resolve(failed_id, applied=False)
+    assert failed is not None
+    assert failed.status is RequestStatus.FAILED
+    assert resolve(failed_id + 1000, applied=True) is None
+    assert [r.id for r in store.open_requests()] == [pending.id]
+
+
+def test_a_reminder_is_recorded_once_and_an_escalation_once(store: AnyStore):
+    request = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    assert (request.reminders, request.escalated_at) == (0, None)
+    first = Reminder(request=request, number=1, escalate=False, waited=timedelta(minutes=30))
+    reminded = store.mark_reminded(first, now=NOW)
+    assert reminded is not None
+    assert (reminded.reminders, reminded.escalated_at) == (1, None)
+    assert store.mark_reminded(first, now=NOW) is None  # another instance posted it
+    escalation = Reminder(request=reminded, number=1, escalate=True, waited=timedelta(hours=1))
+    escalated = store.mark_reminded(escalation, now=NOW + timedelta(hours=1))
+    assert escalated is not None
+    assert (escalated.reminders, escalated.escalated_at) == (1, NOW + timedelta(hours=1))
+    assert store.get_request(request.id) == escalated
+    again = Reminder(request=escalated, number=2, escalate=True, waited=timedelta(hours=2))
+    assert store.mark_reminded(again, now=NOW) is None
+    store.deny(request.id, approver_id="U2", reason=None, now=NOW)
+    later = Reminder(request=escalated, number=2, escalate=False, waited=timedelta(hours=2))
+    assert store.mark_reminded(later, now=NOW) is None
+
+
 # --- the alert store -------------------------------------------------------------------
 
 AnyAlertStore = SqlAlertStore | MemoryAlertStore
@@ -573,7 +789,44 @@ def test_snapshots_are_added_and_pruned_by_age(store: AnyStore, alerts: AnyAlert
     assert snapshot_times(store) == [NOW, NOW]
 
 
+def test_a_digest_is_edited_from_its_last_edit_not_the_clicked_copy(alerts: AnyAlertStore):
+    def add(line: str):
+        return lambda content: f"{content}|{line}"
+
+    first = alerts.edit_digest("C1", "1.1", seen="digest", edit=add("a"), now=NOW)
+    assert first == "digest|a"
+    stale_click = alerts.edit_digest("C1", "1.1", seen="digest", edit=add("b"), now=NOW)
+    assert stale_click == "digest|a|b"
+    assert alerts.edit_digest("C1", "2.2", seen="other", edit=add("c"), now=NOW) == "other|c"
+
+
 # --- only in memory -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("port", "implementation"),
+    [(Store, MemoryStore), (Store, SqlStore), (AlertStore, MemoryAlertStore)],
+    ids=["Store-memory", "Store-sql", "AlertStore-memory"],
+)
+def test_every_port_method_exists_with_the_same_parameters(port: type, implementation: type):
+    """Static: a method added to a port (or a parameter to one) and missed by an
+    implementation fails here, before any behaviour test reaches it."""
+
+    def parameters(function: object) -> list[tuple[str, object, object]]:
+        return [
+            (p.name, p.kind, p.default)
+            for p in inspect.signature(function).parameters.values()  # type: ignore[arg-type]
+        ]
+
+    methods = [n for n, v in vars(port).items() if callable(v) and not n.startswith("_")]
+    assert methods
+    drift = {
+        name: parameters(getattr(implementation, name, None) or (lambda: None))
+        for name in methods
+        if parameters(getattr(implementation, name, None) or (lambda: None))
+        != parameters(getattr(port, name))
+    }
+    assert drift == {}
 
 
 def test_a_memory_store_that_is_down_fails_every_call_and_keeps_everything():

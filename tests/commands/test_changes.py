@@ -26,7 +26,7 @@ from bot.domain.approvals import (
     RequestStatus,
 )
 from bot.domain.credits import Balance, ChangeKind, CreditChange
-from bot.domain.policy import RoleBook
+from bot.domain.policy import Limits, RoleBook
 from bot.errors import ShuttingDown, Unavailable, UnknownAccount
 from bot.simulator import FaultRule, SimulatorState
 from tests.conftest import ClientFactory
@@ -467,3 +467,65 @@ def test_threads_share_one_store(store: MemoryStore):
     with ThreadPoolExecutor(max_workers=8) as pool:
         ids = list(pool.map(create, range(8)))
     assert sorted(ids) == list(range(1, 9))
+
+
+def test_two_approvers_on_the_memory_store_execute_once_on_the_second(
+    store: MemoryStore,
+    client: SendGridV2Client,
+    clock: Timeline,
+    notifier: RecordingNotifier,
+    sim_state: SimulatorState,
+):
+    """The store port's two-approval transitions, through the service, in memory."""
+    second_approver = "UAPPROVER2"
+    executor = this_process("two")
+    store.register_instance(executor, kind="serve", now=clock())
+    changes = ChangeService(
+        store=store,
+        backend=client,
+        roles=RoleBook(admins=frozenset({ADMIN}), approvers=frozenset({APPROVER, second_approver})),
+        directory=None,
+        notifier=notifier,
+        ttl=TTL,
+        executor=executor,
+        clock=clock,
+        limits=Limits(two_approvals_above=100),
+    )
+    reply = changes.request_approval(ADMIN, ADD)
+    assert isinstance(reply, ApprovalRequestedReply)
+    pending = reply.request
+    assert pending.approvals_needed == 2
+    first = changes.approve(pending.id, APPROVER)
+    assert isinstance(first, NoticeReply)
+    assert sim_state.writes() == []
+    again = changes.approve(pending.id, APPROVER)
+    assert isinstance(again, ErrorReply)
+    assert again.message == messages.ALREADY_APPROVED
+    own = changes.approve(pending.id, ADMIN)
+    assert isinstance(own, ErrorReply)
+    assert own.message == messages.OWN_REQUEST
+    assert isinstance(changes.approve(pending.id, second_approver), NoticeReply)
+    assert isinstance(changes.approve(pending.id, second_approver), ErrorReply)
+    assert len(sim_state.writes()) == 1
+    done = store.get_request(pending.id)
+    assert done is not None
+    assert (done.status, done.first_approver, done.decided_by) == (
+        RequestStatus.APPROVED,
+        APPROVER,
+        second_approver,
+    )
+
+
+def test_only_the_requester_cancels_on_the_memory_store(
+    changes: ChangeService, store: MemoryStore, sim_state: SimulatorState
+):
+    pending = request(changes)
+    refused = changes.cancel(pending.id, APPROVER)
+    assert isinstance(refused, ErrorReply)
+    assert isinstance(changes.cancel(pending.id, OPERATOR), NoticeReply)
+    assert isinstance(changes.approve(pending.id, APPROVER), ErrorReply)
+    current = store.get_request(pending.id)
+    assert current is not None
+    assert (current.status, current.decided_by) == (RequestStatus.CANCELLED, OPERATOR)
+    assert sim_state.writes() == []
+    assert actions(store) == [AuditAction.REQUESTED, AuditAction.REFUSED, AuditAction.CANCELLED]

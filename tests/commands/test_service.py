@@ -87,13 +87,14 @@ def test_a_change_runs_through_its_lifecycle_and_the_audit_trail(
     make_client: ClientFactory, store: MemoryStore, sim_state: SimulatorState
 ):
     service = build_service(make_client(), store)
-    reply = service.handle(Actor(ADMIN), "add acme-eu 500")
+    # acme-us has no recurring plan: an add to acme-eu's would wait for a Confirm (policy).
+    reply = service.handle(Actor(ADMIN), "add acme-us 500")
     assert isinstance(reply, ChangeReply)
     assert reply.recorded
     assert reply.result.after is not None
-    assert reply.result.after.remaining == 31_700
-    assert len(sim_state.writes(user="acme-eu", task="increment")) == 1
-    [event] = store.audit(target="acme-eu")
+    assert reply.result.after.remaining == 120_500
+    assert len(sim_state.writes(user="acme-us", task="increment")) == 1
+    [event] = store.audit(target="acme-us")
     assert (event.action, event.actor_id, event.outcome) == (AuditAction.CHANGED, ADMIN, "ok")
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.adapters.store.instances import FORGET_INSTANCES_AFTER, instance_is_live
@@ -29,12 +29,16 @@ from bot.domain.approvals import (
     ChangeOrigin,
     ChangeRecord,
     ChangeState,
+    Reminder,
     RequestStatus,
 )
-from bot.domain.credits import Balance, CreditChange
+from bot.domain.credits import Balance, CreditChange, change_arguments, change_from_arguments
+from bot.domain.policy import BudgetUse
 from bot.errors import StoreError
 
 _UNFINISHED = (ChangeState.INTENT, ChangeState.SENT)
+# What an auto-approval budget counts: everything but a change known to have failed.
+_BUDGETED = (ChangeState.INTENT, ChangeState.SENT, ChangeState.APPLIED, ChangeState.UNKNOWN)
 # `unknown` too: recovery may have taken a slow owner for gone; what the owner
 # learnt from SendGrid is the truth (as in `SqlStore.settle`).
 _SETTLEABLE = (ChangeState.INTENT, ChangeState.SENT, ChangeState.UNKNOWN)
@@ -60,6 +64,15 @@ class _Instance:
 
 
 @dataclass(frozen=True, slots=True)
+class _Confirmation:
+    change: CreditChange
+    actor_id: str
+    auto_approved: bool
+    expires_at: datetime
+    status: str = "pending"  # → confirmed | cancelled
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """One balance seen by a sweep."""
 
@@ -78,13 +91,17 @@ class MemoryStore:
         self._requests: dict[int, ApprovalRequest] = {}
         self._executors: dict[int, str] = {}
         self._changes: dict[int, ChangeRecord] = {}
+        # When each auto-approved change was recorded (what a budget window counts).
+        self._auto_approved_at: dict[int, datetime] = {}
+        self._confirmations: dict[int, _Confirmation] = {}
         self._events: dict[int, AuditEvent] = {}
         self._instances: dict[str, _Instance] = {}
-        self._next_id = {"request": 0, "change": 0, "event": 0}
+        self._next_id = {"request": 0, "change": 0, "event": 0, "confirmation": 0}
         # The alert store's tables live here too, so one `down()` takes both away.
         self.alert_states: dict[str, AlertState] = {}
         self.alert_thresholds: dict[str, int] = {}
         self.balance_snapshots: list[Snapshot] = []
+        self.digest_messages: dict[tuple[str, str], str] = {}  # (channel, ts) → content
 
     # --- being unreachable ------------------------------------------------------------
 
@@ -116,7 +133,13 @@ class MemoryStore:
     # --- approval requests ------------------------------------------------------------
 
     def create_request(
-        self, change: CreditChange, *, requester_id: str, now: datetime, expires_at: datetime
+        self,
+        change: CreditChange,
+        *,
+        requester_id: str,
+        now: datetime,
+        expires_at: datetime,
+        approvals_needed: int = 1,
     ) -> ApprovalRequest:
         with self.transaction():
             request = ApprovalRequest(
@@ -125,6 +148,7 @@ class MemoryStore:
                 requester_id=requester_id,
                 requested_at=_utc(now),
                 expires_at=_utc(expires_at),
+                approvals_needed=approvals_needed,
             )
             self._requests[request.id] = request
             return request
@@ -141,6 +165,20 @@ class MemoryStore:
         with self.transaction():
             return self._requests.get(request_id)
 
+    def approve_first(
+        self, request_id: int, *, approver_id: str, now: datetime
+    ) -> ApprovalRequest | None:
+        """The first of two approvals: recorded if the request is pending, unexpired and
+        has no first approver yet; None if someone else was first."""
+        with self.transaction():
+            return self._transition(
+                request_id,
+                (RequestStatus.PENDING,),
+                unexpired_at=_utc(now),
+                first_of_two=True,
+                first_approver=approver_id,
+            )
+
     def claim(
         self, request_id: int, *, approver_id: str, now: datetime, executor: str
     ) -> tuple[ApprovalRequest, ChangeRecord] | None:
@@ -150,6 +188,7 @@ class MemoryStore:
                 request_id,
                 (RequestStatus.PENDING,),
                 unexpired_at=now,
+                final_approver=approver_id,
                 status=RequestStatus.EXECUTING,
                 decided_by=approver_id,
                 decided_at=now,
@@ -180,6 +219,57 @@ class MemoryStore:
                 decided_at=now,
                 reason=reason,
             )
+
+    def cancel(
+        self, request_id: int, *, requester_id: str, now: datetime
+    ) -> ApprovalRequest | None:
+        with self.transaction():
+            return self._transition(
+                request_id,
+                (RequestStatus.PENDING,),
+                requested_by=requester_id,
+                status=RequestStatus.CANCELLED,
+                decided_by=requester_id,
+                decided_at=_utc(now),
+            )
+
+    def resolve(
+        self,
+        request_id: int,
+        *,
+        approver_id: str,
+        applied: bool,
+        detail: str,
+        after: Balance,
+        now: datetime,
+    ) -> ApprovalRequest | None:
+        # As `SqlStore.resolve`: who resolved it is in the audit trail, not the request.
+        with self.transaction():
+            return self._transition(
+                request_id,
+                (RequestStatus.UNKNOWN,),
+                status=RequestStatus.APPROVED if applied else RequestStatus.FAILED,
+                detail=detail,
+                after=after,
+            )
+
+    def mark_reminded(self, reminder: Reminder, *, now: datetime) -> ApprovalRequest | None:
+        with self.transaction():
+            request = self._requests.get(reminder.request.id)
+            if (
+                request is None
+                or request.status is not RequestStatus.PENDING
+                or request.reminders != reminder.request.reminders
+            ):
+                return None
+            values: dict[str, Any] = {"reminders": reminder.number}
+            if reminder.escalate:
+                if request.escalated_at is not None:
+                    return None
+                values["escalated_at"] = _utc(now)
+            request = replace(request, **values)
+            self._requests[request.id] = request
+            return request
 
     def expire_due(self, now: datetime) -> list[ApprovalRequest]:
         with self.transaction():
@@ -229,14 +319,29 @@ class MemoryStore:
         from_statuses: tuple[RequestStatus, ...],
         *,
         unexpired_at: datetime | None = None,
+        requested_by: str | None = None,
+        first_of_two: bool = False,
+        final_approver: str | None = None,
         **values: Any,
     ) -> ApprovalRequest | None:
-        """Applies only if the request is still in `from_statuses` (and unexpired, when
-        given). None: someone else won. Call with the lock held."""
+        """Applies only if the request is still in `from_statuses` (and unexpired, and
+        asked for by `requested_by`, when given; the conditions of
+        `SqlStore._transition_in`). None: someone else won. Call with the lock held."""
         request = self._requests.get(request_id)
         if request is None or request.status not in from_statuses:
             return None
+        if first_of_two and (request.approvals_needed < 2 or request.first_approver is not None):
+            return None
+        # The final approval: the only one needed, or the second, after someone else's.
+        if (
+            final_approver is not None
+            and request.approvals_needed >= 2
+            and request.first_approver in (None, final_approver)
+        ):
+            return None
         if unexpired_at is not None and not request.expires_at > unexpired_at:
+            return None
+        if requested_by is not None and request.requester_id != requested_by:
             return None
         request = replace(request, **values)
         self._requests[request_id] = request
@@ -256,6 +361,86 @@ class MemoryStore:
                 owner=owner,
                 audit_event_id=event_id,
             )
+
+    def begin_budgeted_change(
+        self,
+        change: CreditChange,
+        *,
+        actor_id: str,
+        owner: str,
+        now: datetime,
+        audit: AuditEvent,
+        budget: int,
+        window: timedelta,
+    ) -> ChangeRecord | BudgetUse:
+        """As `SqlStore.begin_budgeted_change`: the auto-approved credits in the window
+        (by `actor_id`, and to the target) are summed and the intent recorded under the
+        one lock. Intents, sent, applied and unknown changes count; failed ones do not."""
+        with self.transaction():
+            now = _utc(now)
+            since = now - window
+            counted = [
+                self._changes[i]
+                for i, at in self._auto_approved_at.items()
+                if at > since and self._changes[i].state in _BUDGETED
+            ]
+            use = BudgetUse(
+                by_actor=sum(c.change.credits or 0 for c in counted if c.actor_id == actor_id),
+                on_target=sum(
+                    c.change.credits or 0 for c in counted if c.change.user == change.user
+                ),
+            )
+            if not use.allows(change.credits or 0, budget):
+                return use
+            event_id = self._insert_event(audit)
+            record = self._insert_change(
+                change,
+                origin=ChangeOrigin.DIRECT,
+                actor_id=actor_id,
+                owner=owner,
+                audit_event_id=event_id,
+            )
+            self._auto_approved_at[record.id] = now
+            return record
+
+    # --- confirmations -------------------------------------------------------------------
+
+    def create_confirmation(
+        self,
+        change: CreditChange,
+        *,
+        actor_id: str,
+        auto_approved: bool,
+        now: datetime,
+        expires_at: datetime,
+    ) -> int:
+        with self.transaction():
+            confirmation_id = self._new_id("confirmation")
+            self._confirmations[confirmation_id] = _Confirmation(
+                change=_as_stored(change),
+                actor_id=actor_id,
+                auto_approved=auto_approved,
+                expires_at=_utc(expires_at),
+            )
+            return confirmation_id
+
+    def take_confirmation(
+        self, confirmation_id: int, *, actor_id: str, now: datetime, confirm: bool
+    ) -> tuple[CreditChange, bool] | None:
+        """`pending → confirmed|cancelled` once, by its author, before it expires.
+        Returns (change, auto_approved)."""
+        with self.transaction():
+            pending = self._confirmations.get(confirmation_id)
+            if (
+                pending is None
+                or pending.actor_id != actor_id
+                or pending.status != "pending"
+                or not pending.expires_at > _utc(now)
+            ):
+                return None
+            status = "confirmed" if confirm else "cancelled"
+            self._confirmations[confirmation_id] = replace(pending, status=status)
+            return pending.change, pending.auto_approved
 
     def mark_sent(self, change_id: int, *, owner: str, before: Balance, now: datetime) -> bool:
         with self.transaction():
@@ -343,7 +528,7 @@ class MemoryStore:
         record = ChangeRecord(
             id=self._new_id("change"),
             origin=origin,
-            change=change,
+            change=_as_stored(change),
             actor_id=actor_id,
             owner=owner,
             state=ChangeState.INTENT,
@@ -486,6 +671,23 @@ class MemoryAlertStore:
             state = self._store.alert_states.get(user, AlertState(user))
             self._store.alert_states[user] = _stored_state(replace(state, snoozed_until=until))
 
+    def edit_digest(
+        self,
+        channel_id: str,
+        message_ts: str,
+        *,
+        seen: str,
+        edit: Callable[[str], str],
+        now: datetime,
+    ) -> str:
+        """Apply `edit` to the digest as last edited (or to `seen`, the copy the click
+        carried, the first time), under the store's lock; returns the new content."""
+        with self._store.transaction():
+            key = (channel_id, message_ts)
+            edited = edit(self._store.digest_messages.get(key, seen))
+            self._store.digest_messages[key] = edited
+            return edited
+
 
 def _stored_state(state: AlertState) -> AlertState:
     """As a database row keeps it: times in UTC, usage only with a balance and a time."""
@@ -494,6 +696,11 @@ def _stored_state(state: AlertState) -> AlertState:
         usage = Usage(int(usage.remaining), _utc(usage.at), usage.per_hour)
     snoozed = _utc(state.snoozed_until) if state.snoozed_until is not None else None
     return AlertState(state.user, announced=state.announced, snoozed_until=snoozed, usage=usage)
+
+
+def _as_stored(change: CreditChange) -> CreditChange:
+    """A change as a database row keeps it (its arguments as JSON, read back)."""
+    return change_from_arguments(json.loads(json.dumps(change_arguments(change))))
 
 
 def _utc(value: datetime) -> datetime:
