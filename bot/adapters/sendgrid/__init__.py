@@ -57,6 +57,7 @@ def build_backend(
             base_url=settings.sendgrid_api_url,
             timeout=settings.sendgrid_timeout,
             limiter=limiter,
+            proxy=settings.sendgrid_proxy,
             logger=logger or logging.getLogger("bot.sendgrid"),
             metrics=metrics,
         )
@@ -79,6 +80,7 @@ def build_backend(
         fmt=settings.sendgrid_format,
         timeout=settings.sendgrid_timeout,
         limiter=limiter,
+        proxy=settings.sendgrid_proxy,
         logger=logger or logging.getLogger("bot.sendgrid"),
         metrics=metrics,
     )

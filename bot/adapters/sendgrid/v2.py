@@ -42,6 +42,7 @@ class SendGridV2Client:
         retry: RetryPolicy | None = None,
         logger: logging.Logger | None = None,
         session: requests.Session | None = None,
+        proxy: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         metrics: Metrics = NO_METRICS,
         page_size: int = RESELLER_PAGE_SIZE,
@@ -64,6 +65,7 @@ class SendGridV2Client:
             retry=retry,
             logger=logger or logging.getLogger(__name__),
             session=session,
+            proxy=proxy,
             sleep=sleep,
             metrics=metrics,
         )
