@@ -24,7 +24,7 @@ class ForwardingProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 proxy.carried.append(self.path)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with requests.Session() as upstream:
@@ -96,7 +96,10 @@ def test_proxy_variables_in_the_environment_are_not_used(
 
 
 def test_sendgrid_proxy_carries_every_call(
-    simulator: SimulatorServer, proxy: ForwardingProxy, dead_port: int, monkeypatch: pytest.MonkeyPatch
+    simulator: SimulatorServer,
+    proxy: ForwardingProxy,
+    dead_port: int,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead_port}")  # not this one
     client = build_backend(settings_for(simulator, SENDGRID_PROXY=proxy.url))
@@ -104,7 +107,8 @@ def test_sendgrid_proxy_carries_every_call(
         client.get_balance("acme-eu")
     finally:
         client.close()
-    assert proxy.carried and all(url.startswith(simulator.url) for url in proxy.carried)
+    assert proxy.carried
+    assert all(url.startswith(simulator.url) for url in proxy.carried)
 
 
 @pytest.mark.parametrize("value", ["127.0.0.1:3128", "ftp://proxy:21", "http://"])

@@ -7,10 +7,9 @@ listener executor therefore only ever runs acks, so a burst of slow commands —
 SendGrid slow, or the client's rate limiter holding requests back — cannot
 queue the acks of the next ones behind it.
 
-Acks also come first for the CPU: Python runs one thread at a time, so work
-started while a burst of requests is still being acknowledged would slow
-those acks down. `AckFirst` lets work wait, briefly, until no request is
-mid-acknowledgement (the WSGI app tells it when requests enter and leave).
+Work starts as soon as its ack is sent. (An earlier version held it back, up
+to 250 ms, while other requests were being acknowledged: that made acks look
+faster by making every reply slower, and a person waits for the reply.)
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -72,9 +70,6 @@ WORK_WORKERS = 48
 
 T = TypeVar("T")
 
-# Work waits at most this long for acks in progress, so it is never starved.
-ACK_FIRST_MAX_WAIT = 0.25
-
 # Set by the WSGI layer in Bolt's context: False when the database could not record
 # the request, so a replay of it would go unnoticed (changes are then refused).
 REPLAY_CHECKED = "credits_replay_checked"
@@ -100,52 +95,6 @@ class _TokenFromEnvironmentWarning(logging.Filter):
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
-class AckFirst:
-    """Counts requests being acknowledged; post-ack work waits until they are done.
-
-    "Done" means none in progress and none started for `quiet` seconds: a burst
-    arrives in waves (one per free server thread), and work slipping into the
-    gap between two waves would delay the second. `max_wait` bounds the wait,
-    so work is never starved by a steady stream of requests.
-    """
-
-    def __init__(self, *, max_wait: float = ACK_FIRST_MAX_WAIT, quiet: float = 0.015) -> None:
-        self._max_wait = max_wait
-        self._quiet_period = quiet
-        self._acknowledging = 0
-        self._started = 0
-        self._quiet = threading.Condition()
-
-    @contextmanager
-    def acknowledging(self) -> Iterator[None]:
-        """Wrap the handling of one incoming request (until its HTTP answer is ready)."""
-        with self._quiet:
-            self._acknowledging += 1
-            self._started += 1
-        try:
-            yield
-        finally:
-            with self._quiet:
-                self._acknowledging -= 1
-                if not self._acknowledging:
-                    self._quiet.notify_all()
-
-    def wait_for_acks(self) -> None:
-        deadline = time.monotonic() + self._max_wait
-        with self._quiet:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                if self._acknowledging:
-                    self._quiet.wait(remaining)
-                    continue
-                started = self._started
-                self._quiet.wait(min(self._quiet_period, remaining))
-                if not self._acknowledging and self._started == started:
-                    return
-
-
 @dataclass(frozen=True)
 class SlackParts:
     """The Bolt app and what the process around it needs to run and stop it."""
@@ -168,7 +117,6 @@ def build_slack(
     socket_mode: bool = False,
     listener_workers: int = LISTENER_WORKERS,
     work_workers: int = WORK_WORKERS,
-    ack_first: AckFirst | None = None,
     housekeeping_interval: float = 60.0,
     store: SqlStore | None = None,
     verified_upstream: bool = False,
@@ -178,7 +126,6 @@ def build_slack(
 
     HTTP mode needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; Socket Mode needs
     SLACK_BOT_TOKEN (and SLACK_APP_TOKEN, checked by the socket runner).
-    `ack_first` is shared with the WSGI app that serves this app (HTTP mode).
     `verified_upstream`: the WSGI app checks every signature, so Bolt does not.
     """
     settings.require("SLACK_BOT_TOKEN")
@@ -218,7 +165,6 @@ def build_slack(
     )
     work = PostAckWork(
         ContextExecutor(max_workers=work_workers, thread_name_prefix="credits-work"),
-        ack_first,
         metrics,
     )
     register_listeners(app, services.commands, work)
@@ -226,24 +172,20 @@ def build_slack(
 
 
 class PostAckWork:
-    """The pool that runs what follows an ack, after the acks in progress."""
+    """The pool that runs what follows an ack, and counts it until it is done."""
 
-    def __init__(
-        self, pool: Executor, ack_first: AckFirst | None, metrics: Metrics = NO_METRICS
-    ) -> None:
+    def __init__(self, pool: Executor, metrics: Metrics = NO_METRICS) -> None:
         self._pool = pool
-        self._ack_first = ack_first
         self._in_flight = 0
         self._idle = threading.Condition()
         self._metrics = metrics
 
     def submit(self, task: Callable[[], object], what: str) -> None:
-        """Run `task` soon; a failure to deliver the answer is logged, never lost silently."""
-        self._start(task, what, after_acks=True)
-
-    def submit_now(self, task: Callable[[], object], what: str) -> None:
-        """Like `submit`, without letting acks go first (for a dialog's 3-second trigger)."""
-        self._start(task, what, after_acks=False)
+        """Run `task` now, in the pool; a failure to deliver the answer is logged, never
+        lost silently."""
+        with self._idle:
+            self._in_flight += 1
+        self._pool.submit(self._run, task, what)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no task is queued or running (True), or `timeout` seconds (False)."""
@@ -256,15 +198,8 @@ class PostAckWork:
                 self._idle.wait(remaining)
         return True
 
-    def _start(self, task: Callable[[], object], what: str, *, after_acks: bool) -> None:
-        with self._idle:
-            self._in_flight += 1
-        self._pool.submit(self._run, task, what, after_acks)
-
-    def _run(self, task: Callable[[], object], what: str, after_acks: bool) -> None:
+    def _run(self, task: Callable[[], object], what: str) -> None:
         try:
-            if after_acks and self._ack_first is not None:
-                self._ack_first.wait_for_acks()
             try:
                 task()
             except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
@@ -464,8 +399,8 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
                 "an Add credits click",
             )
             return
-        # The dialog must open within 3 s of the click: no need to wait for other acks.
-        work.submit_now(
+        # The dialog must open within 3 s of the click (its trigger_id expires).
+        work.submit(
             lambda: client.views_open(trigger_id=trigger_id, view=add_credits_dialog(user)),
             "an Add credits dialog",
         )

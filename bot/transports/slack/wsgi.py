@@ -37,6 +37,7 @@ from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from bot.adapters.sendgrid import build_backend
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
+from bot.adapters.store.ratelimit import SqlRateBudget
 from bot.adapters.store.replay import SeenRequests
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, StoreError
@@ -45,7 +46,7 @@ from bot.observability.context import request_scope
 from bot.observability.prometheus import PrometheusMetrics
 from bot.observability.readiness import Readiness, database_check, sendgrid_check, slack_check
 from bot.transports.assembly import Heartbeat, stop_gracefully
-from bot.transports.slack.app import REPLAY_CHECKED, AckFirst, SlackParts, build_slack
+from bot.transports.slack.app import REPLAY_CHECKED, SlackParts, build_slack
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -254,7 +255,6 @@ def create_wsgi_app(
     bolt_app: App,
     *,
     gate: SlackGate,
-    ack_first: AckFirst | None = None,
     metrics: PrometheusMetrics | None = None,
     readiness: Readiness | None = None,
 ) -> WSGIApplication:
@@ -262,8 +262,7 @@ def create_wsgi_app(
     `/metrics` answer here.
 
     `bolt_app` must not verify signatures itself (the gate did, on the raw body).
-    With `ack_first`, every request to Bolt is counted while it is being
-    acknowledged, so post-ack work can let it go first. Each Slack request gets a
+    Each Slack request gets a
     request id (logged from its ack to its answer).
     """
 
@@ -305,10 +304,7 @@ def create_wsgi_app(
         if isinstance(verdict, Refusal):
             logger.info("refused a request to %s: %s", EVENTS_PATH, verdict.reason)
             return _answer(start_response, verdict.status, verdict.reason)
-        if ack_first is None:
-            return _dispatch(bolt_app, environ, verdict, start_response)
-        with ack_first.acknowledging():
-            return _dispatch(bolt_app, environ, verdict, start_response)
+        return _dispatch(bolt_app, environ, verdict, start_response)
 
     return application
 
@@ -393,13 +389,15 @@ def build_wsgi_app(
     settings: Settings, *, clock: Callable[[], float] = time.time, **overrides: Any
 ) -> ServedApp:
     """The HTTP-mode app for these settings (collaborators may be overridden)."""
-    ack_first = AckFirst()
     store = SqlStore.from_url(settings.database_url)
     secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
     settings.require("SLACK_BOT_TOKEN")
     assert settings.slack_bot_token is not None
     metrics = PrometheusMetrics(multiprocess_dir=settings.metrics_dir)
-    backend = overrides.pop("backend", None) or build_backend(settings, metrics=metrics)
+    # The fleet's one SendGrid budget, in the shared database (as build_services does).
+    backend = overrides.pop("backend", None) or build_backend(
+        settings, budget=SqlRateBudget(store.engine), metrics=metrics
+    )
     client = overrides.pop("web_client", None) or build_web_client(
         token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url
     )
@@ -408,7 +406,6 @@ def build_wsgi_app(
     )
     parts = build_slack(
         settings,
-        ack_first=ack_first,
         store=store,
         backend=backend,
         web_client=client,
@@ -417,9 +414,7 @@ def build_wsgi_app(
         **overrides,
     )
     gate = SlackGate(signing_secret=secret, seen=SeenRequests(store.engine), clock=clock)
-    application = create_wsgi_app(
-        parts.app, gate=gate, ack_first=ack_first, metrics=metrics, readiness=readiness
-    )
+    application = create_wsgi_app(parts.app, gate=gate, metrics=metrics, readiness=readiness)
     return ServedApp(application, parts, store)
 
 
