@@ -162,7 +162,8 @@ def test_many_threads_in_several_processes_never_exceed_and_never_fail(engines):
 
     def take(index: int) -> bool:
         if index % 4 == 0:  # another writer on the same database, as `serve` has
-            seen.first_time(f"v0=signature-{index}", now=datetime.now(UTC))
+            now = datetime.now(UTC)
+            seen.first_time(f"v0=signature-{index}", signed_at=now, now=now)
         return budgets[index % 3].take(limit=limit, window=3600.0) == 0.0
 
     with ThreadPoolExecutor(max_workers=24) as pool:
