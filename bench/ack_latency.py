@@ -96,9 +96,9 @@ def start_gunicorn(factory: str, env: dict[str, str]) -> tuple[subprocess.Popen[
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            requests.get(base + "/healthz", timeout=1)  # any answer: gunicorn is up
+            requests.get(base + "/healthz", timeout=5)  # any answer: the worker is up
             return process, base
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.1)
     process.kill()
     raise SystemExit(f"{factory} did not start")
