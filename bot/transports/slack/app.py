@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
@@ -70,13 +70,20 @@ WORK_WORKERS = 48
 
 T = TypeVar("T")
 
-# Set by the WSGI layer in Bolt's context: False when the database could not record
-# the request, so a replay of it would go unnoticed (changes are then refused).
+# Set by the WSGI layer in Bolt's context: the request's `ReplayClaim`, decided when
+# its work starts. (No claim, as in Socket Mode: Slack's own connection, checked.)
+REPLAY_CLAIM = "credits_replay_claim"
+# A header of this name is dropped at the edge: the mark never comes from outside.
 REPLAY_CHECKED = "credits_replay_checked"
 
 
-def replay_checked(context: BoltContext) -> bool:
-    return context.get(REPLAY_CHECKED) is not False
+class Claim(Protocol):
+    def claim(self) -> bool | None: ...
+
+
+def replay_claim(context: BoltContext) -> Claim | None:
+    claim: Claim | None = context.get(REPLAY_CLAIM)
+    return claim
 
 
 logger = logging.getLogger("bot.slack")
@@ -180,12 +187,16 @@ class PostAckWork:
         self._idle = threading.Condition()
         self._metrics = metrics
 
-    def submit(self, task: Callable[[], object], what: str) -> None:
-        """Run `task` now, in the pool; a failure to deliver the answer is logged, never
-        lost silently."""
+    def submit(self, task: Callable[[bool], object], what: str, claim: Claim | None = None) -> None:
+        """Run `task(replay_checked)` now, in the pool; a failure to deliver the answer
+        is logged, never lost silently.
+
+        With a `claim`, the request is first recorded as seen: a replay runs nothing;
+        if the database cannot say, `task` runs with `replay_checked=False` (it may
+        answer reads, and refuses changes)."""
         with self._idle:
             self._in_flight += 1
-        self._pool.submit(self._run, task, what)
+        self._pool.submit(self._run, task, what, claim)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no task is queued or running (True), or `timeout` seconds (False)."""
@@ -198,10 +209,16 @@ class PostAckWork:
                 self._idle.wait(remaining)
         return True
 
-    def _run(self, task: Callable[[], object], what: str) -> None:
+    def _run(self, task: Callable[[bool], object], what: str, claim: Claim | None) -> None:
         try:
+            first = claim.claim() if claim is not None else True
+            if first is False:
+                logger.warning("refused a replayed request: %s", what)
+                return
+            if first is None:
+                logger.warning("replay not checked, the database failed: %s", what)
             try:
-                task()
+                task(first is True)
             except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
                 logger.exception("could not deliver the answer to %s", what)
                 return
@@ -247,13 +264,12 @@ def credits_command(service: CommandService, work: PostAckWork) -> Any:
         ack()
         actor = Actor(user_id=command["user_id"])
         text = command.get("text") or ""
-        checked = replay_checked(context)
 
-        def answer() -> None:
+        def answer(checked: bool) -> None:
             reply = service.handle(actor, text, replay_checked=checked)
             deliver(respond, response_type="ephemeral", **render_message(reply))
 
-        work.submit(answer, f"/credits from {actor.user_id}")
+        work.submit(answer, f"/credits from {actor.user_id}", replay_claim(context))
 
     return handle_credits
 
@@ -278,9 +294,8 @@ def button_answered_to_clicker(
     ) -> None:
         ack()
         actor = Actor(user_id=body["user"]["id"])
-        checked = replay_checked(context)
 
-        def answer() -> None:
+        def answer(checked: bool) -> None:
             try:
                 value = parse(str(action.get("value") or ""))
             except UserError as error:
@@ -291,7 +306,7 @@ def button_answered_to_clicker(
                 respond, response_type="ephemeral", replace_original=False, **render_message(reply)
             )
 
-        work.submit(answer, f"{what} by {actor.user_id}")
+        work.submit(answer, f"{what} by {actor.user_id}", replay_claim(context))
 
     return handle_click
 
@@ -312,13 +327,17 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
     """Deny: check the clicker may decide, then ask for an optional reason in a dialog."""
 
     def handle_deny(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+        ack: Ack,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: Respond,
+        context: BoltContext,
     ) -> None:
         ack()
         actor = Actor(user_id=body["user"]["id"])
         trigger_id = body.get("trigger_id")
 
-        def answer() -> None:
+        def answer(_checked: bool) -> None:
             try:
                 request_id = request_id_from(action.get("value"))
             except UserError as error:
@@ -335,7 +354,7 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
                 return
             client.views_open(trigger_id=trigger_id, view=deny_dialog(request_id))
 
-        work.submit(answer, f"a Deny click by {actor.user_id}")
+        work.submit(answer, f"a Deny click by {actor.user_id}", replay_claim(context))
 
     return handle_deny
 
@@ -347,7 +366,6 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
         ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
     ) -> None:
         actor = Actor(user_id=body["user"]["id"])
-        checked = replay_checked(context)
         try:
             request_id = request_id_from(view.get("private_metadata"))
         except UserError as error:
@@ -360,12 +378,12 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
         ack()
         reason = reason_from(view)
 
-        def answer() -> None:
+        def answer(checked: bool) -> None:
             reply = service.deny(actor, request_id, reason, replay_checked=checked)
             if isinstance(reply, ErrorReply):  # lost a race after the dialog was checked
                 client.chat_postMessage(channel=actor.user_id, **render_message(reply))
 
-        work.submit(answer, f"a denial by {actor.user_id}")
+        work.submit(answer, f"a denial by {actor.user_id}", replay_claim(context))
 
     return handle_deny_submission
 
@@ -384,7 +402,11 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
     """A digest's "Add credits": ask how many in a dialog (which then runs `add`)."""
 
     def handle_add(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+        ack: Ack,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: Respond,
+        context: BoltContext,
     ) -> None:
         ack()
         trigger_id = body.get("trigger_id")
@@ -393,16 +415,20 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
         except UserError as error:
             message = render_message(ErrorReply(str(error)))
             work.submit(
-                lambda: deliver(
+                lambda _checked: deliver(
                     respond, response_type="ephemeral", replace_original=False, **message
                 ),
                 "an Add credits click",
+                replay_claim(context),
             )
             return
         # The dialog must open within 3 s of the click (its trigger_id expires).
         work.submit(
-            lambda: client.views_open(trigger_id=trigger_id, view=add_credits_dialog(user)),
+            lambda _checked: client.views_open(
+                trigger_id=trigger_id, view=add_credits_dialog(user)
+            ),
             "an Add credits dialog",
+            replay_claim(context),
         )
 
     return handle_add
@@ -416,7 +442,6 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
         ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
     ) -> None:
         actor = Actor(user_id=body["user"]["id"])
-        checked = replay_checked(context)
         try:
             user = parse_user(str(view.get("private_metadata") or ""), USAGE[Verb.ADD])
             credits = parse_credits(amount_from(view), USAGE[Verb.ADD])
@@ -425,11 +450,11 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
             return
         ack()
 
-        def answer() -> None:
+        def answer(checked: bool) -> None:
             reply = service.handle(actor, f"add {user} {credits}", replay_checked=checked)
             client.chat_postMessage(channel=actor.user_id, **render_message(reply))
 
-        work.submit(answer, f"Add credits by {actor.user_id}")
+        work.submit(answer, f"Add credits by {actor.user_id}", replay_claim(context))
 
     return handle_add_submission
 

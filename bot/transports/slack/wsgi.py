@@ -12,10 +12,11 @@ refuses as early as it can, so nobody unsigned costs more than a header read:
 3. the body, at most `MAX_BODY` bytes, within `BODY_DEADLINE` → else 413 / 408.
 4. the signature, checked once, here → 401. Bolt's own check is off.
 5. the form, parsed here (never by searching the text for a word) → 400 if malformed.
-6. the signature recorded as seen → 401 if it was already. If the database cannot
-   say, the request goes on marked "replay not checked" (`REPLAY_CHECKED` false in
-   Bolt's context), and the command layer refuses to change anything for it.
-7. Bolt dispatches the parsed body to the listeners.
+6. Bolt dispatches the parsed body to the listeners, with a `ReplayClaim` in its
+   context (`REPLAY_CLAIM`): the signature is recorded as seen when the request's
+   work starts, after the ack (see `bot.adapters.store.replay`). A replay's work
+   does nothing; if the database cannot say, the work goes on "replay not
+   checked", and the command layer refuses to change anything for it.
 """
 
 from __future__ import annotations
@@ -38,15 +39,15 @@ from bot.adapters.sendgrid import build_backend
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.adapters.store.ratelimit import SqlRateBudget
-from bot.adapters.store.replay import SeenRequests
+from bot.adapters.store.replay import ReplayClaim, SeenRequests
 from bot.config import Settings, load_settings
-from bot.errors import ConfigError, StoreError
+from bot.errors import ConfigError
 from bot.logs import configure_logging
 from bot.observability.context import request_scope
 from bot.observability.prometheus import PrometheusMetrics
 from bot.observability.readiness import Readiness, database_check, sendgrid_check, slack_check
 from bot.transports.assembly import Heartbeat, stop_gracefully
-from bot.transports.slack.app import REPLAY_CHECKED, SlackParts, build_slack
+from bot.transports.slack.app import REPLAY_CHECKED, REPLAY_CLAIM, SlackParts, build_slack
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -89,11 +90,12 @@ class Admitted:
     """A signed request, read and parsed, ready for Bolt."""
 
     body: dict[str, Any]
-    replay_checked: bool
+    claim: ReplayClaim | None
 
 
 class SlackGate:
-    """Steps 1–6 above: decides whether a request reaches Bolt, and with what body."""
+    """Steps 1–5 above: decides whether a request reaches Bolt, and with what body
+    and replay claim."""
 
     def __init__(
         self,
@@ -140,22 +142,15 @@ class SlackGate:
             body = parse_slack_body(raw, environ.get("CONTENT_TYPE", ""))
         except ValueError:
             return Refusal("400 Bad Request", "malformed body")
-        replay_checked = True
+        claim = None
         if self._seen is not None:
-            try:
-                first = self._seen.first_time(
-                    signature,
-                    signed_at=datetime.fromtimestamp(int(timestamp), UTC),
-                    now=datetime.fromtimestamp(now, UTC),
-                )
-            except StoreError as error:
-                # Reads may go on (a replayed read is harmless); writes are refused.
-                logger.warning("replay not checked, the database failed: %s", error)
-                replay_checked = False
-            else:
-                if not first:
-                    return Refusal("401 Unauthorized", "replayed request")
-        return Admitted(body=body, replay_checked=replay_checked)
+            claim = ReplayClaim(
+                self._seen,
+                signature,
+                signed_at=datetime.fromtimestamp(int(timestamp), UTC),
+                now=datetime.fromtimestamp(now, UTC),
+            )
+        return Admitted(body=body, claim=claim)
 
     def _signed(self, raw: bytes, timestamp: str, signature: str) -> bool:
         base = b"v0:" + timestamp.encode() + b":" + raw
@@ -341,7 +336,7 @@ def _dispatch(
         body=json.dumps(admitted.body),
         query=environ.get("QUERY_STRING", ""),
         headers=headers,
-        context={REPLAY_CHECKED: admitted.replay_checked},
+        context={REPLAY_CLAIM: admitted.claim},
     )
     response = bolt_app.dispatch(request)
     answer = WsgiHttpResponse(status=response.status, headers=response.headers, body=response.body)
