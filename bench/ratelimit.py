@@ -5,6 +5,8 @@ For each database, `SqlRateBudget.take()` is timed:
   budget row, read the time and the 600th latest grant, insert);
 - three limiters on three engines (three processes' worth) × 4 threads each,
   `--grants` grants in all (a limiter lets one of its threads ask at a time);
+- a burst of 50 threads in one limiter (50 `/credits show` at once): time until the
+  last is granted, against 50 single grants in a row in the same run;
 - refusals: the window is full, so a call locks, reads and answers how long to wait.
 Each line gives the mean (wall time ÷ calls) and the p50/p99 of single calls.
 
@@ -21,6 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +60,37 @@ def timed(takers: list[Callable[[], object]], calls: int, threads: int) -> str:
     )
 
 
+def burst(budget: SqlRateBudget, size: int = 50, rounds: int = 10) -> str:
+    """50 `/credits show` arriving together in one process: the time until the last of
+    them is granted, batched (one limiter, its waiting threads granted together) and,
+    in the same run, one grant per transaction in a row (what each thread used to do)."""
+    together, in_a_row = [], []
+    for _ in range(rounds):
+        limiter = SlidingWindowLimiter(limit=LIMIT, window=0.5, budget=budget)
+        barrier = threading.Barrier(size)
+
+        def one(
+            limiter: SlidingWindowLimiter = limiter, barrier: threading.Barrier = barrier
+        ) -> float:
+            barrier.wait()
+            limiter.acquire()
+            return time.perf_counter()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=size) as pool:
+            together.append(max(pool.map(lambda _: one(), range(size))) - started)
+        time.sleep(0.6)  # the window empties
+        started = time.perf_counter()
+        for _ in range(size):
+            budget.take(limit=LIMIT, window=0.5)
+        in_a_row.append(time.perf_counter() - started)
+        time.sleep(0.6)
+    return (
+        f"last granted after {statistics.median(together) * 1e3:5.1f} ms (median of {rounds}); "
+        f"{size} single grants in a row: {statistics.median(in_a_row) * 1e3:5.1f} ms"
+    )
+
+
 def measure(label: str, url: str, grants: int) -> None:
     engines = [create_store_engine(url) for _ in range(3)]
     migrate(engines[0])
@@ -70,6 +104,7 @@ def measure(label: str, url: str, grants: int) -> None:
     print(f"  1 thread, {grants} grants:                  {timed([grant], grants, 1)}")
     acquires = [limiter.acquire for limiter in limiters]
     print(f"  3 limiters × 4 threads, {grants} grants:    {timed(acquires, grants, 12)}")
+    print(f"  burst of 50 threads in one limiter:        {burst(budgets[1])}")
     # A full 600-per-hour window: every call is refused (and says how long to wait).
     while budgets[0].take(limit=LIMIT, window=3600.0) == 0.0:
         pass

@@ -68,6 +68,7 @@ class Settings:
     sendgrid_rate_window: float = 60.0
     sendgrid_interactive_reserve: float = 20.0
     sendgrid_timeout: float = 10.0
+    sendgrid_proxy: str | None = None
 
     database_url: str = "sqlite:///credits-bot.sqlite3"
 
@@ -184,6 +185,7 @@ def load_settings(
             "SENDGRID_INTERACTIVE_RESERVE", 20.0, minimum=0.0, maximum=90.0
         ),
         sendgrid_timeout=env.number("SENDGRID_TIMEOUT", 10.0, minimum=0.1),
+        sendgrid_proxy=env.proxy("SENDGRID_PROXY"),
         database_url=normalize_database_url(
             env.text("DATABASE_URL") or "sqlite:///credits-bot.sqlite3"
         ),
@@ -271,6 +273,14 @@ class _Env:
             return raw if raw.endswith("/") else raw + "/"
 
         return self._parsed(name, default, parse, "an http(s):// URL")
+
+    def proxy(self, name: str) -> str | None:
+        def parse(raw: str) -> str | None:
+            if not re.match(r"^https?://[^/\s]+/?$", raw):
+                raise ValueError(raw)
+            return raw
+
+        return self._parsed(name, None, parse, "a proxy URL (http://host:port)")
 
     def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
         def parse(raw: str) -> str:

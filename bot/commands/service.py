@@ -28,7 +28,7 @@ from bot.commands.replies import (
     OverviewReply,
     Reply,
 )
-from bot.commands.sweep import AlertStore, forecast_for
+from bot.commands.sweep import AlertStore, ForecastCache
 from bot.domain.approvals import AuditAction, AuditEvent, Store
 from bot.domain.credits import Balance, CreditChange, CreditsBackend
 from bot.domain.policy import (
@@ -98,6 +98,7 @@ class CommandService:
         self._directory = directory
         self._changes = changes
         self._alerts = alerts
+        self._forecasts = ForecastCache(alerts, clock=clock) if alerts is not None else None
         self._auto_approve_max = auto_approve_max
         self._logger = logger or logging.getLogger("bot.commands")
         self._new_error_id = new_error_id
@@ -371,13 +372,11 @@ class CommandService:
         if command.verb is Verb.SHOW:
             balance = self._backend.get_balance(command.user)
             hours_left = None
-            if self._alerts is not None:
+            if self._forecasts is not None:
                 try:
-                    state = self._alerts.states([command.user]).get(command.user)
+                    hours_left = self._forecasts.hours_left(command.user)
                 except StoreError:  # the balance is worth answering without a forecast
                     self._logger.warning("no forecast for %s: the database failed", command.user)
-                else:
-                    hours_left = forecast_for(state)
             return BalanceReply(command.user, balance, hours_left=hours_left)
         if command.verb is Verb.OVERVIEW:
             return OverviewReply(command.user, self._backend.get_overview(command.user))

@@ -9,7 +9,9 @@ fatal. Announcing goes through the `AlertPoster` port (Slack in production).
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -257,3 +259,46 @@ def forecast_for(state: AlertState | None) -> float | None:
     """Hours left for `/credits show`, from the stored usage; None if unknown."""
     outlook = forecast(state.usage if state else None)
     return outlook.hours_left if outlook else None
+
+
+# The sweep refreshes usage every CREDITS_ALERT_SCHEDULE (15 minutes by default): a
+# forecast a minute old is as good as a fresh one, and `show` need not ask for it.
+FORECAST_TTL = timedelta(seconds=60)
+FORECAST_USERS = 1024
+
+
+class ForecastCache:
+    """`forecast_for` each subuser, read from the alert store at most once per `ttl`.
+
+    Bounded to `max_users` entries (the oldest go first). A store failure is not
+    cached: it raises (StoreError), and the next `show` asks again.
+    """
+
+    def __init__(
+        self,
+        alerts: AlertStore,
+        *,
+        clock: Callable[[], datetime],
+        ttl: timedelta = FORECAST_TTL,
+        max_users: int = FORECAST_USERS,
+    ) -> None:
+        self._alerts = alerts
+        self._clock = clock
+        self._ttl = ttl
+        self._max_users = max_users
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[datetime, float | None]] = OrderedDict()
+
+    def hours_left(self, user: str) -> float | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(user)
+        if entry is not None and now - entry[0] < self._ttl:
+            return entry[1]
+        hours = forecast_for(self._alerts.states([user]).get(user))
+        with self._lock:
+            self._entries[user] = (now, hours)
+            self._entries.move_to_end(user)
+            while len(self._entries) > self._max_users:
+                self._entries.popitem(last=False)
+        return hours

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,7 @@ from bot.adapters.sendgrid import Priority, RetryPolicy, SendGridV2Client, Slidi
 from bot.adapters.sendgrid.ratelimit import MemoryRateBudget, NoLimit
 from bot.errors import RateLimited
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer, sample_state
+from tests.helpers import wait_until
 
 
 class FakeClock:
@@ -53,6 +55,68 @@ def test_no_window_ever_holds_more_than_the_limit():
     assert busiest(sent, 61.0) == 600
     # ... and no slower than that: 2,000 grants are 4 windows' worth, 3 waits of 61 s.
     assert clock.now == pytest.approx(3 * 61.0, abs=0.01)
+
+
+class HeldBudget:
+    """A memory budget that counts its transactions; the first one waits for `release`."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.inner = MemoryRateBudget(clock=clock)
+        self.asked: list[int] = []
+        self.first_asked = threading.Event()
+        self.release = threading.Event()
+
+    def take(self, *, limit: int, window: float) -> float:
+        granted, delay = self.take_many(1, limit=limit, window=window)
+        return 0.0 if granted else delay
+
+    def take_many(self, count: int, *, limit: int, window: float) -> tuple[int, float]:
+        self.asked.append(count)
+        if len(self.asked) == 1:
+            self.first_asked.set()
+            self.release.wait(10)
+        return self.inner.take_many(count, limit=limit, window=window)
+
+    def pause(self, seconds: float) -> None:
+        self.inner.pause(seconds)
+
+
+def test_threads_waiting_together_are_granted_in_one_transaction():
+    """A burst of 50 commands in one process: not 50 budget transactions in a row."""
+    clock = FakeClock()
+    budget = HeldBudget(clock)
+    limit = limiter(clock, budget)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        first = pool.submit(limit.acquire)
+        assert budget.first_asked.wait(10)
+        rest = [pool.submit(limit.acquire) for _ in range(49)]
+        wait_until(lambda: limit.waiting() == 50)
+        budget.release.set()
+        for future in [first, *rest]:
+            future.result(timeout=10)
+    assert budget.asked[0] == 1
+    assert budget.asked[1:] == [49]  # everyone who queued behind the first, at once
+    assert limit.waiting() == 0
+
+
+def test_a_batch_never_grants_past_the_limit():
+    clock = FakeClock()
+    budget = HeldBudget(clock)
+    limit = limiter(clock, budget, limit=10)  # type: ignore[arg-type]
+
+    def granted_at() -> float:
+        limit.acquire()
+        return clock.now
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        first = pool.submit(granted_at)
+        assert budget.first_asked.wait(10)
+        rest = [pool.submit(granted_at) for _ in range(24)]
+        wait_until(lambda: limit.waiting() == 25)
+        budget.release.set()
+        sent = sorted(future.result(timeout=10) for future in [first, *rest])
+    assert busiest(sent, 61.0) == 10
+    assert max(budget.asked) <= 24
 
 
 def test_a_burst_that_fits_the_window_is_not_delayed():

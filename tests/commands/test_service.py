@@ -5,6 +5,7 @@ a reply; anything unexpected is logged and answered with an id."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from bot.commands.service import Actor, CommandService
 from bot.domain.alerts import AlertState, Usage
 from bot.domain.approvals import AuditAction
 from bot.domain.policy import RoleBook
+from bot.errors import StoreError
 from bot.simulator import SimulatorState
 from tests.conftest import ClientFactory
 
@@ -129,3 +131,48 @@ def test_a_balance_is_answered_without_a_forecast_while_the_database_is_down(
     degraded = service.handle(Actor(ADMIN), "show globex")
     assert isinstance(degraded, BalanceReply)
     assert (degraded.balance.remaining, degraded.hours_left) == (640, None)
+
+
+class CountingAlerts:
+    """An AlertStore's `states`, counting reads; `failing` makes the next read fail."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.failing = False
+
+    def states(self, users: Sequence[str]) -> dict[str, AlertState]:
+        self.reads += 1
+        if self.failing:
+            self.failing = False
+            raise StoreError("the database failed")
+        return {}
+
+
+def test_show_reads_the_forecast_state_once_a_minute_not_once_per_command(
+    make_client: ClientFactory,
+):
+    now = [datetime(2026, 11, 23, 10, 0, tzinfo=UTC)]
+    alerts = CountingAlerts()
+    service = CommandService(
+        backend=make_client(), roles=ROLES, directory=None, alerts=alerts, clock=lambda: now[0]
+    )
+    for _ in range(5):
+        assert isinstance(service.handle(Actor(ADMIN), "show acme-eu"), BalanceReply)
+    assert alerts.reads == 1
+    service.handle(Actor(ADMIN), "show globex")
+    assert alerts.reads == 2
+    now[0] += timedelta(seconds=61)
+    service.handle(Actor(ADMIN), "show acme-eu")
+    assert alerts.reads == 3
+
+
+def test_a_failed_forecast_read_is_not_remembered(make_client: ClientFactory):
+    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    alerts = CountingAlerts()
+    alerts.failing = True
+    service = CommandService(
+        backend=make_client(), roles=ROLES, directory=None, alerts=alerts, clock=lambda: now
+    )
+    assert isinstance(service.handle(Actor(ADMIN), "show acme-eu"), BalanceReply)
+    service.handle(Actor(ADMIN), "show acme-eu")
+    assert alerts.reads == 2

@@ -173,10 +173,10 @@ def test_sigterm_during_a_burst_finishes_or_records_every_change_and_answers_eve
 ):
     url = f"sqlite:///{tmp_path / 'burst.sqlite3'}"
     simulator.state.add_fault(FaultRule(kind="latency", arg="500"))
-    users = [f"U0BURST{n:02d}" for n in range(40)]
-    # 60 SendGrid calls a minute for 40 adds of 3 calls each: some go through, the
-    # others are still waiting for room in the window when the stop comes.
-    env = env_for(simulator, slack, url, "v2", SENDGRID_RATE_LIMIT="60")
+    # 80 adds need 160 SendGrid calls, past the 120 a window allows: the last ones wait
+    # longer than the drain, so the stop must cut the burst short.
+    users = [f"U0BURST{n:02d}" for n in range(80)]
+    env = env_for(simulator, slack, url, "v2", SENDGRID_RATE_LIMIT="120")
     server = ServeProcess({**env, "CREDITS_ADMINS": ",".join(users)})
     try:
         server.wait_healthy()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import socket
 import threading
 import time
@@ -23,8 +24,9 @@ import requests
 
 from bot.config import load_settings
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer
+from bot.transports.slack.app import build_slack
 from bot.transports.slack.approvals import APPROVE_ACTION
-from bot.transports.slack.wsgi import build_wsgi_app
+from bot.transports.slack.wsgi import SlackGate, build_wsgi_app, create_wsgi_app
 from tests.fakes.processes import clean_env
 from tests.fakes.processes import serving as serving_process
 from tests.fakes.slack_api import FakeSlack
@@ -216,8 +218,12 @@ def bot_settings(simulator: SimulatorServer, slack: FakeSlack, database_url: str
 
 
 def test_a_replay_is_refused_for_as_long_as_its_timestamp_is_valid(
-    simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
+    simulator: SimulatorServer,
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ):
+    caplog.set_level(logging.WARNING, logger="bot.slack")
     clock = ManualClock()
     settings = bot_settings(simulator, fake_slack, f"sqlite:///{tmp_path / 'bot.sqlite3'}")
     with serving(build_wsgi_app(settings, clock=clock)) as url:
@@ -238,7 +244,8 @@ def test_a_replay_is_refused_for_as_long_as_its_timestamp_is_valid(
             stamp = int(clock.now)
             assert post_signed(bot.events_url, SIGNING_SECRET, help_body, timestamp=stamp).ok
         replay = requests.post(bot.events_url, data=body, headers=headers, timeout=10)
-        assert replay.status_code == 401
+        assert replay.ok  # acknowledged; its work finds the signature recorded
+        wait_until(lambda: "refused a replayed request" in caplog.text)
         clock.now += 10  # now Slack's window has passed: refused as stale
         stale = requests.post(bot.events_url, data=body, headers=headers, timeout=10)
         assert stale.status_code == 401
@@ -394,3 +401,40 @@ def test_a_100_mib_body_is_refused_without_the_worker_growing(
         # deadline, too slow (408): refused either way, before the body was read.
         assert status in (413, 408), status
         assert requests.get(server.url + "/healthz", timeout=10).ok
+
+
+# --- the replay record is off the ack's path --------------------------------------------
+
+
+class HeldSeenRequests:
+    """A replay record whose database answers only when the test says so."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+        self.answer = threading.Event()
+
+    def first_time(self, signature: str, *, signed_at: object, now: object) -> bool:
+        self.asked.set()
+        assert self.answer.wait(10)
+        return True
+
+
+def test_the_ack_does_not_wait_for_the_replay_record(
+    simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
+):
+    settings = bot_settings(simulator, fake_slack, f"sqlite:///{tmp_path / 'bot.sqlite3'}")
+    parts = build_slack(settings, verified_upstream=True)
+    seen = HeldSeenRequests()
+    gate = SlackGate(signing_secret=SIGNING_SECRET, seen=seen)  # type: ignore[arg-type]
+    with serving(create_wsgi_app(parts.app, gate=gate)) as url:
+        body = slash_command_body(
+            text="show acme-eu", user_id=USERS["viewer"], response_url=fake_slack.response_url()
+        )
+        acked = post_signed(url + "/slack/events", SIGNING_SECRET, body, timeout=5)
+        assert acked.status_code == 200
+        assert not seen.answer.is_set()  # acknowledged while the record was still pending
+        assert fake_slack.state.responses == []  # and the work waits for the record
+        seen.answer.set()
+        [reply] = fake_slack.state.wait_for_responses(1)
+    assert "acme-eu" in str(reply)
+    parts.work.wait_idle(5)

@@ -85,6 +85,12 @@ class RateBudget(Protocol):
         return the seconds until a grant may be possible."""
         ...
 
+    def take_many(self, count: int, *, limit: int, window: float) -> tuple[int, float]:
+        """Record up to `count` grants, as many as keep the last `window` seconds within
+        `limit`, in one step: returns (grants recorded, 0.0), or (0, seconds until a
+        grant may be possible)."""
+        ...
+
     def pause(self, seconds: float) -> None:
         """No grants for anyone for `seconds` from now (extends a pause, never shortens it)."""
         ...
@@ -100,17 +106,22 @@ class MemoryRateBudget:
         self._paused_until = 0.0
 
     def take(self, *, limit: int, window: float) -> float:
+        granted, delay = self.take_many(1, limit=limit, window=window)
+        return 0.0 if granted else delay
+
+    def take_many(self, count: int, *, limit: int, window: float) -> tuple[int, float]:
         with self._lock:
             now = self._clock()
             if now < self._paused_until:
-                return self._paused_until - now
+                return 0, self._paused_until - now
             while self._grants and self._grants[0] <= now - window:
                 self._grants.popleft()
             if len(self._grants) >= limit:
                 # The grant that must leave the window before another may enter it.
-                return self._grants[-limit] + window - now
-            self._grants.append(now)
-            return 0.0
+                return 0, self._grants[-limit] + window - now
+            granted = min(count, limit - len(self._grants))
+            self._grants.extend([now] * granted)
+            return granted, 0.0
 
     def pause(self, seconds: float) -> None:
         with self._lock:
@@ -123,8 +134,10 @@ class SlidingWindowLimiter:
     `acquire()` blocks until this caller has a grant and returns the seconds it
     waited; `pause_for(seconds)` holds every process on the budget (SendGrid said
     429). `priority=Priority.SWEEP` leaves `reserve` (a fraction) of the window to
-    interactive callers. Threads of one limiter ask the budget one at a time, so
-    a full window costs one query per process, not one per waiting thread.
+    interactive callers. Threads of one limiter never ask the budget side by side:
+    one asks for every thread waiting at that moment (a burst of 50 commands costs
+    a few transactions, not 50 in a row), hands the grants out, and a full window
+    costs one query per process, not one per waiting thread.
     """
 
     def __init__(
@@ -156,7 +169,10 @@ class SlidingWindowLimiter:
         self._budget: RateBudget = budget if budget is not None else MemoryRateBudget(clock=clock)
         self._clock = clock
         self._sleep = sleep
-        self._turn = threading.Lock()
+        self._state = threading.Condition()
+        self._waiting = 0  # threads in acquire()
+        self._granted = 0  # grants taken for them and not yet handed out
+        self._asking = False  # one thread is asking the budget (or waiting for room)
         self._logger = logger or logging.getLogger("bot.sendgrid.ratelimit")
         self._own = MemoryRateBudget(clock=clock)  # while the shared budget is unreachable
         self._on_own = False
@@ -165,21 +181,51 @@ class SlidingWindowLimiter:
         """Wait for a grant. Returns the seconds it took: behind this limiter's other
         threads, waiting for room in the window, and asking the budget."""
         started = self._clock()
-        with self._turn:
-            delay = self._take()
-            if delay > 0.0:
+        with self._state:
+            self._waiting += 1
+            while not self._granted and self._asking:
+                self._state.wait()
+            if self._granted:
+                return self._handed_one(started)
+            self._asking = True
+        try:
+            while True:
+                with self._state:
+                    wanted = self._waiting
+                granted, delay = self._take(wanted)
+                if granted:
+                    break
                 self._logger.debug(
                     "rate budget full for %s requests: waiting %.2f s", self.priority.value, delay
                 )
-            while delay > 0.0:
                 self._sleep(max(delay, _MIN_SLEEP))
-                delay = self._take()
+        except BaseException:
+            with self._state:
+                self._waiting -= 1
+                self._asking = False
+                self._state.notify_all()
+            raise
+        with self._state:
+            self._granted += granted
+            self._asking = False
+            self._state.notify_all()
+            return self._handed_one(started)
+
+    def waiting(self) -> int:
+        """How many threads are in `acquire()` now."""
+        with self._state:
+            return self._waiting
+
+    def _handed_one(self, started: float) -> float:
+        """Under `_state`: this thread takes one of the grants taken for the waiting."""
+        self._granted -= 1
+        self._waiting -= 1
         return self._clock() - started
 
-    def _take(self) -> float:
+    def _take(self, count: int) -> tuple[int, float]:
         window = self.window + self.margin
         try:
-            delay = self._budget.take(limit=self.allowed, window=window)
+            taken = self._budget.take_many(count, limit=self.allowed, window=window)
         except StoreError as error:
             if not self._on_own:
                 self._logger.warning(
@@ -189,11 +235,13 @@ class SlidingWindowLimiter:
                     FALLBACK_SHARE * 100,
                 )
                 self._on_own = True
-            return self._own.take(limit=max(1, int(self.allowed * FALLBACK_SHARE)), window=window)
+            return self._own.take_many(
+                count, limit=max(1, int(self.allowed * FALLBACK_SHARE)), window=window
+            )
         if self._on_own:
             self._logger.info("the shared rate budget answers again")
             self._on_own = False
-        return delay
+        return taken
 
     def pause_for(self, seconds: float) -> None:
         """Hold every caller on this budget, in every process, for `seconds`."""

@@ -46,6 +46,7 @@ class SendGridV2Client:
         retry: RetryPolicy | None = None,
         logger: logging.Logger | None = None,
         session: requests.Session | None = None,
+        proxy: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         metrics: Metrics = NO_METRICS,
         scrubber: Scrubber | None = None,
@@ -69,6 +70,7 @@ class SendGridV2Client:
             retry=retry,
             logger=logger or logging.getLogger(__name__),
             session=session,
+            proxy=proxy,
             sleep=sleep,
             metrics=metrics,
         )

@@ -1,6 +1,7 @@
 """The fleet's SendGrid rate budget in the shared database (`RateBudget` over SQLAlchemy).
 
-Each grant is one short transaction, serialised across every process:
+Each take is one short transaction, serialised across every process, and may grant
+several requests at once (the threads of one process waiting together):
 
 1. lock the budget's row (`SELECT … FOR UPDATE` on PostgreSQL; `BEGIN IMMEDIATE` on
    SQLite, which takes the write lock up front and waits for it, so a busy database
@@ -8,7 +9,8 @@ Each grant is one short transaction, serialised across every process:
 2. only then read the time and the `limit`-th most recent grant: a statement run
    after the lock sees every grant committed before it (a fresh snapshot in READ
    COMMITTED), and a clock read before the lock wait could be stale;
-3. insert the grant, or answer how long to wait.
+3. count the grants in the window, insert as many as asked and still fit, or
+   answer how long to wait.
 
 Time comes from the database server on PostgreSQL (`clock_timestamp()`), so
 instances on several hosts need not agree on their clocks; on SQLite every process
@@ -62,31 +64,38 @@ class SqlRateBudget:
         self._grants = itertools.count(1)
 
     def take(self, *, limit: int, window: float) -> float:
+        granted, delay = self.take_many(1, limit=limit, window=window)
+        return 0.0 if granted else delay
+
+    def take_many(self, count: int, *, limit: int, window: float) -> tuple[int, float]:
         grants = rate_grants.c
-        nth_latest = (
-            select(grants.at)
-            .where(grants.budget == self._name)
-            .order_by(grants.at.desc())
-            .limit(1)
-            .offset(limit - 1)
-            .scalar_subquery()
-        )
         with self._transaction() as connection:
             paused_until = self._lock(connection)
-            row = connection.execute(select(self._now(), nth_latest)).one()
-            now, nth = float(row[0]), row[1]
+            now = float(connection.execute(select(self._now())).scalar_one())
             if now < paused_until:
-                return paused_until - now
-            if nth is not None and nth > now - window:
-                return float(nth) + window - now
-            connection.execute(insert(rate_grants).values(budget=self._name, at=now))
+                return 0, paused_until - now
+            recent = (
+                select(grants.at)
+                .where(grants.budget == self._name, grants.at > now - window)
+                .order_by(grants.at.desc())
+                .limit(limit)
+                .subquery()
+            )
+            used, oldest = connection.execute(
+                select(func.count(), func.min(recent.c.at)).select_from(recent)
+            ).one()
+            granted = min(count, limit - int(used))
+            if granted <= 0:
+                # The `limit`-th latest grant must leave the window before another enters.
+                return 0, float(oldest) + window - now
+            connection.execute(insert(rate_grants), [{"budget": self._name, "at": now}] * granted)
             if next(self._grants) % PRUNE_EVERY == 0:
                 connection.execute(
                     delete(rate_grants).where(
                         grants.budget == self._name, grants.at <= now - window
                     )
                 )
-        return 0.0
+        return granted, 0.0
 
     def pause(self, seconds: float) -> None:
         with self._transaction() as connection:

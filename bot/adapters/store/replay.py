@@ -4,6 +4,12 @@ Slack signs `v0:{timestamp}:{body}`; the same signature twice is the same reques
 twice. Slack does not retry slash commands or interactions, so a repeat is a replay:
 one unique INSERT per request decides, across every instance sharing the database.
 
+The record is made when the request's *work* starts, not before its ack
+(`ReplayClaim`): a replay is acknowledged like any request, and its work, finding
+the signature already recorded, does nothing. The ack then costs no database
+round trip; the guarantee is the same (the work of one signed request runs at
+most once, across every instance).
+
 A signature is accepted for as long as its *timestamp* is within 5 minutes of now,
 on either side. So the row stores that timestamp (in `seen_at`, the moment Slack
 says it sent the request), and a row is forgotten only once its timestamp has left
@@ -59,3 +65,24 @@ class SeenRequests:
         except SQLAlchemyError as error:
             raise StoreError(f"the database failed ({type(error).__name__})") from error
         return True
+
+
+class ReplayClaim:
+    """One admitted request's claim to run its work, decided when the work starts."""
+
+    def __init__(
+        self, seen: SeenRequests, signature: str, *, signed_at: datetime, now: datetime
+    ) -> None:
+        self._seen = seen
+        self._signature = signature
+        self._signed_at = signed_at
+        self._now = now
+
+    def claim(self) -> bool | None:
+        """True: the first time, run the work. False: a replay, run nothing.
+        None: the database could not say (a replay would go unnoticed: the caller
+        may still answer reads, and must refuse changes)."""
+        try:
+            return self._seen.first_time(self._signature, signed_at=self._signed_at, now=self._now)
+        except StoreError:
+            return None

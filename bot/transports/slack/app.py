@@ -7,10 +7,9 @@ listener executor therefore only ever runs acks, so a burst of slow commands —
 SendGrid slow, or the client's rate limiter holding requests back — cannot
 queue the acks of the next ones behind it.
 
-Acks also come first for the CPU: Python runs one thread at a time, so work
-started while a burst of requests is still being acknowledged would slow
-those acks down. `AckFirst` lets work wait, briefly, until no request is
-mid-acknowledgement (the WSGI app tells it when requests enter and leave).
+Work starts as soon as its ack is sent. (An earlier version held it back, up
+to 250 ms, while other requests were being acknowledged: that made acks look
+faster by making every reply slower, and a person waits for the reply.)
 """
 
 from __future__ import annotations
@@ -19,11 +18,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
@@ -82,16 +80,20 @@ WORK_WORKERS = 48
 
 T = TypeVar("T")
 
-# Work waits at most this long for acks in progress, so it is never starved.
-ACK_FIRST_MAX_WAIT = 0.25
-
-# Set by the WSGI layer in Bolt's context: False when the database could not record
-# the request, so a replay of it would go unnoticed (changes are then refused).
+# Set by the WSGI layer in Bolt's context: the request's `ReplayClaim`, decided when
+# its work starts. (No claim, as in Socket Mode: Slack's own connection, checked.)
+REPLAY_CLAIM = "credits_replay_claim"
+# A header of this name is dropped at the edge: the mark never comes from outside.
 REPLAY_CHECKED = "credits_replay_checked"
 
 
-def replay_checked(context: BoltContext) -> bool:
-    return context.get(REPLAY_CHECKED) is not False
+class Claim(Protocol):
+    def claim(self) -> bool | None: ...
+
+
+def replay_claim(context: BoltContext) -> Claim | None:
+    claim: Claim | None = context.get(REPLAY_CLAIM)
+    return claim
 
 
 logger = logging.getLogger("bot.slack")
@@ -108,52 +110,6 @@ class _TokenFromEnvironmentWarning(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
-
-
-class AckFirst:
-    """Counts requests being acknowledged; post-ack work waits until they are done.
-
-    "Done" means none in progress and none started for `quiet` seconds: a burst
-    arrives in waves (one per free server thread), and work slipping into the
-    gap between two waves would delay the second. `max_wait` bounds the wait,
-    so work is never starved by a steady stream of requests.
-    """
-
-    def __init__(self, *, max_wait: float = ACK_FIRST_MAX_WAIT, quiet: float = 0.015) -> None:
-        self._max_wait = max_wait
-        self._quiet_period = quiet
-        self._acknowledging = 0
-        self._started = 0
-        self._quiet = threading.Condition()
-
-    @contextmanager
-    def acknowledging(self) -> Iterator[None]:
-        """Wrap the handling of one incoming request (until its HTTP answer is ready)."""
-        with self._quiet:
-            self._acknowledging += 1
-            self._started += 1
-        try:
-            yield
-        finally:
-            with self._quiet:
-                self._acknowledging -= 1
-                if not self._acknowledging:
-                    self._quiet.notify_all()
-
-    def wait_for_acks(self) -> None:
-        deadline = time.monotonic() + self._max_wait
-        with self._quiet:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                if self._acknowledging:
-                    self._quiet.wait(remaining)
-                    continue
-                started = self._started
-                self._quiet.wait(min(self._quiet_period, remaining))
-                if not self._acknowledging and self._started == started:
-                    return
 
 
 @dataclass(frozen=True)
@@ -178,7 +134,6 @@ def build_slack(
     socket_mode: bool = False,
     listener_workers: int = LISTENER_WORKERS,
     work_workers: int = WORK_WORKERS,
-    ack_first: AckFirst | None = None,
     housekeeping_interval: float = 60.0,
     store: SqlStore | None = None,
     verified_upstream: bool = False,
@@ -188,7 +143,6 @@ def build_slack(
 
     HTTP mode needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; Socket Mode needs
     SLACK_BOT_TOKEN (and SLACK_APP_TOKEN, checked by the socket runner).
-    `ack_first` is shared with the WSGI app that serves this app (HTTP mode).
     `verified_upstream`: the WSGI app checks every signature, so Bolt does not.
     """
     settings.require("SLACK_BOT_TOKEN")
@@ -233,7 +187,6 @@ def build_slack(
     )
     work = PostAckWork(
         ContextExecutor(max_workers=work_workers, thread_name_prefix="credits-work"),
-        ack_first,
         metrics,
     )
     register_listeners(app, services.commands, work)
@@ -241,24 +194,24 @@ def build_slack(
 
 
 class PostAckWork:
-    """The pool that runs what follows an ack, after the acks in progress."""
+    """The pool that runs what follows an ack, and counts it until it is done."""
 
-    def __init__(
-        self, pool: Executor, ack_first: AckFirst | None, metrics: Metrics = NO_METRICS
-    ) -> None:
+    def __init__(self, pool: Executor, metrics: Metrics = NO_METRICS) -> None:
         self._pool = pool
-        self._ack_first = ack_first
         self._in_flight = 0
         self._idle = threading.Condition()
         self._metrics = metrics
 
-    def submit(self, task: Callable[[], object], what: str) -> None:
-        """Run `task` soon; a failure to deliver the answer is logged, never lost silently."""
-        self._start(task, what, after_acks=True)
+    def submit(self, task: Callable[[bool], object], what: str, claim: Claim | None = None) -> None:
+        """Run `task(replay_checked)` now, in the pool; a failure to deliver the answer
+        is logged, never lost silently.
 
-    def submit_now(self, task: Callable[[], object], what: str) -> None:
-        """Like `submit`, without letting acks go first (for a dialog's 3-second trigger)."""
-        self._start(task, what, after_acks=False)
+        With a `claim`, the request is first recorded as seen: a replay runs nothing;
+        if the database cannot say, `task` runs with `replay_checked=False` (it may
+        answer reads, and refuses changes)."""
+        with self._idle:
+            self._in_flight += 1
+        self._pool.submit(self._run, task, what, claim)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no task is queued or running (True), or `timeout` seconds (False)."""
@@ -271,17 +224,16 @@ class PostAckWork:
                 self._idle.wait(remaining)
         return True
 
-    def _start(self, task: Callable[[], object], what: str, *, after_acks: bool) -> None:
-        with self._idle:
-            self._in_flight += 1
-        self._pool.submit(self._run, task, what, after_acks)
-
-    def _run(self, task: Callable[[], object], what: str, after_acks: bool) -> None:
+    def _run(self, task: Callable[[bool], object], what: str, claim: Claim | None) -> None:
         try:
-            if after_acks and self._ack_first is not None:
-                self._ack_first.wait_for_acks()
+            first = claim.claim() if claim is not None else True
+            if first is False:
+                logger.warning("refused a replayed request: %s", what)
+                return
+            if first is None:
+                logger.warning("replay not checked, the database failed: %s", what)
             try:
-                task()
+                task(first is True)
             except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
                 logger.exception("could not deliver the answer to %s", what)
                 return
@@ -327,13 +279,12 @@ def credits_command(service: CommandService, work: PostAckWork) -> Any:
         ack()
         actor = Actor(user_id=command["user_id"])
         text = command.get("text") or ""
-        checked = replay_checked(context)
 
-        def answer() -> None:
+        def answer(checked: bool) -> None:
             reply = service.handle(actor, text, replay_checked=checked)
             deliver(respond, response_type="ephemeral", **render_message(reply))
 
-        work.submit(answer, f"/credits from {actor.user_id}")
+        work.submit(answer, f"/credits from {actor.user_id}", replay_claim(context))
 
     return handle_credits
 
@@ -359,9 +310,8 @@ def button_answered_to_clicker(
     ) -> None:
         ack()
         actor = Actor(user_id=body["user"]["id"])
-        checked = replay_checked(context)
 
-        def answer() -> None:
+        def answer(checked: bool) -> None:
             try:
                 value = parse(str(action.get("value") or ""))
             except UserError as error:
@@ -375,7 +325,7 @@ def button_answered_to_clicker(
                 **render_message(reply),
             )
 
-        work.submit(answer, f"{what} by {actor.user_id}")
+        work.submit(answer, f"{what} by {actor.user_id}", replay_claim(context))
 
     return handle_click
 
@@ -396,13 +346,17 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
     """Deny: check the clicker may decide, then ask for an optional reason in a dialog."""
 
     def handle_deny(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+        ack: Ack,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: Respond,
+        context: BoltContext,
     ) -> None:
         ack()
         actor = Actor(user_id=body["user"]["id"])
         trigger_id = body.get("trigger_id")
 
-        def answer() -> None:
+        def answer(_checked: bool) -> None:
             try:
                 request_id = request_id_from(action.get("value"))
             except UserError as error:
@@ -419,7 +373,7 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
                 return
             client.views_open(trigger_id=trigger_id, view=deny_dialog(request_id))
 
-        work.submit(answer, f"a Deny click by {actor.user_id}")
+        work.submit(answer, f"a Deny click by {actor.user_id}", replay_claim(context))
 
     return handle_deny
 
@@ -431,7 +385,6 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
         ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
     ) -> None:
         actor = Actor(user_id=body["user"]["id"])
-        checked = replay_checked(context)
         try:
             request_id = request_id_from(view.get("private_metadata"))
         except UserError as error:
@@ -444,12 +397,12 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
         ack()
         reason = reason_from(view)
 
-        def answer() -> None:
+        def answer(checked: bool) -> None:
             reply = service.deny(actor, request_id, reason, replay_checked=checked)
             if isinstance(reply, ErrorReply):  # lost a race after the dialog was checked
                 client.chat_postMessage(channel=actor.user_id, **render_message(reply))
 
-        work.submit(answer, f"a denial by {actor.user_id}")
+        work.submit(answer, f"a denial by {actor.user_id}", replay_claim(context))
 
     return handle_deny_submission
 
@@ -481,9 +434,8 @@ def snooze_button(service: CommandService, work: PostAckWork, client: WebClient)
     ) -> None:
         ack()
         actor = Actor(user_id=body["user"]["id"])
-        checked = replay_checked(context)
 
-        def answer() -> None:
+        def answer(checked: bool) -> None:
             try:
                 user = parse_user(str(action.get("value") or ""), USAGE[Verb.SHOW])
             except UserError as error:
@@ -498,7 +450,7 @@ def snooze_button(service: CommandService, work: PostAckWork, client: WebClient)
                 respond, response_type="ephemeral", replace_original=False, **render_message(reply)
             )
 
-        work.submit(answer, f"a Snooze click by {actor.user_id}")
+        work.submit(answer, f"a Snooze click by {actor.user_id}", replay_claim(context))
 
     return handle_snooze
 
@@ -547,7 +499,11 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
     first if someone topped this account up a moment ago."""
 
     def handle_add(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+        ack: Ack,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: Respond,
+        context: BoltContext,
     ) -> None:
         ack()
         trigger_id = body.get("trigger_id")
@@ -556,10 +512,11 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
         except UserError as error:
             message = render_message(ErrorReply(str(error)))
             work.submit(
-                lambda: deliver(
+                lambda _checked: deliver(
                     respond, response_type="ephemeral", replace_original=False, **message
                 ),
                 "an Add credits click",
+                replay_claim(context),
             )
             return
         digest = _digest_of(body)
@@ -582,8 +539,8 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
                     edit=lambda raw: raw,
                 )
 
-        # The dialog must open within 3 s of the click: no need to wait for other acks.
-        work.submit_now(open_dialog, "an Add credits dialog")
+        # The dialog must open within 3 s of the click (its trigger_id expires).
+        work.submit(lambda _checked: open_dialog(), "an Add credits dialog", replay_claim(context))
 
     return handle_add
 
@@ -596,7 +553,6 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
         ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
     ) -> None:
         actor = Actor(user_id=body["user"]["id"])
-        checked = replay_checked(context)
         raw_user, digest = dialog_target(str(view.get("private_metadata") or ""))
         try:
             user = parse_user(raw_user, USAGE[Verb.ADD])
@@ -608,7 +564,7 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
 
         reason = add_reason_from(view)
 
-        def answer() -> None:
+        def answer(checked: bool) -> None:
             text = f"add {user} {credits} {reason}".strip()
             reply = service.handle(actor, text, replay_checked=checked)
             note = digest_note(reply, actor.user_id)
@@ -616,7 +572,7 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
                 edit_digest_line(service, client, digest, user, note)
             client.chat_postMessage(channel=actor.user_id, **render_message(reply))
 
-        work.submit(answer, f"Add credits by {actor.user_id}")
+        work.submit(answer, f"Add credits by {actor.user_id}", replay_claim(context))
 
     return handle_add_submission
 

@@ -12,10 +12,11 @@ refuses as early as it can, so nobody unsigned costs more than a header read:
 3. the body, at most `MAX_BODY` bytes, within `BODY_DEADLINE` → else 413 / 408.
 4. the signature, checked once, here → 401. Bolt's own check is off.
 5. the form, parsed here (never by searching the text for a word) → 400 if malformed.
-6. the signature recorded as seen → 401 if it was already. If the database cannot
-   say, the request goes on marked "replay not checked" (`REPLAY_CHECKED` false in
-   Bolt's context), and the command layer refuses to change anything for it.
-7. Bolt dispatches the parsed body to the listeners.
+6. Bolt dispatches the parsed body to the listeners, with a `ReplayClaim` in its
+   context (`REPLAY_CLAIM`): the signature is recorded as seen when the request's
+   work starts, after the ack (see `bot.adapters.store.replay`). A replay's work
+   does nothing; if the database cannot say, the work goes on "replay not
+   checked", and the command layer refuses to change anything for it.
 """
 
 from __future__ import annotations
@@ -37,15 +38,16 @@ from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from bot.adapters.sendgrid import build_backend
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
-from bot.adapters.store.replay import SeenRequests
+from bot.adapters.store.ratelimit import SqlRateBudget
+from bot.adapters.store.replay import ReplayClaim, SeenRequests
 from bot.config import Settings, load_settings
-from bot.errors import ConfigError, StoreError
+from bot.errors import ConfigError
 from bot.logs import configure_logging
 from bot.observability.context import request_scope
 from bot.observability.prometheus import PrometheusMetrics
 from bot.observability.readiness import Readiness, database_check, sendgrid_check, slack_check
 from bot.transports.assembly import stop_gracefully
-from bot.transports.slack.app import REPLAY_CHECKED, AckFirst, SlackParts, build_slack
+from bot.transports.slack.app import REPLAY_CHECKED, REPLAY_CLAIM, SlackParts, build_slack
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -88,11 +90,12 @@ class Admitted:
     """A signed request, read and parsed, ready for Bolt."""
 
     body: dict[str, Any]
-    replay_checked: bool
+    claim: ReplayClaim | None
 
 
 class SlackGate:
-    """Steps 1–6 above: decides whether a request reaches Bolt, and with what body."""
+    """Steps 1–5 above: decides whether a request reaches Bolt, and with what body
+    and replay claim."""
 
     def __init__(
         self,
@@ -139,22 +142,15 @@ class SlackGate:
             body = parse_slack_body(raw, environ.get("CONTENT_TYPE", ""))
         except ValueError:
             return Refusal("400 Bad Request", "malformed body")
-        replay_checked = True
+        claim = None
         if self._seen is not None:
-            try:
-                first = self._seen.first_time(
-                    signature,
-                    signed_at=datetime.fromtimestamp(int(timestamp), UTC),
-                    now=datetime.fromtimestamp(now, UTC),
-                )
-            except StoreError as error:
-                # Reads may go on (a replayed read is harmless); writes are refused.
-                logger.warning("replay not checked, the database failed: %s", error)
-                replay_checked = False
-            else:
-                if not first:
-                    return Refusal("401 Unauthorized", "replayed request")
-        return Admitted(body=body, replay_checked=replay_checked)
+            claim = ReplayClaim(
+                self._seen,
+                signature,
+                signed_at=datetime.fromtimestamp(int(timestamp), UTC),
+                now=datetime.fromtimestamp(now, UTC),
+            )
+        return Admitted(body=body, claim=claim)
 
     def _signed(self, raw: bytes, timestamp: str, signature: str) -> bool:
         base = b"v0:" + timestamp.encode() + b":" + raw
@@ -256,7 +252,6 @@ def create_wsgi_app(
     bolt_app: App,
     *,
     gate: SlackGate,
-    ack_first: AckFirst | None = None,
     metrics: PrometheusMetrics | None = None,
     readiness: Readiness | None = None,
 ) -> WSGIApplication:
@@ -264,8 +259,7 @@ def create_wsgi_app(
     `/metrics` answer here.
 
     `bolt_app` must not verify signatures itself (the gate did, on the raw body).
-    With `ack_first`, every request to Bolt is counted while it is being
-    acknowledged, so post-ack work can let it go first. Each Slack request gets a
+    Each Slack request gets a
     request id (logged from its ack to its answer).
     """
 
@@ -307,10 +301,7 @@ def create_wsgi_app(
         if isinstance(verdict, Refusal):
             logger.info("refused a request to %s: %s", EVENTS_PATH, verdict.reason)
             return _answer(start_response, verdict.status, verdict.reason)
-        if ack_first is None:
-            return _dispatch(bolt_app, environ, verdict, start_response)
-        with ack_first.acknowledging():
-            return _dispatch(bolt_app, environ, verdict, start_response)
+        return _dispatch(bolt_app, environ, verdict, start_response)
 
     return application
 
@@ -347,7 +338,7 @@ def _dispatch(
         body=json.dumps(admitted.body),
         query=environ.get("QUERY_STRING", ""),
         headers=headers,
-        context={REPLAY_CHECKED: admitted.replay_checked},
+        context={REPLAY_CLAIM: admitted.claim},
     )
     response = bolt_app.dispatch(request)
     answer = WsgiHttpResponse(status=response.status, headers=response.headers, body=response.body)
@@ -388,13 +379,15 @@ def build_wsgi_app(
     settings: Settings, *, clock: Callable[[], float] = time.time, **overrides: Any
 ) -> ServedApp:
     """The HTTP-mode app for these settings (collaborators may be overridden)."""
-    ack_first = AckFirst()
     store = SqlStore.from_url(settings.database_url)
     secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
     settings.require("SLACK_BOT_TOKEN")
     assert settings.slack_bot_token is not None
     metrics = PrometheusMetrics(multiprocess_dir=settings.metrics_dir)
-    backend = overrides.pop("backend", None) or build_backend(settings, metrics=metrics)
+    # The fleet's one SendGrid budget, in the shared database (as build_services does).
+    backend = overrides.pop("backend", None) or build_backend(
+        settings, budget=SqlRateBudget(store.engine), metrics=metrics
+    )
     client = overrides.pop("web_client", None) or build_web_client(
         token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url
     )
@@ -403,7 +396,6 @@ def build_wsgi_app(
     )
     parts = build_slack(
         settings,
-        ack_first=ack_first,
         store=store,
         backend=backend,
         web_client=client,
@@ -412,9 +404,7 @@ def build_wsgi_app(
         **overrides,
     )
     gate = SlackGate(signing_secret=secret, seen=SeenRequests(store.engine), clock=clock)
-    application = create_wsgi_app(
-        parts.app, gate=gate, ack_first=ack_first, metrics=metrics, readiness=readiness
-    )
+    application = create_wsgi_app(parts.app, gate=gate, metrics=metrics, readiness=readiness)
     return ServedApp(application, parts, store)
 
 
