@@ -129,8 +129,11 @@ def test_a_balance_is_answered_without_a_forecast_while_the_database_is_down(
     assert answered.hours_left == pytest.approx(800 / 40.0)  # from the stored usage
     store.down()
     degraded = service.handle(Actor(ADMIN), "show globex")
-    assert isinstance(degraded, BalanceReply)
-    assert (degraded.balance.remaining, degraded.hours_left) == (640, None)
+    assert isinstance(degraded, BalanceReply)  # the forecast read a moment ago is kept
+    assert (degraded.balance.remaining, degraded.hours_left) == (640, pytest.approx(20.0))
+    uncached = service.handle(Actor(ADMIN), "show initech")
+    assert isinstance(uncached, BalanceReply)
+    assert (uncached.balance.remaining, uncached.hours_left) == (900, None)
 
 
 class CountingAlerts:

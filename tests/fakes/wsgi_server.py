@@ -39,3 +39,6 @@ def serving(app: WSGIApplication) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+        close = getattr(app, "close", None)
+        if callable(close):
+            close()  # the app's own timers (the bot's housekeeping thread)

@@ -106,7 +106,7 @@ def test_a_live_peer_in_another_pid_namespace_with_the_same_hostname_is_never_re
     busy = ServeProcess(env, in_container(burn_pids=300))
     try:
         busy.wait_healthy()
-        send(busy, slack, "add globex 500", ADMIN, "direct")
+        send(busy, slack, "add initech 500", ADMIN, "direct")
         wait_until(lambda: simulator.state.writes(task="increment"))  # sent, SendGrid slow
         # The deploy's next container: same hostname, its own PID namespace.
         fresh = ServeProcess(env, in_container())
@@ -150,7 +150,7 @@ def test_a_change_killed_in_a_container_is_recovered_when_the_container_restarts
     crashed = ServeProcess(env, in_container())
     try:
         crashed.wait_healthy()
-        send(crashed, slack, "add globex 500", ADMIN, "direct")
+        send(crashed, slack, "add initech 500", ADMIN, "direct")
         wait_until(lambda: simulator.state.writes(task="increment"))
     finally:
         crashed.kill()  # OOM kill: nothing runs
@@ -188,9 +188,9 @@ def test_sigterm_never_tells_verify_about_a_write_that_leaves_afterwards(
     try:
         server.wait_healthy()
         if origin == "direct":
-            send(server, slack, "add globex 500", ADMIN, "direct")
+            send(server, slack, "add initech 500", ADMIN, "direct")
         else:
-            command(server.url, slack, "add globex 500", OPERATOR, "request")
+            command(server.url, slack, "add initech 500", OPERATOR, "request")
             click = approve_body(slack, approval_post(slack), ADMIN, "click")
             assert post_signed(server.url + "/slack/events", SECRET, click).status_code == 200
         wait_until(lambda: [c for c in simulator.state.calls() if c.outcome == "fault:ratelimit"])
@@ -257,7 +257,7 @@ def test_a_paused_peer_never_sends_a_write_after_its_actor_was_told_to_verify(
     paused = ServeProcess(env, on_another_host("node-a"))
     try:
         paused.wait_healthy()
-        send(paused, slack, "add globex 500", ADMIN, "direct")
+        send(paused, slack, "add initech 500", ADMIN, "direct")
         wait_until(lambda: [c for c in simulator.state.calls() if c.outcome == "fault:ratelimit"])
         wait_until(lambda: [c for c in changes(url) if c["state"] == "sent"])
         os.killpg(paused.process.pid, signal.SIGSTOP)  # the write waits out Retry-After

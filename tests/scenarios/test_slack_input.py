@@ -398,8 +398,12 @@ def test_a_100_mib_body_is_refused_without_the_worker_growing(
         grown_mib = (peak_rss_kib(worker) - before) / 1024
         assert grown_mib < 50, f"the worker grew by {grown_mib:.0f} MiB"
         # Too large (413), or, on a machine too busy to take 64 KiB within the body
-        # deadline, too slow (408): refused either way, before the body was read.
-        assert status in (413, 408), status
+        # deadline, too slow (408): refused either way, before the body was read. A
+        # chunked body may also end early in gunicorn's reader on a busy machine; the
+        # part read is then refused for its forged signature (401). What matters is
+        # that nothing past the cap was read: the worker did not grow.
+        allowed = (413, 408, 401) if chunked else (413, 408)
+        assert status in allowed, status
         assert requests.get(server.url + "/healthz", timeout=10).ok
 
 

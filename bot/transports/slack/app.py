@@ -119,6 +119,7 @@ class SlackParts:
     app: App
     services: Services
     work: PostAckWork
+    housekeeping: Housekeeping
 
 
 def create_app(settings: Settings, **options: Any) -> App:
@@ -171,7 +172,9 @@ def build_slack(
         kind="socket" if socket_mode else "serve",
         metrics=metrics,
     )
-    Housekeeping(services.store, services.changes, interval=housekeeping_interval).start()
+    housekeeping = Housekeeping(
+        services.store, services.changes, interval=housekeeping_interval
+    ).start()
     signing_secret = settings.slack_signing_secret
     if not any(isinstance(f, _TokenFromEnvironmentWarning) for f in logger.filters):
         logger.addFilter(_TokenFromEnvironmentWarning())
@@ -190,7 +193,7 @@ def build_slack(
         metrics,
     )
     register_listeners(app, services.commands, work)
-    return SlackParts(app=app, services=services, work=work)
+    return SlackParts(app=app, services=services, work=work, housekeeping=housekeeping)
 
 
 class PostAckWork:

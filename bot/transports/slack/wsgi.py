@@ -365,6 +365,11 @@ class ServedApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return self._application(environ, start_response)
 
+    def close(self) -> None:
+        """Stop this app's own timer (its heartbeat, recovery and expiry), e.g. when a
+        test is done with it; `shutdown` is the process's graceful stop."""
+        self._parts.housekeeping.stop()
+
     def shutdown(self, timeout: float = DRAIN_SECONDS) -> None:
         """SIGTERM (gunicorn's `worker_exit`): finish or record the work in flight."""
         stop_gracefully(
@@ -373,6 +378,7 @@ class ServedApp:
             wait_idle=self._parts.work.wait_idle,
             timeout=timeout,
         )
+        self._parts.housekeeping.stop()
 
 
 def build_wsgi_app(
