@@ -366,9 +366,11 @@ class ServedApp:
         return self._application(environ, start_response)
 
     def close(self) -> None:
-        """Stop this app's own timer (its heartbeat, recovery and expiry), e.g. when a
-        test is done with it; `shutdown` is the process's graceful stop."""
+        """Stop this app's own timer (its heartbeat, recovery and expiry) and close its
+        database connections, e.g. when a test is done with it; `shutdown` is the
+        process's graceful stop."""
         self._parts.housekeeping.stop()
+        self._store.close()
 
     def shutdown(self, timeout: float = DRAIN_SECONDS) -> None:
         """SIGTERM (gunicorn's `worker_exit`): finish or record the work in flight."""
