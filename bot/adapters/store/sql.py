@@ -300,15 +300,8 @@ class SqlStore:
         self, change: CreditChange, *, actor_id: str, owner: str, now: datetime, audit: AuditEvent
     ) -> ChangeRecord:
         with self.transaction() as connection:
-            event_id = self._insert_event(connection, audit)
-            return self._insert_change(
-                connection,
-                change,
-                origin=ChangeOrigin.DIRECT,
-                actor_id=actor_id,
-                owner=owner,
-                now=now,
-                audit_event_id=event_id,
+            return self._insert_direct(
+                connection, change, actor_id=actor_id, owner=owner, now=now, audit=audit
             )
 
     def begin_budgeted_change(
@@ -360,17 +353,39 @@ class SqlStore:
             use = BudgetUse(by_actor=int(row[0]), on_target=int(row[1]))
             if not use.allows(credits, budget):
                 return use
-            event_id = self._insert_event(connection, audit)
-            return self._insert_change(
+            return self._insert_direct(
                 connection,
                 change,
-                origin=ChangeOrigin.DIRECT,
                 actor_id=actor_id,
                 owner=owner,
                 now=now,
-                audit_event_id=event_id,
+                audit=audit,
                 auto_approved=True,
             )
+
+    def _insert_direct(
+        self,
+        connection: Connection,
+        change: CreditChange,
+        *,
+        actor_id: str,
+        owner: str,
+        now: datetime,
+        audit: AuditEvent,
+        auto_approved: bool = False,
+    ) -> ChangeRecord:
+        """A direct change's audit event and `intent` record, in `connection`'s transaction."""
+        event_id = self._insert_event(connection, audit)
+        return self._insert_change(
+            connection,
+            change,
+            origin=ChangeOrigin.DIRECT,
+            actor_id=actor_id,
+            owner=owner,
+            now=now,
+            audit_event_id=event_id,
+            auto_approved=auto_approved,
+        )
 
     @contextmanager
     def _locked_transaction(self, key: int) -> Iterator[Connection]:
