@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from bot.commands.registry import BY_VERB, Verb, allowed
+from bot.domain.credits import ChangeKind
 from bot.domain.policy import (
     GroupDirectory,
     Outcome,
     ResolvedRole,
     Role,
     RoleBook,
-    Verb,
-    allowed_verbs,
     decide,
 )
 from bot.errors import DirectoryError
@@ -41,21 +41,33 @@ CASES = [
 @pytest.mark.parametrize("role", list(Role))
 def test_decision_table(role: Role):
     outcomes = tuple(
-        decide(verb, ResolvedRole(role), credits=credits, auto_approve_max=100).outcome
+        _decide(verb, ResolvedRole(role), credits=credits, auto_approve_max=100).outcome
         for verb, credits in CASES
     )
     assert outcomes == TABLE[role]
 
 
+def _decide(verb: Verb, resolved: ResolvedRole, *, credits: int | None, auto_approve_max: int):
+    """The decision for a subcommand: its record's action, and the change it asks for."""
+    kind = ChangeKind(verb.value) if verb.value in set(ChangeKind) else None
+    return decide(
+        BY_VERB[verb].action,
+        resolved,
+        change=kind,
+        credits=credits,
+        auto_approve_max=auto_approve_max,
+    )
+
+
 def test_auto_approved_add_is_marked():
-    decision = decide(Verb.ADD, ResolvedRole(Role.OPERATOR), credits=100, auto_approve_max=100)
+    decision = _decide(Verb.ADD, ResolvedRole(Role.OPERATOR), credits=100, auto_approve_max=100)
     assert decision.auto_approved
-    admin = decide(Verb.ADD, ResolvedRole(Role.ADMIN), credits=100, auto_approve_max=100)
+    admin = _decide(Verb.ADD, ResolvedRole(Role.ADMIN), credits=100, auto_approve_max=100)
     assert not admin.auto_approved
 
 
 def test_refusal_names_the_role_needed():
-    decision = decide(Verb.SET, ResolvedRole(Role.VIEWER), credits=1, auto_approve_max=0)
+    decision = _decide(Verb.SET, ResolvedRole(Role.VIEWER), credits=1, auto_approve_max=0)
     assert (decision.outcome, decision.required) == (Outcome.REFUSE, Role.OPERATOR)
 
 
@@ -109,6 +121,10 @@ def test_no_directory_means_groups_cannot_grant():
     resolved = BOOK.resolve("UANYONE", None)
     assert resolved.role is Role.NONE
     assert resolved.unverified is not None
+
+
+def allowed_verbs(role: Role) -> list[Verb]:
+    return [record.verb for record in allowed(role)]
 
 
 def test_help_lists_by_role():
