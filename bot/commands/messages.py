@@ -51,6 +51,21 @@ HELP_APPROVE = "approve request ID (as its Approve button does)"
 HELP_DENY = "deny request ID, with an optional reason the requester sees"
 HELP_CANCEL = "withdraw your own request ID"
 HELP_RESOLVE = "after checking the balance, record whether an unconfirmed change was applied"
+HELP_WHOAMI = "your role, what you may do, and why"
+
+# --- whoami --------------------------------------------------------------------------
+WHOAMI_ROLE = "Your role: *{role}*."
+WHOAMI_BY_USER = "It is granted to your user ID `{id}`."
+WHOAMI_BY_GROUP = "It is granted to the user group <!subteam^{id}> (`{id}`), which you are in."
+WHOAMI_NOTHING = (
+    "No user ID or user group grants you a role. To get one, ask an admin to add your "
+    "Slack user ID (`{user_id}`) or one of your user groups."
+)
+WHOAMI_UNVERIFIED = (
+    "Your user groups could not be checked ({reason}), so only what your user ID "
+    "grants is counted; a group may give you more once Slack answers."
+)
+WHOAMI_MAY = "You may use: {names}."
 HELP_OPERATOR_NOTE = "Changes other than `add` up to {limit:,} credits need an approver."
 HELP_OPERATOR_NOTE_NO_AUTO = "Your changes need an approver."
 

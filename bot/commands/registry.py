@@ -37,6 +37,7 @@ class Verb(enum.StrEnum):
     DENY = "deny"
     CANCEL = "cancel"
     RESOLVE = "resolve"
+    WHOAMI = "whoami"
 
 
 # (verb, the words after it, the whole line, its usage) -> Command; raises UsageError.
@@ -203,6 +204,14 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         parse=grammar.request_id_and_outcome,
         handle=writes.resolve_request,
         changes_state=True,
+    ),
+    Subcommand(
+        verb=Verb.WHOAMI,
+        usage="/credits whoami",
+        help=messages.HELP_WHOAMI,
+        action=Action.READ_HELP,
+        parse=grammar.no_arguments,
+        handle=reads.whoami,
     ),
 )
 
