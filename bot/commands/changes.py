@@ -82,7 +82,7 @@ from bot.errors import (
 )
 from bot.observability.metrics import NO_METRICS, Metrics
 
-Clock = Callable[[], datetime]
+UtcClock = Callable[[], datetime]
 CONFIRM_TTL = timedelta(minutes=10)
 NO_LIMITS = Limits()
 SYSTEM = "system"  # the actor of what the bot does on its own (expiry, recovery)
@@ -196,7 +196,7 @@ class ChangeService:
         ttl: timedelta,
         executor: str,
         stopping: threading.Event | None = None,
-        clock: Clock = utc_now,
+        clock: UtcClock = utc_now,
         logger: logging.Logger | None = None,
         metrics: Metrics = NO_METRICS,
         reminders: ReminderPolicy | None = None,

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from bot.commands import messages
 from bot.commands.changes import ChangeService
 from bot.commands.grammar import Command
 from bot.commands.replies import Reply
@@ -17,7 +16,6 @@ from bot.commands.sweep import AlertStore, ForecastCache
 from bot.domain.approvals import AuditAction, AuditEvent, Store
 from bot.domain.credits import CreditsBackend
 from bot.domain.policy import Decision, GroupDirectory, ResolvedRole, RoleBook
-from bot.errors import UserError
 
 if TYPE_CHECKING:
     from bot.commands.registry import Subcommand
@@ -47,31 +45,25 @@ class Context:
     backend: CreditsBackend
     roles: RoleBook
     directory: GroupDirectory | None
-    changes: ChangeService | None
-    alerts: AlertStore | None
-    forecasts: ForecastCache | None
-    store: Store | None
+    changes: ChangeService
+    alerts: AlertStore
+    forecasts: ForecastCache
+    store: Store
     auto_approve_max: int
     logger: logging.Logger
     clock: Callable[[], datetime]
     subcommands: tuple[Subcommand, ...]
 
-    def desk(self) -> ChangeService:
-        if self.changes is None:
-            raise UserError(messages.NO_STORE)
-        return self.changes
-
     def audit(self, actor: Actor, action: AuditAction, user: str, outcome: str) -> None:
-        if self.store is not None:
-            self.store.record(
-                AuditEvent(
-                    at=self.clock(),
-                    actor_id=actor.user_id,
-                    action=action,
-                    target=user,
-                    outcome=outcome,
-                )
+        self.store.record(
+            AuditEvent(
+                at=self.clock(),
+                actor_id=actor.user_id,
+                action=action,
+                target=user,
+                outcome=outcome,
             )
+        )
 
 
 # A subcommand's handler: given the collaborators and the call, the reply.

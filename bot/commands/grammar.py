@@ -233,7 +233,12 @@ def recurring(verb: Verb, args: list[str], text: str, usage: str) -> Command:
 
 def _reason(words: list[str]) -> str | None:
     """The rest of the line after a change's arguments: why it is asked."""
-    reason = " ".join(words).strip()
+    return parse_reason(" ".join(words))
+
+
+def parse_reason(text: str | None) -> str | None:
+    """Why a change is asked, on one line (None if empty); at most MAX_REASON characters."""
+    reason = " ".join((text or "").split())
     if len(reason) > MAX_REASON:
         raise UsageError(messages.REASON_TOO_LONG.format(limit=MAX_REASON))
     return reason or None

@@ -75,12 +75,6 @@ REFUSED_UNVERIFIED = (
     "`{verb}` needs the *{role}* role. Your user groups could not be checked "
     "({reason}), so to be safe only {current} is assumed."
 )
-NEEDS_APPROVAL_NO_STORE = (
-    "`{verb}` by an operator needs approval, and this bot has no database for approval "
-    "requests. Ask an approver or admin to run it."
-)
-NO_STORE = "This bot runs without a database, so it keeps no requests or audit trail."
-NO_ALERTS = "Low-credit alerts are not set up on this bot."
 SNOOZE_NEEDS = "Snoozing alerts needs the *operator* role; you have {role}."
 CANCEL_NEEDS = "Withdrawing a request needs the *operator* role; you have {role}."
 

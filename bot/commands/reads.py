@@ -74,11 +74,10 @@ def show_balance(context: Context, call: Call) -> Reply:
     assert user is not None
     balance = context.backend.get_balance(user)
     hours_left = None
-    if context.forecasts is not None:
-        try:
-            hours_left = context.forecasts.hours_left(user)
-        except StoreError:  # the balance is worth answering without a forecast
-            context.logger.warning("no forecast for %s: the database failed", user)
+    try:
+        hours_left = context.forecasts.hours_left(user)
+    except StoreError:  # the balance is worth answering without a forecast
+        context.logger.warning("no forecast for %s: the database failed", user)
     return BalanceReply(user, balance, hours_left=hours_left)
 
 
@@ -89,8 +88,8 @@ def show_overview(context: Context, call: Call) -> Reply:
 
 
 def list_pending(context: Context, call: Call) -> Reply:
-    return context.desk().pending()
+    return context.changes.pending()
 
 
 def show_audit(context: Context, call: Call) -> Reply:
-    return context.desk().audit(call.command.user)
+    return context.changes.audit(call.command.user)

@@ -73,7 +73,6 @@ class ErrorReply:
     message: str
     next_step: str | None = None
     usage: str | None = None
-    error_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from bot.commands import messages, registry
 from bot.commands.changes import ChangeService
 from bot.commands.context import Actor, Call, Context
 from bot.commands.formatting import escape, recent_top_up_note
-from bot.commands.grammar import Command, UnknownSubcommand, UsageError
+from bot.commands.grammar import Command, UnknownSubcommand, UsageError, parse_reason
 from bot.commands.reads import help_reply
 from bot.commands.registry import USAGE, Verb
 from bot.commands.replies import (
@@ -29,7 +29,7 @@ from bot.commands.replies import (
 from bot.commands.sweep import AlertStore, ForecastCache
 from bot.commands.writes import change_now, limits_refusal
 from bot.domain.approvals import AuditAction, Store
-from bot.domain.credits import CreditsBackend
+from bot.domain.credits import ChangeKind, CreditChange, CreditsBackend
 from bot.domain.policy import (
     Action,
     Decision,
@@ -69,12 +69,12 @@ class CommandService:
         backend: CreditsBackend,
         roles: RoleBook,
         directory: GroupDirectory | None,
-        changes: ChangeService | None = None,
-        alerts: AlertStore | None = None,
+        changes: ChangeService,
+        alerts: AlertStore,
+        store: Store,
         auto_approve_max: int = 0,
         logger: logging.Logger | None = None,
         new_error_id: Callable[[], str] = lambda: uuid.uuid4().hex[:10],
-        store: Store | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics = NO_METRICS,
     ) -> None:
@@ -84,7 +84,7 @@ class CommandService:
         self._directory = directory
         self._changes = changes
         self._alerts = alerts
-        self._forecasts = ForecastCache(alerts, clock=clock) if alerts is not None else None
+        self._forecasts = ForecastCache(alerts, clock=clock)
         self._auto_approve_max = auto_approve_max
         self._logger = logger or logging.getLogger("bot.commands")
         self._new_error_id = new_error_id
@@ -110,10 +110,33 @@ class CommandService:
         `replay_checked=False` (the database could not record the request, so a
         replay of it would go unnoticed): reads are answered, changes refused.
         """
+        return self._answer(actor, lambda: registry.parse(text), replay_checked=replay_checked)
+
+    def add_credits(
+        self,
+        actor: Actor,
+        user: str,
+        credits: int,
+        reason: str | None = None,
+        *,
+        replay_checked: bool = True,
+    ) -> Reply:
+        """The Add-credits dialog: `add USER N [reason]`, already parsed, under the same
+        roles, limits and approval rules as the slash command."""
+
+        def command() -> Command:
+            change = CreditChange(ChangeKind.ADD, user, credits, reason=parse_reason(reason))
+            return Command(Verb.ADD, user=user, change=change)
+
+        return self._answer(actor, command, replay_checked=replay_checked)
+
+    def _answer(
+        self, actor: Actor, make_command: Callable[[], Command], *, replay_checked: bool
+    ) -> Reply:
         parsed: list[Command] = []
 
         def run() -> Reply:
-            command = registry.parse(text)
+            command = make_command()
             parsed.append(command)
             if not replay_checked and registry.BY_VERB[command.verb].changes_state:
                 return _unchecked_change()
@@ -135,19 +158,19 @@ class CommandService:
         """An Approve click: execute the request at most once, or say why not."""
         if not replay_checked:
             return _unchecked_change()
-        return self._safely(lambda: self._desk().approve(request_id, actor.user_id), actor)
+        return self._safely(lambda: self._changes.approve(request_id, actor.user_id), actor)
 
     def deny(
         self, actor: Actor, request_id: int, reason: str | None, *, replay_checked: bool = True
     ) -> Reply:
         if not replay_checked:
             return _unchecked_change()
-        return self._safely(lambda: self._desk().deny(request_id, actor.user_id, reason), actor)
+        return self._safely(lambda: self._changes.deny(request_id, actor.user_id, reason), actor)
 
     def refusal_to_decide(self, actor: Actor, request_id: int) -> ErrorReply | None:
         """Before opening the Deny dialog: why this person may not decide, if so."""
         reply = self._safely(
-            lambda: self._desk().refusal(request_id, actor.user_id) or NoticeReply(""), actor
+            lambda: self._changes.refusal(request_id, actor.user_id) or NoticeReply(""), actor
         )
         return reply if isinstance(reply, ErrorReply) else None
 
@@ -162,8 +185,6 @@ class CommandService:
             resolved = self._roles.resolve(actor.user_id, self._directory)
             if refusal(Action.SNOOZE_ALERTS, resolved.role) is not None:
                 return ErrorReply(messages.SNOOZE_NEEDS.format(role=resolved.role.label))
-            if self._alerts is None:
-                return ErrorReply(messages.NO_ALERTS)
             now = self._clock()
             until = now + timedelta(hours=hours)
             self._alerts.snooze(user, until=until)
@@ -182,9 +203,7 @@ class CommandService:
         self, channel_id: str, message_ts: str, *, seen: str, edit: Callable[[str], str]
     ) -> str | None:
         """Edit a digest message's content under the database's lock, so two people's
-        edits build on each other; None if there is no alert store or it failed."""
-        if self._alerts is None:
-            return None
+        edits build on each other; None if the database failed."""
         for _ in range(2):  # a first edit racing another first edit is tried again
             try:
                 return self._alerts.edit_digest(
@@ -197,8 +216,6 @@ class CommandService:
 
     def recent_top_up(self, user: str, *, within: timedelta = RECENT_TOP_UP) -> str | None:
         """Before someone adds credits to `user` from the digest: who already did, lately."""
-        if self._store is None:
-            return None
         since = self._clock() - within
         try:
             events = self._store.audit(target=user, limit=20)
@@ -214,9 +231,6 @@ class CommandService:
                 return recent_top_up_note(event, now=self._clock())
         return None
 
-    def _desk(self) -> ChangeService:
-        return self._context.desk()
-
     def _safely(
         self,
         run: Callable[[], Reply],
@@ -224,7 +238,7 @@ class CommandService:
         command: Callable[[], Command | None] = lambda: None,
     ) -> Reply:
         """The one place where failures become replies."""
-        if self._changes is not None and self._changes.stopping.is_set():
+        if self._changes.stopping.is_set():
             return ErrorReply(messages.RESTARTING)
         try:
             return run()
@@ -272,8 +286,7 @@ class CommandService:
             if refused is not None:
                 return refused
         if decision.outcome is Outcome.NEEDS_APPROVAL:
-            if self._changes is None or command.change is None:
-                return ErrorReply(messages.NEEDS_APPROVAL_NO_STORE.format(verb=command.verb.value))
+            assert command.change is not None  # only changes wait for approval
             return self._changes.request_approval(actor.user_id, command.change)
         return record.handle(self._context, Call(actor, command, resolved, decision))
 
@@ -286,7 +299,7 @@ class CommandService:
             return _unchecked_change()
 
         def run() -> Reply:
-            taken = self._desk().take_confirmation(confirmation_id, actor.user_id, confirm=confirm)
+            taken = self._changes.take_confirmation(confirmation_id, actor.user_id, confirm=confirm)
             if taken is None:
                 return ErrorReply(messages.CONFIRM_GONE)
             if not confirm:
@@ -308,7 +321,7 @@ class CommandService:
             if refused is not None:
                 return refused
             if decision.outcome is Outcome.NEEDS_APPROVAL:
-                return self._desk().request_approval(actor.user_id, change)
+                return self._changes.request_approval(actor.user_id, change)
             return change_now(self._context, actor, command, decision, confirmed=True)
 
         return self._safely(run, actor)

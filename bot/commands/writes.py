@@ -32,7 +32,7 @@ def change_now(
     end a recurring plan; an auto-approved one becomes a request past the budget."""
     change = command.change
     assert change is not None
-    desk = context.desk()
+    desk = context.changes
     limits, keeps = desk.limits, desk.adjustments_keep_recurring
 
     def hold_if(before: Balance) -> ConfirmWhy | None:
@@ -91,8 +91,6 @@ def change_now(
 
 def limits_refusal(context: Context, change: CreditChange) -> ErrorReply | None:
     """The limits that hold for every role: the ceiling, and a required reason."""
-    if context.changes is None:
-        return None
     limits = context.changes.limits
     if over_ceiling(change, limits):
         assert change.credits is not None
@@ -109,8 +107,6 @@ def set_threshold(context: Context, call: Call) -> Reply:
     user, amount = call.command.user, call.command.amount
     assert user is not None
     assert amount is not None
-    if context.alerts is None:
-        return ErrorReply(messages.NO_ALERTS)
     context.alerts.set_threshold(user, amount, by=call.actor.user_id, at=context.clock())
     context.audit(call.actor, AuditAction.THRESHOLD, user, f"below={amount}")
     return NoticeReply(messages.THRESHOLD_SET.format(user=user, below=f"{amount:,}"))
@@ -122,22 +118,22 @@ def set_threshold(context: Context, call: Call) -> Reply:
 
 def approve_request(context: Context, call: Call) -> Reply:
     assert call.command.request_id is not None
-    return context.desk().approve(call.command.request_id, call.actor.user_id)
+    return context.changes.approve(call.command.request_id, call.actor.user_id)
 
 
 def deny_request(context: Context, call: Call) -> Reply:
     assert call.command.request_id is not None
-    return context.desk().deny(call.command.request_id, call.actor.user_id, call.command.reason)
+    return context.changes.deny(call.command.request_id, call.actor.user_id, call.command.reason)
 
 
 def cancel_request(context: Context, call: Call) -> Reply:
     assert call.command.request_id is not None
-    return context.desk().cancel(call.command.request_id, call.actor.user_id)
+    return context.changes.cancel(call.command.request_id, call.actor.user_id)
 
 
 def resolve_request(context: Context, call: Call) -> Reply:
     assert call.command.request_id is not None
     assert call.command.applied is not None
-    return context.desk().resolve(
+    return context.changes.resolve(
         call.command.request_id, call.actor.user_id, applied=call.command.applied
     )

@@ -170,7 +170,3 @@ def announcement(
     if level.rank < state.announced.rank:  # exhausted → low: quietly note it
         return None, replace(state, announced=level)
     return None, state
-
-
-def snooze(state: AlertState, *, until: datetime) -> AlertState:
-    return replace(state, snoozed_until=until)

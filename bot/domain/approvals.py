@@ -368,16 +368,4 @@ class Store(Protocol):
         """Append an event; returns its id."""
         ...
 
-    def complete(
-        self,
-        event_id: int,
-        *,
-        action: AuditAction,
-        outcome: str,
-        before: Balance | None,
-        after: Balance | None,
-    ) -> None:
-        """Fill in the outcome of an event written before a SendGrid call."""
-        ...
-
     def audit(self, *, target: str | None = None, limit: int = 20) -> list[AuditEvent]: ...

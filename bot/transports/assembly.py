@@ -30,7 +30,7 @@ from bot.services import (
     slack_web_client,
     sweep_backend,
 )
-from bot.transports.clock import SWEEP_LEASE, Clock
+from bot.transports.clock import SWEEP_LEASE, ClockJobs
 
 logger = logging.getLogger("bot")
 
@@ -171,7 +171,7 @@ def build_clock(
     backend: CreditsBackend | None = None,
     metrics: Metrics = NO_METRICS,
     clock: Callable[[], datetime] | None = None,
-) -> Clock:
+) -> ClockJobs:
     """Everything the clock process runs: sweeps, approval expiry, recovery and
     reminders, behind the lock; only the change service, not the command service.
     `clock` is the time approvals are judged by (tests inject it)."""
@@ -196,7 +196,7 @@ def build_clock(
         clock=clock,
     )
     holder = executor_name()
-    return Clock(
+    return ClockJobs(
         sweeper=build_sweep(settings, store=store, backend=backend, poster=poster, metrics=metrics),
         expire=lambda: changes.expire_due() + changes.recover_abandoned(),
         remind=changes.remind_due,

@@ -27,7 +27,7 @@ from bot.simulator import (
     SimulatorServer,
     SimulatorState,
 )
-from bot.transports.clock import Clock
+from bot.transports.clock import ClockJobs
 from bot.transports.slack.alerts import SlackAlertPoster
 from tests.fakes.slack_api import FakeSlack
 from tests.helpers import wait_until
@@ -265,7 +265,7 @@ def test_two_clocks_on_one_database_only_one_runs_the_job(
         url = pg
     stores = [SqlStore.from_url(url), SqlStore.from_url(url)]
     clocks = [
-        Clock(
+        ClockJobs(
             sweeper=make_sweeper(backend_for(simulator), slack, store, Timeline()),
             expire=lambda: 0,
             scheduler_lock=SchedulerLock(store.engine, holder=f"clock-{n}"),

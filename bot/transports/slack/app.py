@@ -503,8 +503,9 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
 
 
 def add_credits_submitted(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
-    """The Add credits dialog: a bad amount is shown in the dialog; the rest is `add USER N`,
-    under the same roles and approval rules as the slash command; the answer comes as a DM."""
+    """The Add credits dialog: a bad amount is shown in the dialog; the rest is `add USER N`
+    as parsed here (never turned back into text), under the same roles and approval rules
+    as the slash command; the answer comes as a DM."""
 
     def handle_add_submission(
         ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
@@ -522,8 +523,7 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
         reason = add_reason_from(view)
 
         def answer(checked: bool) -> None:
-            text = f"add {user} {credits} {reason}".strip()
-            reply = service.handle(actor, text, replay_checked=checked)
+            reply = service.add_credits(actor, user, credits, reason, replay_checked=checked)
             note = digest_note(reply, actor.user_id)
             if note and digest:
                 edit_digest_line(service, client, digest, user, note)
