@@ -402,7 +402,7 @@ class ChangeService:
         )
         posted_to, post_error = None, None
         if self._notifier is None:
-            post_error = "no approval channel is configured"
+            post_error = messages.NO_APPROVAL_CHANNEL
         else:
             try:
                 channel_id, ts = self._notifier.post_request(

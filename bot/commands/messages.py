@@ -94,8 +94,50 @@ CHANGE_UNKNOWN = (
 BALANCE_UNREADABLE = "The balance could not be read back from SendGrid; run `/credits show {user}`."
 BEFORE_AFTER = "{before} → {after}"
 
+NO_LIMIT = "no limit"
+CREDITS = "{credits} credits"
+USAGE_BAR = "`{bar}` {percent:.0f}% left"
+BEFORE_THE_CHANGE = "Before the change: {before}"
+SUMMARY_FROM = "from {date}"
+SUMMARY_UNTIL = "until {date}"
+SUMMARY_STARTING_AT = "starting at {credits}"
+
+# --- credit changes the balance does not allow (bot/domain/credits.py) ---------------
+CHANGE_NEEDS_CREDITS = "`{kind}` needs credits"
+CHANGE_NO_CREDITS = "`{kind}` takes no credits"
+CHANGE_CREDITS_RANGE = "credits must be between 0 and {limit:,}"
+CHANGE_PERIOD_RECURRING_ONLY = "a period goes with `recurring` and only with it"
+CHANGE_OPTIONS_RECURRING_ONLY = "start, end and initial go with `recurring` only"
+CHANGE_END_BEFORE_START = "the end date is before the start date"
+NOTHING_TO_CHANGE = (
+    "{user} has no credit limit, so there is nothing to {kind} to. "
+    "To start limiting it, use `set {user} N`."
+)
+NOT_ENOUGH_TO_REMOVE = (
+    "{user} has only {remaining:,} credits, so {credits:,} cannot be removed; nothing was "
+    "changed. To take what is left: `remove {user} {remaining}`."
+)
+
+# --- why a subuser is (not) low (bot/domain/alerts.py) --------------------------------
+ALERT_NO_LIMIT = "no limit"
+ALERT_EXHAUSTED = "no credits left"
+ALERT_BELOW = "at or below {below:,}"
+ALERT_PERCENT = "{percent:.0f}% of its allowance left"
+ALERT_RUNS_OUT = "runs out in ~{hours} h at the current pace"
+
 # --- overview ------------------------------------------------------------------------
 OVERVIEW_TITLE = "Overview: {user}"
+OVERVIEW_PACKAGE = "Package"
+OVERVIEW_REPUTATION = "Reputation"
+OVERVIEW_ALLOWED = "Credits allowed"
+OVERVIEW_USED = "Credits used"
+OVERVIEW_REMAINING = "Credits remaining"
+OVERVIEW_OVERAGE = "Overage"
+OVERVIEW_REQUESTS = "Requests"
+OVERVIEW_BILLING_PERIOD = "Billing period"
+OVERVIEW_BILLING_PROCESSED = "Billing processed"
+OVERVIEW_NO_PACKAGE = "no package"
+OVERVIEW_FALLBACK = "{user}: {package}, {remaining} left"
 
 # --- errors --------------------------------------------------------------------------
 ERROR_TITLE = "That did not work"
@@ -322,4 +364,14 @@ FIRST_APPROVAL = (
     "approver, neither you nor the requester."
 )
 APPROVALS_PROGRESS = "Approvals: {given}/{needed} — {who}"
+APPROVALS_NONE_YET = "none yet"
+APPROVAL_BALANCE_NOW = "Balance now"
+APPROVAL_IF_APPROVED = "If approved"
+APPROVAL_FALLBACK = "Request #{id}: {summary} (from <@{requester}>)"
+OUTCOME_FALLBACK = "Request #{id}: {status}"
+LOG_DECIDED_BY = " by <@{by}>"
+PENDING_EXPIRES = ", expires {when} UTC"
+PENDING_FALLBACK = "{count} open request(s)"
+NOT_A_BUTTON_REQUEST = "That button does not carry a valid request number."
+NO_APPROVAL_CHANNEL = "no approval channel is configured"
 ALREADY_APPROVED = "You already approved this request; the second approval must be someone else's."

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
+from bot.commands import messages  # wording only: a leaf module that imports nothing
 from bot.errors import OutcomeUnknown, SendGridError, UserError
 
 # SendGrid documents `credits` as an unsigned integer; 32-bit unsigned is the
@@ -114,16 +115,19 @@ class CreditChange:
     def __post_init__(self) -> None:
         needs_credits = self.kind is not ChangeKind.UNLIMIT
         if needs_credits != (self.credits is not None):
-            raise UserError(f"`{self.kind}` {'needs' if needs_credits else 'takes no'} credits")
+            template = (
+                messages.CHANGE_NEEDS_CREDITS if needs_credits else messages.CHANGE_NO_CREDITS
+            )
+            raise UserError(template.format(kind=self.kind))
         for value in (self.credits, self.initial):
             if value is not None and not 0 <= value <= MAX_CREDITS:
-                raise UserError(f"credits must be between 0 and {MAX_CREDITS:,}")
+                raise UserError(messages.CHANGE_CREDITS_RANGE.format(limit=MAX_CREDITS))
         if (self.kind is ChangeKind.RECURRING) != (self.period is not None):
-            raise UserError("a period goes with `recurring` and only with it")
+            raise UserError(messages.CHANGE_PERIOD_RECURRING_ONLY)
         if self.kind is not ChangeKind.RECURRING and (self.start or self.end or self.initial):
-            raise UserError("start, end and initial go with `recurring` only")
+            raise UserError(messages.CHANGE_OPTIONS_RECURRING_ONLY)
         if self.start and self.end and self.end < self.start:
-            raise UserError("the end date is before the start date")
+            raise UserError(messages.CHANGE_END_BEFORE_START)
 
     def expected_after(self, before: Balance) -> Balance | None:
         """The balance this change should produce from `before`, if predictable."""
@@ -212,17 +216,14 @@ def check_applicable(change: CreditChange, before: Balance) -> None:
     """Refuse a change that makes no sense on this balance (UserError)."""
     if before.unlimited and change.kind in (ChangeKind.ADD, ChangeKind.REMOVE):
         # Adding to "no limit" would silently start limiting the account.
-        raise UserError(
-            f"{change.user} has no credit limit, so there is nothing to {change.kind} to. "
-            f"To start limiting it, use `set {change.user} N`."
-        )
+        raise UserError(messages.NOTHING_TO_CHANGE.format(user=change.user, kind=change.kind))
     remaining, credits = before.remaining, change.credits
     # Clamping to 0 would report "done" for less than was asked.
     if change.kind is ChangeKind.REMOVE and remaining is not None and (credits or 0) > remaining:
         raise UserError(
-            f"{change.user} has only {remaining:,} credits, so {credits:,} cannot "
-            f"be removed; nothing was changed. To take what is left: "
-            f"`remove {change.user} {remaining}`."
+            messages.NOT_ENOUGH_TO_REMOVE.format(
+                user=change.user, remaining=remaining, credits=credits
+            )
         )
 
 
