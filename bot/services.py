@@ -21,19 +21,19 @@ from datetime import UTC, datetime
 from slack_sdk import WebClient
 
 from bot.adapters.sendgrid import Priority, build_backend
-from bot.adapters.slack_directory import SlackUserGroups
-from bot.adapters.slack_web import build_web_client
+from bot.adapters.slack.directory import SlackUserGroups
+from bot.adapters.slack.web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.instances import this_host
 from bot.adapters.store.ratelimit import SqlRateBudget
-from bot.commands.changes import ApprovalNotifier, ChangeService
+from bot.commands.changes import ChangeService
 from bot.commands.replies import ReasonLinks
 from bot.commands.service import CommandService
 from bot.config import Settings
 from bot.domain.approvals import ReminderPolicy
-from bot.domain.credits import CreditsBackend
-from bot.domain.policy import GroupDirectory, Limits, RoleBook
+from bot.domain.policy import Limits, RoleBook
+from bot.domain.ports import ApprovalNotifier, CreditsBackend, GroupDirectory
 from bot.observability.metrics import NO_METRICS, Metrics
 
 

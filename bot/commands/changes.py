@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from bot.commands import messages
 from bot.commands.formatting import (
@@ -46,7 +45,6 @@ from bot.domain.approvals import (
     ChangeState,
     ReminderPolicy,
     RequestStatus,
-    Store,
     may_cancel,
     may_decide,
     may_resolve,
@@ -55,7 +53,6 @@ from bot.domain.credits import (
     Balance,
     ChangeResult,
     CreditChange,
-    CreditsBackend,
     apply_change,
     change_arguments,
     check_applicable,
@@ -64,13 +61,13 @@ from bot.domain.credits import (
 from bot.domain.policy import (
     BudgetUse,
     ConfirmWhy,
-    GroupDirectory,
     Limits,
     Refusal,
     RoleBook,
     drops_recurring_plan,
     needs_two_approvals,
 )
+from bot.domain.ports import ApprovalNotifier, CreditsBackend, GroupDirectory, Store
 from bot.errors import (
     BotError,
     ConfirmationRequired,
@@ -90,43 +87,6 @@ SYSTEM = "system"  # the actor of what the bot does on its own (expiry, recovery
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class ApprovalNotifier(Protocol):
-    """The port to wherever approvals are shown (Slack). Methods raise NotifyError."""
-
-    def post_request(
-        self,
-        request: ApprovalRequest,
-        *,
-        current: Balance,
-        expected: Balance | None,
-        warning: str | None = None,
-    ) -> tuple[str, str]:
-        """Post the request with Approve/Deny; returns (channel_id, message_ts)."""
-        ...
-
-    def show_progress(self, request: ApprovalRequest) -> None:
-        """Edit the posted request to show the approvals given so far (buttons kept)."""
-        ...
-
-    def show_outcome(self, request: ApprovalRequest) -> None:
-        """Edit the posted request to show what became of it."""
-        ...
-
-    def tell_requester(self, request: ApprovalRequest) -> None: ...
-
-    def tell_user(self, user_id: str, text: str) -> None:
-        """A direct message (e.g. the outcome of a change whose reply was lost)."""
-        ...
-
-    def log(self, text: str) -> None:
-        """Post to the shared log channel (CREDITS_LOG_CHANNEL), if there is one."""
-        ...
-
-    def remind(self, request: ApprovalRequest, text: str) -> None:
-        """Re-announce a pending request in its thread (in the channel if never posted)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from bot.commands.changes import ChangeService
 from bot.commands.grammar import Command
 from bot.commands.replies import Reply
-from bot.commands.sweep import AlertStore, ForecastCache
-from bot.domain.approvals import AuditAction, AuditEvent, Store
-from bot.domain.credits import CreditsBackend
-from bot.domain.policy import Decision, GroupDirectory, ResolvedRole, RoleBook
+from bot.commands.sweep import ForecastCache
+from bot.domain.approvals import AuditAction, AuditEvent
+from bot.domain.policy import Decision, ResolvedRole, RoleBook
+from bot.domain.ports import AlertStore, CreditsBackend, GroupDirectory, Store
 
 if TYPE_CHECKING:
     from bot.commands.registry import Subcommand

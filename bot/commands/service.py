@@ -26,20 +26,12 @@ from bot.commands.replies import (
     NoticeReply,
     Reply,
 )
-from bot.commands.sweep import AlertStore, ForecastCache
+from bot.commands.sweep import ForecastCache
 from bot.commands.writes import change_now, limits_refusal
-from bot.domain.approvals import AuditAction, Store
-from bot.domain.credits import ChangeKind, CreditChange, CreditsBackend
-from bot.domain.policy import (
-    Action,
-    Decision,
-    GroupDirectory,
-    Outcome,
-    ResolvedRole,
-    RoleBook,
-    decide,
-    refusal,
-)
+from bot.domain.approvals import AuditAction
+from bot.domain.credits import ChangeKind, CreditChange
+from bot.domain.policy import Action, Decision, Outcome, ResolvedRole, RoleBook, decide, refusal
+from bot.domain.ports import AlertStore, CreditsBackend, GroupDirectory, Store
 from bot.errors import (
     AuthenticationFailed,
     BadResponse,

@@ -7,14 +7,17 @@ and `apply_change` is the one way a change is made: read, write once, re-read.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from bot.commands import messages  # wording only: a leaf module that imports nothing
 from bot.errors import OutcomeUnknown, SendGridError, UserError
+
+if TYPE_CHECKING:  # the port is only named in annotations here
+    from bot.domain.ports import CreditsBackend
 
 # SendGrid documents `credits` as an unsigned integer; 32-bit unsigned is the
 # largest value its v2 endpoints can store.
@@ -164,51 +167,6 @@ class ChangeResult:
     error: SendGridError | None = None
 
 
-class CreditsBackend(Protocol):
-    """The port to SendGrid: what the domain needs from a credits API.
-
-    `adjustments_keep_recurring`: whether add/remove keep a recurring allowance
-    (v3) or turn it into a one-off balance (v2).
-    """
-
-    adjustments_keep_recurring: bool
-
-    def check_supported(self, change: CreditChange) -> None:
-        """Raise UserError if this API cannot make `change` (before anything is sent)."""
-        ...
-
-    def get_balance(self, user: str) -> Balance: ...
-
-    def get_overview(self, user: str) -> Overview: ...
-
-    def list_accounts(self) -> Iterator[Account]: ...
-
-    def increment_credits(self, user: str, credits: int) -> None: ...
-
-    def decrement_credits(self, user: str, credits: int) -> None: ...
-
-    def set_total_credits(self, user: str, credits: int) -> None: ...
-
-    def set_recurring_credits(
-        self,
-        user: str,
-        credits: int,
-        period: Period,
-        *,
-        start: date | None = None,
-        end: date | None = None,
-        initial: int | None = None,
-    ) -> None: ...
-
-    def remove_limit(self, user: str) -> None: ...
-
-
-# The owner of a change being sent sets this while its write may leave: the SendGrid
-# client calls it right before every attempt of a write goes out, and it raises (so
-# nothing is sent) once the change is no longer the caller's to send — recovered as
-# abandoned by a peer that took its process for gone, or given up at a graceful stop
-# while the write waited (a 429's Retry-After, the rate budget). A write is then
-# never sent after anyone was told to verify.
 write_guard: ContextVar[Callable[[], None] | None] = ContextVar("write_guard", default=None)
 
 

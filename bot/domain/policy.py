@@ -15,10 +15,13 @@ import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.domain.credits import Balance, ChangeKind, CreditChange
 from bot.errors import DirectoryError
+
+if TYPE_CHECKING:  # the port is only named in annotations here
+    from bot.domain.ports import GroupDirectory
 
 
 class Role(enum.IntEnum):
@@ -133,12 +136,6 @@ def refusal(
             if why is not None:
                 return why
     return None
-
-
-class GroupDirectory(Protocol):
-    """Port: the members of a Slack user group. Raises DirectoryError when unknown."""
-
-    def members(self, group_id: str) -> frozenset[str]: ...
 
 
 @dataclass(frozen=True, slots=True)

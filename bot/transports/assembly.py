@@ -19,8 +19,7 @@ from bot.commands.changes import ChangeService
 from bot.commands.sweep import AlertPoster, SweepService
 from bot.config import Settings
 from bot.domain.alerts import Thresholds
-from bot.domain.approvals import Store
-from bot.domain.credits import CreditsBackend
+from bot.domain.ports import CreditsBackend, Store
 from bot.errors import BotError
 from bot.observability.metrics import NO_METRICS, Metrics
 from bot.services import (

@@ -19,7 +19,6 @@ from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.instances import INSTANCE_LEASE, this_host
 from bot.adapters.store.memory import MemoryAlertStore, MemoryStore
-from bot.commands.sweep import AlertStore
 from bot.domain.alerts import AlertLevel, AlertState, Usage
 from bot.domain.approvals import (
     AuditAction,
@@ -30,11 +29,11 @@ from bot.domain.approvals import (
     Refusal,
     Reminder,
     RequestStatus,
-    Store,
     may_decide,
 )
 from bot.domain.credits import Balance, ChangeKind, CreditChange, Period
 from bot.domain.policy import BudgetUse, Role
+from bot.domain.ports import AlertStore, Store
 from bot.errors import StoreError
 from tests.pg import postgres_url, reset_postgres
 

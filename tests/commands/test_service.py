@@ -18,10 +18,10 @@ from bot.commands import messages
 from bot.commands.changes import ChangeService
 from bot.commands.replies import BalanceReply, ChangeReply, ErrorReply
 from bot.commands.service import Actor, CommandService
-from bot.commands.sweep import AlertStore
 from bot.domain.alerts import AlertState, Usage
 from bot.domain.approvals import AuditAction
 from bot.domain.policy import RoleBook
+from bot.domain.ports import AlertStore
 from bot.errors import StoreError
 from bot.simulator import SimulatorState
 from tests.conftest import ClientFactory

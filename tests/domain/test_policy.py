@@ -12,7 +12,6 @@ from bot.domain.policy import (
     REQUIRED_ROLE,
     Action,
     Grant,
-    GroupDirectory,
     Outcome,
     Refusal,
     ResolvedRole,
@@ -21,6 +20,7 @@ from bot.domain.policy import (
     decide,
     refusal,
 )
+from bot.domain.ports import GroupDirectory
 from bot.errors import DirectoryError
 
 A, R, Q = Outcome.ALLOW, Outcome.REFUSE, Outcome.NEEDS_APPROVAL  # Q: queued for approval

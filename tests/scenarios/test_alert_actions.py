@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.slack_web import build_web_client
+from bot.adapters.slack.web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.commands.sweep import SweepService

@@ -13,7 +13,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.adapters.sendgrid import SendGridV2Client, SendGridV3Client
-from bot.adapters.slack_web import build_web_client
+from bot.adapters.slack.web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.lock import SchedulerLock

@@ -38,7 +38,7 @@ from slack_sdk import WebClient
 
 from bot.adapters.store.replay import ReplayClaim, SeenRequests
 from bot.config import Settings, load_settings
-from bot.domain.credits import CreditsBackend
+from bot.domain.ports import CreditsBackend
 from bot.errors import ConfigError
 from bot.logs import configure_logging
 from bot.observability.context import request_scope
