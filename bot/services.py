@@ -89,14 +89,10 @@ def build_services(
         clock=clock,
     )
     commands = CommandService(
-        backend=backend,
-        roles=role_book(settings),
-        directory=directory,
         changes=changes,
         alerts=SqlAlertStore(database),
         auto_approve_max=settings.auto_approve_max,
         logger=logging.getLogger("bot.commands"),
-        store=database,
         metrics=metrics,
     )
     return Services(

@@ -182,6 +182,22 @@ class ChangeService:
         self.unrecorded = UnrecordedOutcomes(logger=self._logger)
 
     @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def backend(self) -> CreditsBackend:
+        return self._backend
+
+    @property
+    def roles(self) -> RoleBook:
+        return self._roles
+
+    @property
+    def directory(self) -> GroupDirectory | None:
+        return self._directory
+
+    @property
     def executor(self) -> str:
         return self._executor
 

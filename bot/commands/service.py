@@ -30,8 +30,8 @@ from bot.commands.sweep import ForecastCache
 from bot.commands.writes import change_now, limits_refusal
 from bot.domain.approvals import AuditAction
 from bot.domain.credits import ChangeKind, CreditChange
-from bot.domain.policy import Action, Decision, Outcome, ResolvedRole, RoleBook, decide, refusal
-from bot.domain.ports import AlertStore, CreditsBackend, GroupDirectory, Store
+from bot.domain.policy import Action, Decision, Outcome, ResolvedRole, decide, refusal
+from bot.domain.ports import AlertStore
 from bot.errors import (
     AuthenticationFailed,
     BadResponse,
@@ -53,17 +53,16 @@ RECENT_TOP_UP = timedelta(hours=1)
 
 
 class CommandService:
-    """Parses, authorizes and executes `/credits` commands against a credits backend."""
+    """Parses, authorizes and executes `/credits` commands against a credits backend.
+
+    It shares the change service's collaborators (backend, role book, directory,
+    store) rather than being given them again."""
 
     def __init__(
         self,
         *,
-        backend: CreditsBackend,
-        roles: RoleBook,
-        directory: GroupDirectory | None,
         changes: ChangeService,
         alerts: AlertStore,
-        store: Store,
         auto_approve_max: int = 0,
         logger: logging.Logger | None = None,
         new_error_id: Callable[[], str] = lambda: uuid.uuid4().hex[:10],
@@ -71,25 +70,25 @@ class CommandService:
         metrics: Metrics = NO_METRICS,
     ) -> None:
         self._metrics = metrics
-        self._backend = backend
-        self._roles = roles
-        self._directory = directory
+        self._backend = changes.backend
+        self._roles = changes.roles
+        self._directory = changes.directory
         self._changes = changes
         self._alerts = alerts
         self._forecasts = ForecastCache(alerts, clock=clock)
         self._auto_approve_max = auto_approve_max
         self._logger = logger or logging.getLogger("bot.commands")
         self._new_error_id = new_error_id
-        self._store = store
+        self._store = changes.store
         self._clock = clock
         self._context = Context(
-            backend=backend,
-            roles=roles,
-            directory=directory,
+            backend=changes.backend,
+            roles=changes.roles,
+            directory=changes.directory,
             changes=changes,
             alerts=alerts,
             forecasts=self._forecasts,
-            store=store,
+            store=changes.store,
             auto_approve_max=auto_approve_max,
             logger=self._logger,
             clock=clock,

@@ -49,12 +49,8 @@ def build_service(
         clock=clock,
     )
     return CommandService(
-        backend=client,
-        roles=ROLES,
-        directory=None,
         changes=changes,
         alerts=alerts or MemoryAlertStore(store),
-        store=store,
         new_error_id=lambda: "err-0042",
         clock=clock,
     )

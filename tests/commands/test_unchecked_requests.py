@@ -48,14 +48,7 @@ def service(make_client: ClientFactory) -> CommandService:
         ttl=timedelta(hours=24),
         executor="test:1:unchecked",
     )
-    return CommandService(
-        backend=backend,
-        roles=roles,
-        directory=None,
-        changes=changes,
-        alerts=MemoryAlertStore(store),
-        store=store,
-    )
+    return CommandService(changes=changes, alerts=MemoryAlertStore(store))
 
 
 @pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
