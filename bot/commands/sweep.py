@@ -24,6 +24,7 @@ from bot.domain.alerts import (
     AlertState,
     Assessment,
     Change,
+    Snapshot,
     Thresholds,
     announcement,
     assess,
@@ -52,6 +53,18 @@ class AlertStore(Protocol):
     def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None: ...
 
     def snooze(self, user: str, *, until: datetime) -> None: ...
+
+    def latest_snapshots(
+        self, *, at_or_below: int | None = None, limit: int = 1000
+    ) -> list[Snapshot]:
+        """Each subuser's latest snapshot, fewest credits first, unlimited last."""
+        ...
+
+    def subuser_names(self) -> list[str]:
+        """Every subuser a sweep has read (within the snapshots kept), sorted."""
+        ...
+
+    def snapshot_history(self, user: str, *, since: datetime) -> list[Snapshot]: ...
 
     def edit_digest(
         self,
