@@ -121,7 +121,25 @@ class CommandService:
             return self._run(actor, command)
 
         reply = self._safely(run, actor, lambda: parsed[0] if parsed else None)
-        command = parsed[0] if parsed else None
+        self._handled(actor, parsed[0] if parsed else None, reply)
+        return reply
+
+    def handle_command(
+        self, actor: Actor, command: Command, *, replay_checked: bool = True
+    ) -> Reply:
+        """Answer a command already parsed (a form's fields, see `command_from_fields`):
+        the same roles, approvals, policy and confirmations as `handle`. Never raises."""
+
+        def run() -> Reply:
+            if not replay_checked and command.verb in CHANGING_VERBS:
+                return _unchecked_change()
+            return self._run(actor, command)
+
+        reply = self._safely(run, actor, lambda: command)
+        self._handled(actor, command, reply)
+        return reply
+
+    def _handled(self, actor: Actor, command: Command | None, reply: Reply) -> None:
         self._logger.info(
             "command user=%s verb=%s target=%s reply=%s",
             actor.user_id,
@@ -130,7 +148,6 @@ class CommandService:
             type(reply).__name__,
         )
         self._metrics.command_handled(command.verb.value if command else "invalid", _outcome(reply))
-        return reply
 
     def approve(self, actor: Actor, request_id: int, *, replay_checked: bool = True) -> Reply:
         """An Approve click: execute the request at most once, or say why not."""
@@ -150,6 +167,35 @@ class CommandService:
         reply = self._safely(
             lambda: self._desk().refusal(request_id, actor.user_id) or NoticeReply(""), actor
         )
+        return reply if isinstance(reply, ErrorReply) else None
+
+    def may_see(self, actor: Actor) -> bool:
+        """Whether this person has any role (the type-ahead lists subusers to them only);
+        a failed lookup answers no."""
+        try:
+            return self._roles.resolve(actor.user_id, self._directory).role >= Role.VIEWER
+        except DirectoryError:
+            return False
+
+    def refusal_to_change(self, actor: Actor, command: Command) -> ErrorReply | None:
+        """Before a form closes: why this person may not ask for this change, if so —
+        their role, the ceiling, a required reason. No SendGrid call."""
+
+        def run() -> Reply:
+            resolved = self._roles.resolve(actor.user_id, self._directory)
+            decision = decide(
+                command.verb,
+                resolved,
+                credits=command.credits,
+                auto_approve_max=self._auto_approve_max,
+            )
+            if decision.outcome is Outcome.REFUSE:
+                return _refusal(command, decision, resolved)
+            if command.change is not None:
+                return self._policy_refusal(command.change) or NoticeReply("")
+            return NoticeReply("")
+
+        reply = self._safely(run, actor, lambda: command)
         return reply if isinstance(reply, ErrorReply) else None
 
     def snooze(

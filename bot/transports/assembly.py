@@ -23,6 +23,7 @@ from bot.adapters.store.instances import this_host
 from bot.adapters.store.lock import SchedulerLock
 from bot.adapters.store.ratelimit import SqlRateBudget
 from bot.commands.changes import ApprovalNotifier, ChangeService
+from bot.commands.home import HomeService
 from bot.commands.replies import ReasonLinks
 from bot.commands.service import CommandService
 from bot.commands.sweep import AlertPoster, SweepService
@@ -116,6 +117,20 @@ def build_services(
         metrics=metrics,
     )
     return Services(commands=commands, changes=changes, store=store)
+
+
+def build_home(
+    settings: Settings, *, store: Store, directory: GroupDirectory | None
+) -> HomeService:
+    """What the App Home shows, read from `store` (alerts too when it is SQL)."""
+    return HomeService(
+        store=store,
+        alerts=SqlAlertStore(store) if isinstance(store, SqlStore) else None,
+        roles=role_book(settings),
+        directory=directory,
+        thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
+        logger=logging.getLogger("bot.home"),
+    )
 
 
 def policy_limits(settings: Settings) -> Limits:
@@ -297,19 +312,26 @@ def build_clock(
 ) -> Clock:
     """Everything the clock process runs: sweeps, approval expiry and reminders, behind
     the lock. `clock` is the time approvals are judged by (tests inject it)."""
+    from bot.adapters.slack_directory import SlackUserGroups  # noqa: PLC0415
     from bot.adapters.slack_web import build_web_client  # noqa: PLC0415 (Slack only if used)
     from bot.transports.slack.alerts import SlackAlertPoster  # noqa: PLC0415
     from bot.transports.slack.approvals import SlackApprovalNotifier  # noqa: PLC0415
+    from bot.transports.slack.surfaces import HomePublisher  # noqa: PLC0415
 
     store = SqlStore.from_url(settings.database_url)
     poster: AlertPoster | None = None
     notifier: ApprovalNotifier | None = None
+    homes = None
     if settings.slack_bot_token:
         client = build_web_client(
             token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url
         )
         if settings.alert_channel:
             poster = SlackAlertPoster(client=client, channel_id=settings.alert_channel)
+        homes = HomePublisher(
+            client=client,
+            home=build_home(settings, store=store, directory=SlackUserGroups(client=client)),
+        )
         if settings.approval_channel:
             notifier = SlackApprovalNotifier(
                 client=client,
@@ -336,6 +358,7 @@ def build_clock(
         expire=lambda: changes.expire_due() + changes.recover_abandoned(),
         remind=changes.remind_due,
         heartbeat=Heartbeat(store, changes),
+        after_sweep=homes.refresh_recent if homes is not None else lambda: None,
         scheduler_lock=SchedulerLock(store.engine, holder=holder),
         sweep_lock=SchedulerLock(
             store.engine, holder=holder, name="sweep", lease=SWEEP_LEASE, advisory=False

@@ -33,8 +33,18 @@ from tenacity.wait import wait_exponential_jitter
 from bot.adapters.slack_directory import SlackUserGroups
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
+from bot.commands import messages
 from bot.commands.formatting import digest_note
-from bot.commands.grammar import USAGE, parse_credits, parse_user
+from bot.commands.grammar import (
+    USAGE,
+    Command,
+    FieldError,
+    command_from_fields,
+    parse,
+    parse_credits,
+    parse_user,
+)
+from bot.commands.home import SubuserNames
 from bot.commands.replies import ErrorReply, Reply
 from bot.commands.service import Actor, CommandService
 from bot.config import Settings
@@ -43,7 +53,13 @@ from bot.domain.policy import Verb
 from bot.errors import UserError
 from bot.observability.context import ContextExecutor, current_request
 from bot.observability.metrics import NO_METRICS, Metrics
-from bot.transports.assembly import Housekeeping, Services, build_services, reason_links
+from bot.transports.assembly import (
+    Housekeeping,
+    Services,
+    build_home,
+    build_services,
+    reason_links,
+)
 from bot.transports.slack.alerts import (
     ADD_ACTION,
     ADD_VIEW,
@@ -71,12 +87,40 @@ from bot.transports.slack.confirmations import (
     CONFIRM_ACTION,
     confirmation_id_from,
 )
+from bot.transports.slack.surfaces import (
+    MESSAGE_SHORTCUT,
+    OPEN_REQUEST_ACTION,
+    REQUEST_SHORTCUT,
+    REQUEST_VIEW,
+    USER_SELECT,
+    HomePublisher,
+    field_errors,
+    form_fields,
+    message_link_reason,
+    request_modal,
+    subuser_options,
+)
 
 # Listener threads only parse Slack's payload and ack; work threads wait on
 # SendGrid (up to its timeout, plus the rate limiter). Sized for a burst of
 # 50 commands in flight at once.
 LISTENER_WORKERS = 16
 WORK_WORKERS = 48
+# A /credits answer that takes longer than this is announced first ("Looking up …").
+FEEDBACK_AFTER = 1.0
+# The commands whose answer waits on SendGrid.
+SENDGRID_VERBS = frozenset(
+    {
+        Verb.SHOW,
+        Verb.OVERVIEW,
+        Verb.ADD,
+        Verb.REMOVE,
+        Verb.SET,
+        Verb.RECURRING,
+        Verb.UNLIMIT,
+        Verb.APPROVE,
+    }
+)
 
 T = TypeVar("T")
 
@@ -120,6 +164,7 @@ class SlackParts:
     services: Services
     work: PostAckWork
     housekeeping: Housekeeping
+    home: HomePublisher
 
 
 def create_app(settings: Settings, **options: Any) -> App:
@@ -163,10 +208,11 @@ def build_slack(
         if settings.approval_channel
         else None
     )
+    directory = SlackUserGroups(client=client)
     services = build_services(
         settings,
         backend=backend,
-        directory=SlackUserGroups(client=client),
+        directory=directory,
         notifier=notifier,
         store=store,
         kind="socket" if socket_mode else "serve",
@@ -192,8 +238,12 @@ def build_slack(
         ContextExecutor(max_workers=work_workers, thread_name_prefix="credits-work"),
         metrics,
     )
-    register_listeners(app, services.commands, work)
-    return SlackParts(app=app, services=services, work=work, housekeeping=housekeeping)
+    home = HomePublisher(
+        client=client, home=build_home(settings, store=services.store, directory=directory)
+    )
+    names = SubuserNames(home.home.alerts)
+    register_listeners(app, services.commands, work, home=home, names=names)
+    return SlackParts(app=app, services=services, work=work, housekeeping=housekeeping, home=home)
 
 
 class PostAckWork:
@@ -273,8 +323,16 @@ def deliver(respond: Respond, **message: Any) -> None:
                 raise _ReplyNotTaken(f"response_url answered {response.status_code}")
 
 
-def credits_command(service: CommandService, work: PostAckWork) -> Any:
-    """`/credits …`: ack at once, then run the command and answer via response_url."""
+def credits_command(
+    service: CommandService,
+    work: PostAckWork,
+    *,
+    home: HomePublisher | None = None,
+    feedback_after: float = FEEDBACK_AFTER,
+) -> Any:
+    """`/credits …`: ack at once, then run the command and answer via response_url. A
+    command that waits on SendGrid for more than `feedback_after` seconds first says
+    "Looking up USER…", then replaces that with the answer; a fast one posts once."""
 
     def handle_credits(
         ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
@@ -284,12 +342,76 @@ def credits_command(service: CommandService, work: PostAckWork) -> Any:
         text = command.get("text") or ""
 
         def answer(checked: bool) -> None:
-            reply = service.handle(actor, text, replay_checked=checked)
-            deliver(respond, response_type="ephemeral", **render_message(reply))
+            parsed = _parsed(text)
+            slow = parsed is not None and parsed.verb in SENDGRID_VERBS
+            with SlowFeedback(respond, parsed, after=feedback_after if slow else None) as shown:
+                reply = service.handle(actor, text, replay_checked=checked)
+            deliver(
+                respond,
+                response_type="ephemeral",
+                replace_original=shown.posted,
+                **render_message(reply),
+            )
+            if home is not None and parsed is not None and _changed(parsed, reply):
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh")
 
         work.submit(answer, f"/credits from {actor.user_id}", replay_claim(context))
 
     return handle_credits
+
+
+def _parsed(text: str) -> Command | None:
+    try:
+        return parse(text)
+    except UserError:
+        return None
+
+
+def _changed(command: Command, reply: Reply) -> bool:
+    """Worth redrawing Homes: a change or a decision that was not refused."""
+    return not isinstance(reply, ErrorReply) and (
+        command.change is not None or command.request_id is not None
+    )
+
+
+class SlowFeedback:
+    """Posts "Looking up USER…" to the response_url if the block it guards runs longer
+    than `after` seconds (None: never). `posted` says whether it did, so the answer
+    replaces it. The answer is never overtaken: it waits while the notice is posted."""
+
+    def __init__(self, respond: Respond, command: Command | None, *, after: float | None) -> None:
+        self._respond = respond
+        self._after = after
+        user = command.user if command is not None else None
+        self._text = messages.LOOKING_UP.format(user=user) if user else messages.LOOKING
+        self._lock = threading.Lock()
+        self._done = False
+        self.posted = False
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> SlowFeedback:
+        if self._after is not None:
+            self._timer = threading.Timer(self._after, self._notice)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def _notice(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            try:
+                deliver(self._respond, response_type="ephemeral", text=self._text)
+            except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
+                logger.warning("the 'looking up' notice was not delivered")
+                return
+            self.posted = True
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def button_answered_to_clicker(
@@ -299,6 +421,8 @@ def button_answered_to_clicker(
     act: Callable[[Actor, T, bool], Reply],
     what: str,
     replace_original: bool = False,
+    client: WebClient | None = None,
+    home: HomePublisher | None = None,
 ) -> Any:
     """A button whose click is answered ephemerally to the clicker: ack, then in the
     work pool parse the button's value (a bad one is refused), act (told whether the
@@ -308,7 +432,7 @@ def button_answered_to_clicker(
         ack: Ack,
         body: dict[str, Any],
         action: dict[str, Any],
-        respond: Respond,
+        respond: Respond | None,
         context: BoltContext,
     ) -> None:
         ack()
@@ -321,20 +445,40 @@ def button_answered_to_clicker(
                 reply: Reply = ErrorReply(str(error))
             else:
                 reply = act(actor, value, checked)
-            deliver(
-                respond,
-                response_type="ephemeral",
-                replace_original=replace_original,
-                **render_message(reply),
-            )
+            if respond is None or _from_home(body):  # the Home has no response_url
+                _direct_message(client, actor, reply)
+            else:
+                deliver(
+                    respond,
+                    response_type="ephemeral",
+                    replace_original=replace_original,
+                    **render_message(reply),
+                )
+            if home is not None and not isinstance(reply, ErrorReply):
+                home.refresh_recent()
 
         work.submit(answer, f"{what} by {actor.user_id}", replay_claim(context))
 
     return handle_click
 
 
-def approve_button(service: CommandService, work: PostAckWork) -> Any:
-    """Approve (after the confirm dialog): execute once, tell the clicker how it went."""
+def _from_home(body: dict[str, Any]) -> bool:
+    return (body.get("container") or {}).get("type") == "view" or not body.get("response_url")
+
+
+def _direct_message(client: WebClient | None, actor: Actor, reply: Reply) -> None:
+    if client is not None:
+        client.chat_postMessage(channel=actor.user_id, **render_message(reply))
+
+
+def approve_button(
+    service: CommandService,
+    work: PostAckWork,
+    client: WebClient | None = None,
+    home: HomePublisher | None = None,
+) -> Any:
+    """Approve (after the confirm dialog): execute once, tell the clicker how it went
+    (ephemerally under the card; by DM when clicked in the App Home)."""
     return button_answered_to_clicker(
         work,
         parse=request_id_from,
@@ -342,6 +486,8 @@ def approve_button(service: CommandService, work: PostAckWork) -> Any:
             actor, request_id, replay_checked=checked
         ),
         what="an Approve click",
+        client=client,
+        home=home,
     )
 
 
@@ -352,7 +498,7 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
         ack: Ack,
         body: dict[str, Any],
         action: dict[str, Any],
-        respond: Respond,
+        respond: Respond | None,
         context: BoltContext,
     ) -> None:
         ack()
@@ -367,6 +513,9 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
             else:
                 refusal = service.refusal_to_decide(actor, request_id)
             if refusal is not None:
+                if respond is None or _from_home(body):
+                    _direct_message(client, actor, refusal)
+                    return
                 deliver(
                     respond,
                     response_type="ephemeral",
@@ -381,7 +530,12 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
     return handle_deny
 
 
-def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
+def deny_dialog_submitted(
+    service: CommandService,
+    work: PostAckWork,
+    client: WebClient,
+    home: HomePublisher | None = None,
+) -> Any:
     """The Deny dialog's submit: refusals show in the dialog; the denial follows the ack."""
 
     def handle_deny_submission(
@@ -404,6 +558,8 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
             reply = service.deny(actor, request_id, reason, replay_checked=checked)
             if isinstance(reply, ErrorReply):  # lost a race after the dialog was checked
                 client.chat_postMessage(channel=actor.user_id, **render_message(reply))
+            elif home is not None:
+                home.refresh_recent()
 
         work.submit(answer, f"a denial by {actor.user_id}", replay_claim(context))
 
@@ -580,17 +736,136 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
     return handle_add_submission
 
 
+def app_home_opened(home: HomePublisher, work: PostAckWork) -> Any:
+    """The Home tab opened: draw it for that viewer from stored state (no SendGrid)."""
+
+    def handle_home(event: dict[str, Any], context: BoltContext) -> None:
+        if event.get("tab", "home") != "home" or not event.get("user"):
+            return
+        user_id = str(event["user"])
+        work.submit(lambda _c: home.opened(user_id), f"the Home of {user_id}")
+
+    return handle_home
+
+
+def open_request_modal(work: PostAckWork, client: WebClient) -> Any:
+    """The global shortcut, and the Home's "New request…" button: open the empty form.
+    (`views.open` must follow within 3 s of the trigger.)"""
+
+    def handle_open(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        trigger_id = body.get("trigger_id")
+        work.submit(
+            lambda _c: client.views_open(trigger_id=trigger_id, view=request_modal()),
+            "a request form",
+        )
+
+    return handle_open
+
+
+def open_request_modal_from_message(work: PostAckWork, client: WebClient) -> Any:
+    """The message shortcut: the form, its reason pre-filled with a link to the message
+    (`chat.getPermalink`; without it when Slack does not give one)."""
+
+    def handle_open(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        trigger_id = body.get("trigger_id")
+        channel = (body.get("channel") or {}).get("id")
+        ts = (body.get("message") or {}).get("ts") or body.get("message_ts")
+
+        def open_form(_checked: bool) -> None:
+            permalink = None
+            if channel and ts:
+                try:
+                    permalink = client.chat_getPermalink(channel=channel, message_ts=ts).get(
+                        "permalink"
+                    )
+                except (SlackApiError, SlackRequestError, OSError) as error:
+                    logger.warning("no permalink for the request form: %r", error)
+            client.views_open(
+                trigger_id=trigger_id,
+                view=request_modal(reason=message_link_reason(permalink)),
+            )
+
+        work.submit(open_form, "a request form from a message")
+
+    return handle_open
+
+
+def suggest_subusers(service: CommandService, names: SubuserNames) -> Any:
+    """The form's type-ahead: subusers the sweep read, prefix matches first, ≤ 100; only
+    for people with a role (anyone else is offered nothing)."""
+
+    def handle_suggestion(ack: Ack, body: dict[str, Any]) -> None:
+        if not service.may_see(Actor(user_id=(body.get("user") or {}).get("id", ""))):
+            ack(options=[])
+            return
+        ack(options=subuser_options(names.suggest(str(body.get("value") or ""))))
+
+    return handle_suggestion
+
+
+def request_submitted(
+    service: CommandService,
+    work: PostAckWork,
+    client: WebClient,
+    home: HomePublisher | None = None,
+) -> Any:
+    """The form's submit: a bad field or a refusal (role, ceiling, reason) shows beside
+    the field and the form stays open; otherwise the change goes through the command
+    service as the slash command's would, and the answer comes as a DM."""
+
+    def handle_submission(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        actor = Actor(user_id=body["user"]["id"])
+        fields = form_fields(view)
+        try:
+            command = command_from_fields(**fields)
+        except FieldError as error:
+            ack(response_action="errors", errors=field_errors(error.field, str(error)))
+            return
+        refusal = service.refusal_to_change(actor, command)
+        if refusal is not None:
+            ack(response_action="errors", errors=field_errors("action", refusal.message))
+            return
+        ack()
+
+        def answer(checked: bool) -> None:
+            reply = service.handle_command(actor, command, replay_checked=checked)
+            client.chat_postMessage(channel=actor.user_id, **render_message(reply))
+            if home is not None and not isinstance(reply, ErrorReply):
+                home.refresh_recent()
+
+        work.submit(answer, f"a request form from {actor.user_id}", replay_claim(context))
+
+    return handle_submission
+
+
 def register_listeners(
-    app: App, service: CommandService, work: PostAckWork, client: WebClient | None = None
+    app: App,
+    service: CommandService,
+    work: PostAckWork,
+    client: WebClient | None = None,
+    *,
+    home: HomePublisher | None = None,
+    names: SubuserNames | None = None,
 ) -> None:
     """Every command, action and event this app answers."""
     client = client or app.client
-    app.command("/credits")(credits_command(service, work))
-    app.action(APPROVE_ACTION)(approve_button(service, work))
+    app.command("/credits")(credits_command(service, work, home=home))
+    app.action(APPROVE_ACTION)(approve_button(service, work, client, home))
     app.action(DENY_ACTION)(deny_button(service, work, client))
-    app.view(DENY_VIEW)(deny_dialog_submitted(service, work, client))
+    app.view(DENY_VIEW)(deny_dialog_submitted(service, work, client, home))
     app.action(CONFIRM_ACTION)(confirm_button(service, work, confirm=True))
     app.action(CANCEL_ACTION)(confirm_button(service, work, confirm=False))
     app.action(SNOOZE_ACTION)(snooze_button(service, work, client))
     app.action(ADD_ACTION)(add_credits_button(service, work, client))
     app.view(ADD_VIEW)(add_credits_submitted(service, work, client))
+    if home is not None:
+        app.event("app_home_opened")(app_home_opened(home, work))
+    app.shortcut(REQUEST_SHORTCUT)(open_request_modal(work, client))
+    app.action(OPEN_REQUEST_ACTION)(open_request_modal(work, client))
+    app.shortcut(MESSAGE_SHORTCUT)(open_request_modal_from_message(work, client))
+    app.options(USER_SELECT)(suggest_subusers(service, names or SubuserNames(None)))
+    app.view(REQUEST_VIEW)(request_submitted(service, work, client, home))
