@@ -830,7 +830,9 @@ def test_latest_snapshots_are_each_subusers_newest_fewest_credits_first(alerts: 
 
 def test_a_subusers_snapshot_history_is_oldest_first_since_a_time(alerts: AnyAlertStore):
     for hours, remaining in ((30, 900), (2, 700), (1, 500)):
-        alerts.add_snapshots([("acme-eu", Balance(False, remaining))], at=NOW - timedelta(hours=hours))
+        alerts.add_snapshots(
+            [("acme-eu", Balance(False, remaining))], at=NOW - timedelta(hours=hours)
+        )
     alerts.add_snapshots([("globex", Balance(False, 1))], at=NOW)
     history = alerts.snapshot_history("acme-eu", since=NOW - timedelta(days=1))
     assert [(s.remaining, s.at) for s in history] == [

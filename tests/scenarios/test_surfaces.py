@@ -24,7 +24,7 @@ from bot.simulator.state import FaultRule, SimulatedAccount
 from tests.fakes.slack_api import SlackCall
 from tests.fakes.slack_requests import post_signed, signed_headers, view_submission_body
 from tests.helpers import wait_until
-from tests.scenarios.conftest import APPROVAL_CHANNEL, USERS, BotUnderTest, backend_client
+from tests.scenarios.conftest import USERS, BotUnderTest, backend_client
 
 ADMIN, APPROVER, OPERATOR, VIEWER = (
     USERS["admin"],
@@ -192,7 +192,8 @@ def test_opening_the_home_publishes_it_once_naming_the_low_and_exhausted(bot, tm
         assert f"*{user}* — exhausted" in shown
     for user in ("globex", "initech"):  # low: at or below 1,000
         assert f"*{user}* — low" in shown
-    assert "acme-us" not in shown and "stark-industries" not in shown
+    assert "acme-us" not in shown
+    assert "stark-industries" not in shown
     assert shown.index("umbrella") < shown.index("globex")  # exhausted first
     assert "approval_approve" not in shown  # a viewer decides nothing
     assert len(bot.simulator.state.calls()) == reads_before  # no SendGrid call on open
@@ -271,7 +272,7 @@ def test_an_operators_big_add_from_the_form_becomes_a_request_as_the_command_doe
     assert response.text == ""  # the form closes
     [dm] = wait_until(lambda: dms_to(bot, OPERATOR))
     assert "#1" in json.dumps(dm.payload)
-    from_form = wait_until(lambda: bot.approval_posts())[-1].payload
+    from_form = wait_until(bot.approval_posts)[-1].payload
     by_command = bot.command("add initech 5,000 ZD-9", user=OPERATOR)
     assert "#2" in by_command.text
     from_command = wait_until(lambda: bot.approval_posts()[1:])[-1].payload
