@@ -21,6 +21,7 @@ from bot.adapters.store.alerts import SqlAlertStore
 from bot.commands.sweep import SweepService
 from bot.domain.alerts import Thresholds
 from bot.simulator.state import FaultRule, SimulatedAccount
+from bot.transports.assembly import build_clock
 from tests.fakes.slack_api import SlackCall
 from tests.fakes.slack_requests import post_signed, signed_headers, view_submission_body
 from tests.helpers import wait_until
@@ -237,6 +238,19 @@ def test_a_request_redraws_the_home_of_a_recent_viewer(bot):
     bot.command("add wonka 300", user=OPERATOR)
     wait_until(lambda: len(homes(bot, APPROVER)) >= 2)
     assert "add 300 for wonka" in texts(view_of(homes(bot, APPROVER)[-1]))
+
+
+def test_the_clocks_sweep_redraws_the_homes_of_recent_viewers(bot):
+    open_home(bot, VIEWER)
+    wait_until(lambda: homes(bot, VIEWER))
+    assert "umbrella" not in texts(view_of(homes(bot, VIEWER)[-1]))  # nothing swept yet
+    clock = build_clock(bot.settings, backend=backend_client(bot.simulator, bot.api_version))
+    try:
+        assert clock.run_sweep() is not None
+    finally:
+        clock.stop()
+    assert len(homes(bot, VIEWER)) == 2
+    assert "*umbrella* — exhausted" in texts(view_of(homes(bot, VIEWER)[-1]))
 
 
 # --- shortcuts, the modal and its type-ahead -------------------------------------------
