@@ -255,16 +255,24 @@ class PostAckWork:
         self._idle = threading.Condition()
         self._metrics = metrics
 
-    def submit(self, task: Callable[[bool], object], what: str, claim: Claim | None = None) -> None:
+    def submit(
+        self,
+        task: Callable[[bool], object],
+        what: str,
+        claim: Claim | None = None,
+        *,
+        answers: bool = True,
+    ) -> None:
         """Run `task(replay_checked)` now, in the pool; a failure to deliver the answer
         is logged, never lost silently.
 
         With a `claim`, the request is first recorded as seen: a replay runs nothing;
         if the database cannot say, `task` runs with `replay_checked=False` (it may
-        answer reads, and refuses changes)."""
+        answer reads, and refuses changes). `answers=False`: housekeeping that follows an
+        answer (a Home redraw), not counted or logged as a reply."""
         with self._idle:
             self._in_flight += 1
-        self._pool.submit(self._run, task, what, claim)
+        self._pool.submit(self._run, task, what, claim, answers)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no task is queued or running (True), or `timeout` seconds (False)."""
@@ -277,7 +285,9 @@ class PostAckWork:
                 self._idle.wait(remaining)
         return True
 
-    def _run(self, task: Callable[[bool], object], what: str, claim: Claim | None) -> None:
+    def _run(
+        self, task: Callable[[bool], object], what: str, claim: Claim | None, answers: bool
+    ) -> None:
         try:
             first = claim.claim() if claim is not None else True
             if first is False:
@@ -291,7 +301,7 @@ class PostAckWork:
                 logger.exception("could not deliver the answer to %s", what)
                 return
             request = current_request()  # the Slack request this answers (copied context)
-            if request is not None:
+            if request is not None and answers:
                 self._metrics.replied(request.elapsed())
                 logger.info("answered %s in %.0f ms", what, request.elapsed() * 1000)
         finally:
@@ -353,7 +363,7 @@ def credits_command(
                 **render_message(reply),
             )
             if home is not None and parsed is not None and _changed(parsed, reply):
-                work.submit(lambda _c: home.refresh_recent(), "a Home refresh")
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
 
         work.submit(answer, f"/credits from {actor.user_id}", replay_claim(context))
 
@@ -455,7 +465,7 @@ def button_answered_to_clicker(
                     **render_message(reply),
                 )
             if home is not None and not isinstance(reply, ErrorReply):
-                home.refresh_recent()
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
 
         work.submit(answer, f"{what} by {actor.user_id}", replay_claim(context))
 
@@ -559,7 +569,7 @@ def deny_dialog_submitted(
             if isinstance(reply, ErrorReply):  # lost a race after the dialog was checked
                 client.chat_postMessage(channel=actor.user_id, **render_message(reply))
             elif home is not None:
-                home.refresh_recent()
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
 
         work.submit(answer, f"a denial by {actor.user_id}", replay_claim(context))
 
@@ -835,7 +845,7 @@ def request_submitted(
             reply = service.handle_command(actor, command, replay_checked=checked)
             client.chat_postMessage(channel=actor.user_id, **render_message(reply))
             if home is not None and not isinstance(reply, ErrorReply):
-                home.refresh_recent()
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
 
         work.submit(answer, f"a request form from {actor.user_id}", replay_claim(context))
 
