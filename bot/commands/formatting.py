@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from bot.commands import messages
-from bot.commands.grammar import USAGE
 from bot.commands.replies import (
     NO_TICKET_LINKS,
     ApprovalRequestedReply,
@@ -35,7 +34,7 @@ from bot.domain.approvals import (
     RequestStatus,
 )
 from bot.domain.credits import Balance, CreditChange
-from bot.domain.policy import ConfirmWhy, Role, Verb
+from bot.domain.policy import ConfirmWhy, Role
 
 BAR_WIDTH = 20
 
@@ -138,11 +137,11 @@ def layout(reply: Reply) -> Content:
 
 
 def _help(reply: HelpReply) -> Content:
-    verbs = (reply.topic,) if reply.topic in reply.verbs else reply.verbs
+    entries = tuple(e for e in reply.entries if e.name == reply.topic) or reply.entries
     lines = [
-        f"`{USAGE[verb]}` — {messages.HELP_DESCRIPTIONS[verb.value]}"
-        for verb in verbs
-        if verb is not Verb.HELP or len(verbs) == 1
+        f"`{entry.usage}` — {entry.sentence}"
+        for entry in entries
+        if entry.name != "help" or len(entries) == 1
     ]
     notes = []
     if reply.role is Role.NONE:
@@ -164,7 +163,7 @@ def _help(reply: HelpReply) -> Content:
         sections=tuple(sections),
         notes=tuple(notes),
         fallback=reply.notice
-        or f"{messages.HELP_TITLE}: {', '.join(v.value for v in reply.verbs)}",
+        or f"{messages.HELP_TITLE}: {', '.join(e.name for e in reply.entries)}",
         warning=reply.notice is not None,
     )
 
@@ -235,7 +234,7 @@ def _change(reply: ChangeReply) -> Content:
     if result.outcome_unknown:
         sections.append(Section(messages.CHANGE_UNKNOWN))
     else:
-        done = messages.CHANGE_DONE.format(verb=reply.verb.value.capitalize(), user=user)
+        done = messages.CHANGE_DONE.format(verb=reply.verb.capitalize(), user=user)
         sections.append(Section(f"{done}\n{before_after}"))
     if result.after is not None:
         sections.append(balance_section(result.after))
@@ -254,7 +253,7 @@ def _change(reply: ChangeReply) -> Content:
         headline=user,
         sections=tuple(sections),
         notes=tuple(notes),
-        fallback=f"{reply.verb.value} {user}: {before_after}",
+        fallback=f"{reply.verb} {user}: {before_after}",
         warning=result.outcome_unknown,
     )
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from bot.commands.sweep import SNAPSHOT_DAYS, AlertStore, forecast_for
 from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Thresholds, forecast, usage_from
 from bot.domain.approvals import ApprovalRequest, RequestStatus, Store
-from bot.domain.policy import GroupDirectory, Role, RoleBook
+from bot.domain.policy import Action, GroupDirectory, Role, RoleBook, allows
 from bot.errors import StoreError
 
 ATTENTION_SHOWN = 10
@@ -54,11 +54,11 @@ class HomeContent:
 
     @property
     def may_decide(self) -> bool:
-        return self.role >= Role.APPROVER
+        return allows(self.role, Action.DECIDE_REQUEST)
 
     @property
     def may_request(self) -> bool:
-        return self.role >= Role.OPERATOR
+        return allows(self.role, Action.CHANGE_CREDITS)
 
 
 class HomeService:
@@ -90,7 +90,7 @@ class HomeService:
         try:
             attention = self.attention(now)
             pending: tuple[ApprovalRequest, ...] = ()
-            if role >= Role.APPROVER:
+            if allows(role, Action.DECIDE_REQUEST):
                 waiting = [
                     r
                     for r in self._store.open_requests()

@@ -10,48 +10,39 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.commands import messages
+from bot.commands import messages, registry
 from bot.commands.changes import ChangeService
+from bot.commands.context import Actor, Call, Context
 from bot.commands.formatting import escape, recent_top_up_note
-from bot.commands.grammar import USAGE, Command, UnknownSubcommand, UsageError, parse
+from bot.commands.grammar import Command, UnknownSubcommand, UsageError
+from bot.commands.reads import help_reply
+from bot.commands.registry import USAGE, Verb
 from bot.commands.replies import (
     ApprovalRequestedReply,
-    BalanceReply,
     ChangeReply,
-    ConfirmReply,
     ErrorReply,
-    HelpReply,
     NoticeReply,
-    OverviewReply,
     Reply,
 )
 from bot.commands.sweep import AlertStore, ForecastCache
-from bot.domain.approvals import AuditAction, AuditEvent, Store
-from bot.domain.credits import Balance, CreditChange, CreditsBackend
+from bot.commands.writes import change_now, limits_refusal
+from bot.domain.approvals import AuditAction, Store
+from bot.domain.credits import CreditsBackend
 from bot.domain.policy import (
-    DECIDING_VERBS,
-    BudgetUse,
-    ConfirmWhy,
+    Action,
     Decision,
     GroupDirectory,
     Outcome,
     ResolvedRole,
-    Role,
     RoleBook,
-    Verb,
-    allowed_verbs,
-    confirmation_needed,
     decide,
-    may_need_confirmation,
-    over_ceiling,
+    refusal,
 )
 from bot.errors import (
     AuthenticationFailed,
     BadResponse,
-    ConfirmationRequired,
     DirectoryError,
     OutcomeUnknown,
     RateLimited,
@@ -63,15 +54,10 @@ from bot.errors import (
 )
 from bot.observability.metrics import NO_METRICS, Metrics
 
+__all__ = ["Actor", "CommandService"]  # Actor is the service's argument; it lives in context
+
 # A top-up this recent is pointed out before someone adds credits again from the digest.
 RECENT_TOP_UP = timedelta(hours=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who is asking: a Slack user ID (never a username)."""
-
-    user_id: str
 
 
 class CommandService:
@@ -104,6 +90,19 @@ class CommandService:
         self._new_error_id = new_error_id
         self._store = store
         self._clock = clock
+        self._context = Context(
+            backend=backend,
+            roles=roles,
+            directory=directory,
+            changes=changes,
+            alerts=alerts,
+            forecasts=self._forecasts,
+            store=store,
+            auto_approve_max=auto_approve_max,
+            logger=self._logger,
+            clock=clock,
+            subcommands=registry.SUBCOMMANDS,
+        )
 
     def handle(self, actor: Actor, text: str, *, replay_checked: bool = True) -> Reply:
         """Answer one command. Never raises: every failure becomes an ErrorReply.
@@ -114,9 +113,9 @@ class CommandService:
         parsed: list[Command] = []
 
         def run() -> Reply:
-            command = parse(text)
+            command = registry.parse(text)
             parsed.append(command)
-            if not replay_checked and command.verb in CHANGING_VERBS:
+            if not replay_checked and registry.BY_VERB[command.verb].changes_state:
                 return _unchecked_change()
             return self._run(actor, command)
 
@@ -131,7 +130,7 @@ class CommandService:
         the same roles, approvals, policy and confirmations as `handle`. Never raises."""
 
         def run() -> Reply:
-            if not replay_checked and command.verb in CHANGING_VERBS:
+            if not replay_checked and registry.BY_VERB[command.verb].changes_state:
                 return _unchecked_change()
             return self._run(actor, command)
 
@@ -170,29 +169,32 @@ class CommandService:
         return reply if isinstance(reply, ErrorReply) else None
 
     def may_see(self, actor: Actor) -> bool:
-        """Whether this person has any role (the type-ahead lists subusers to them only);
-        a failed lookup answers no."""
+        """Whether this person may read balances (the type-ahead lists subusers to them
+        only); a failed lookup answers no."""
         try:
-            return self._roles.resolve(actor.user_id, self._directory).role >= Role.VIEWER
+            role = self._roles.resolve(actor.user_id, self._directory).role
         except DirectoryError:
             return False
+        return refusal(Action.READ_BALANCES, role) is None
 
     def refusal_to_change(self, actor: Actor, command: Command) -> ErrorReply | None:
         """Before a form closes: why this person may not ask for this change, if so —
-        their role, the ceiling, a required reason. No SendGrid call."""
+        the access filter and the limits every role is held to. No SendGrid call."""
 
         def run() -> Reply:
+            record = registry.BY_VERB[command.verb]
             resolved = self._roles.resolve(actor.user_id, self._directory)
             decision = decide(
-                command.verb,
+                record.action,
                 resolved,
+                change=command.change.kind if command.change else None,
                 credits=command.credits,
                 auto_approve_max=self._auto_approve_max,
             )
             if decision.outcome is Outcome.REFUSE:
                 return _refusal(command, decision, resolved)
             if command.change is not None:
-                return self._policy_refusal(command.change) or NoticeReply("")
+                return limits_refusal(self._context, command.change) or NoticeReply("")
             return NoticeReply("")
 
         reply = self._safely(run, actor, lambda: command)
@@ -207,14 +209,16 @@ class CommandService:
 
         def run() -> Reply:
             resolved = self._roles.resolve(actor.user_id, self._directory)
-            if resolved.role < Role.OPERATOR:
+            if refusal(Action.SNOOZE_ALERTS, resolved.role) is not None:
                 return ErrorReply(messages.SNOOZE_NEEDS.format(role=resolved.role.label))
             if self._alerts is None:
                 return ErrorReply(messages.NO_ALERTS)
             now = self._clock()
             until = now + timedelta(hours=hours)
             self._alerts.snooze(user, until=until)
-            self._audit(actor, AuditAction.SNOOZED, user, f"until {until:%Y-%m-%d %H:%M} UTC")
+            self._context.audit(
+                actor, AuditAction.SNOOZED, user, f"until {until:%Y-%m-%d %H:%M} UTC"
+            )
             when = f"{until:%Y-%m-%d %H:%M}"
             return NoticeReply(
                 messages.SNOOZED.format(user=user, until=when),
@@ -259,22 +263,8 @@ class CommandService:
                 return recent_top_up_note(event, now=self._clock())
         return None
 
-    def _audit(self, actor: Actor, action: AuditAction, user: str, outcome: str) -> None:
-        if self._store is not None:
-            self._store.record(
-                AuditEvent(
-                    at=self._clock(),
-                    actor_id=actor.user_id,
-                    action=action,
-                    target=user,
-                    outcome=outcome,
-                )
-            )
-
     def _desk(self) -> ChangeService:
-        if self._changes is None:
-            raise UserError(messages.NO_STORE)
-        return self._changes
+        return self._context.desk()
 
     def _safely(
         self,
@@ -314,41 +304,27 @@ class CommandService:
             )
 
     def _run(self, actor: Actor, command: Command) -> Reply:
-        if command.verb is Verb.HELP:
-            return self._help(actor, topic=command.topic)
+        """The access filter, the limits every role is held to, then the record's handler."""
+        record = registry.BY_VERB[command.verb]
         resolved = self._roles.resolve(actor.user_id, self._directory)
         decision = decide(
-            command.verb,
+            record.action,
             resolved,
+            change=command.change.kind if command.change else None,
             credits=command.credits,
             auto_approve_max=self._auto_approve_max,
         )
         if decision.outcome is Outcome.REFUSE:
             return _refusal(command, decision, resolved)
         if command.change is not None:
-            refusal = self._policy_refusal(command.change)
-            if refusal is not None:
-                return refusal
+            refused = limits_refusal(self._context, command.change)
+            if refused is not None:
+                return refused
         if decision.outcome is Outcome.NEEDS_APPROVAL:
             if self._changes is None or command.change is None:
                 return ErrorReply(messages.NEEDS_APPROVAL_NO_STORE.format(verb=command.verb.value))
             return self._changes.request_approval(actor.user_id, command.change)
-        return self._execute(actor, command, decision)
-
-    def _policy_refusal(self, change: CreditChange) -> ErrorReply | None:
-        """The limits that hold for every role: the ceiling, and a required reason."""
-        if self._changes is None:
-            return None
-        limits = self._changes.limits
-        if over_ceiling(change, limits):
-            assert change.credits is not None
-            assert limits.max_change is not None
-            return ErrorReply(
-                messages.OVER_CEILING.format(credits=change.credits, limit=limits.max_change)
-            )
-        if limits.require_reason and not change.reason:
-            return ErrorReply(messages.REASON_REQUIRED)
-        return None
+        return record.handle(self._context, Call(actor, command, resolved, decision))
 
     def confirm(
         self, actor: Actor, confirmation_id: int, *, confirm: bool, replay_checked: bool = True
@@ -368,152 +344,27 @@ class CommandService:
             verb = Verb(change.kind.value)
             resolved = self._roles.resolve(actor.user_id, self._directory)
             decision = decide(
-                verb, resolved, credits=change.credits, auto_approve_max=self._auto_approve_max
+                registry.BY_VERB[verb].action,
+                resolved,
+                change=change.kind,
+                credits=change.credits,
+                auto_approve_max=self._auto_approve_max,
             )
             command = Command(verb, user=change.user, change=change)
             if decision.outcome is Outcome.REFUSE:
                 return _refusal(command, decision, resolved)
-            refusal = self._policy_refusal(change)
-            if refusal is not None:
-                return refusal
+            refused = limits_refusal(self._context, change)
+            if refused is not None:
+                return refused
             if decision.outcome is Outcome.NEEDS_APPROVAL:
                 return self._desk().request_approval(actor.user_id, change)
-            return self._change_now(actor, command, decision, confirmed=True)
+            return change_now(self._context, actor, command, decision, confirmed=True)
 
         return self._safely(run, actor)
 
-    def _help(self, actor: Actor, *, topic: Verb | None = None, notice: str | None = None) -> Reply:
+    def _help(self, actor: Actor, *, notice: str | None = None) -> Reply:
         resolved = self._roles.resolve(actor.user_id, self._directory)
-        return HelpReply(
-            role=resolved.role,
-            verbs=tuple(allowed_verbs(resolved.role)),
-            user_id=actor.user_id,
-            auto_approve_max=self._auto_approve_max,
-            topic=topic,
-            notice=notice,
-        )
-
-    def _execute(self, actor: Actor, command: Command, decision: Decision) -> Reply:
-        if command.verb in DECIDING_VERBS:
-            return self._decide(actor, command)
-        if command.verb is Verb.THRESHOLD:
-            assert command.user is not None
-            assert command.amount is not None
-            if self._alerts is None:
-                return ErrorReply(messages.NO_ALERTS)
-            self._alerts.set_threshold(
-                command.user, command.amount, by=actor.user_id, at=self._clock()
-            )
-            self._audit(actor, AuditAction.THRESHOLD, command.user, f"below={command.amount}")
-            return NoticeReply(
-                messages.THRESHOLD_SET.format(user=command.user, below=f"{command.amount:,}")
-            )
-        if command.verb in (Verb.PENDING, Verb.AUDIT):
-            if self._changes is None:
-                return ErrorReply(messages.NO_STORE)
-            if command.verb is Verb.PENDING:
-                return self._changes.pending()
-            return self._changes.audit(command.user)
-        assert command.user is not None  # every other verb names a USER
-        if command.verb is Verb.SHOW:
-            balance = self._backend.get_balance(command.user)
-            hours_left = None
-            if self._forecasts is not None:
-                try:
-                    hours_left = self._forecasts.hours_left(command.user)
-                except StoreError:  # the balance is worth answering without a forecast
-                    self._logger.warning("no forecast for %s: the database failed", command.user)
-            return BalanceReply(command.user, balance, hours_left=hours_left)
-        if command.verb is Verb.OVERVIEW:
-            return OverviewReply(command.user, self._backend.get_overview(command.user))
-        return self._change_now(actor, command, decision, confirmed=False)
-
-    def _change_now(
-        self, actor: Actor, command: Command, decision: Decision, *, confirmed: bool
-    ) -> Reply:
-        """A direct change: held for its author's confirmation when it is large or would
-        end a recurring plan; an auto-approved one becomes a request past the budget."""
-        change = command.change
-        assert change is not None
-        desk = self._desk()
-        limits, keeps = desk.limits, desk.adjustments_keep_recurring
-
-        def hold_if(before: Balance) -> ConfirmWhy | None:
-            return confirmation_needed(change, before, limits, adjustments_keep_recurring=keeps)
-
-        asks = not confirmed and may_need_confirmation(
-            change, limits, adjustments_keep_recurring=keeps
-        )
-        try:
-            outcome = desk.apply_directly(
-                actor.user_id,
-                change,
-                auto_approved=decision.auto_approved,
-                hold_if=hold_if if asks else None,
-            )
-        except ConfirmationRequired as held:
-            confirmation_id = desk.hold_for_confirmation(
-                actor.user_id, change, auto_approved=decision.auto_approved
-            )
-            return ConfirmReply(
-                confirmation_id=confirmation_id,
-                change=change,
-                before=held.before,
-                expected=change.expected_after(held.before),
-                why=held.why,
-                confirm_above=limits.confirm_above,
-                links=desk.links,
-            )
-        if isinstance(outcome, BudgetUse):
-            why_text = messages.BUDGET_SPENT.format(
-                budget=desk.limits.auto_approve_budget,
-                by_actor=outcome.by_actor,
-                on_target=outcome.on_target,
-                user=change.user,
-            )
-            self._logger.info(
-                "auto-approve budget: %s by %s becomes a request", change.user, actor.user_id
-            )
-            return desk.request_approval(actor.user_id, change, why=why_text)
-        result, recorded = outcome
-        if result.outcome_unknown:
-            self._logger.warning(
-                "outcome unknown: %s %s for %s; re-read balance %s",
-                command.verb,
-                change.credits,
-                command.user,
-                result.after,
-            )
-        return ChangeReply(
-            verb=command.verb,
-            result=result,
-            auto_approved=decision.auto_approved,
-            auto_approve_max=self._auto_approve_max,
-            recorded=recorded,
-            links=desk.links,
-        )
-
-    def _decide(self, actor: Actor, command: Command) -> Reply:
-        """`approve`/`deny`/`cancel`/`resolve ID`: the same calls the buttons make, so a
-        command racing a click still executes once (one conditional update wins)."""
-        assert command.request_id is not None
-        desk = self._desk()
-        match command.verb:
-            case Verb.APPROVE:
-                return desk.approve(command.request_id, actor.user_id)
-            case Verb.DENY:
-                return desk.deny(command.request_id, actor.user_id, command.reason)
-            case Verb.CANCEL:
-                return desk.cancel(command.request_id, actor.user_id)
-            case _:
-                assert command.applied is not None
-                return desk.resolve(command.request_id, actor.user_id, applied=command.applied)
-
-
-# What a request whose replay could not be checked may not do.
-CHANGING_VERBS = frozenset(
-    {Verb.ADD, Verb.REMOVE, Verb.SET, Verb.RECURRING, Verb.UNLIMIT, Verb.THRESHOLD} | DECIDING_VERBS
-)
+        return help_reply(self._context, actor.user_id, resolved.role, notice=notice)
 
 
 def _unchecked_change() -> ErrorReply:

@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.adapters.store.memory import MemoryAlertStore, MemoryStore
-from bot.commands.grammar import FieldError, command_from_fields
+from bot.commands.form import FieldError, command_from_fields
 from bot.commands.home import HomeService, SubuserNames, rank_subusers
+from bot.commands.registry import Verb
 from bot.domain.alerts import AlertLevel, AlertState, Thresholds, Usage
 from bot.domain.credits import Balance, ChangeKind, CreditChange, Period
-from bot.domain.policy import Role, RoleBook, Verb
+from bot.domain.policy import Role, RoleBook
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ROLES = RoleBook(

@@ -34,22 +34,16 @@ from bot.adapters.slack_directory import SlackUserGroups
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.commands import messages
+from bot.commands.context import Actor
+from bot.commands.form import FieldError, command_from_fields
 from bot.commands.formatting import digest_note
-from bot.commands.grammar import (
-    USAGE,
-    Command,
-    FieldError,
-    command_from_fields,
-    parse,
-    parse_credits,
-    parse_user,
-)
+from bot.commands.grammar import Command, parse_credits, parse_user
 from bot.commands.home import SubuserNames
+from bot.commands.registry import USAGE, Verb, parse
 from bot.commands.replies import ErrorReply, Reply
-from bot.commands.service import Actor, CommandService
+from bot.commands.service import CommandService
 from bot.config import Settings
 from bot.domain.credits import CreditsBackend
-from bot.domain.policy import Verb
 from bot.errors import UserError
 from bot.observability.context import ContextExecutor, current_request
 from bot.observability.metrics import NO_METRICS, Metrics

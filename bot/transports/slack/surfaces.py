@@ -35,8 +35,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.commands import messages
+from bot.commands.form import FORM_VERBS
 from bot.commands.formatting import number, request_summary
-from bot.commands.grammar import FORM_VERBS
 from bot.commands.home import AccountOutlook, HomeContent, HomeService
 from bot.domain.alerts import AlertLevel
 from bot.domain.approvals import ApprovalRequest, RequestStatus
