@@ -37,7 +37,7 @@ from bot.commands import messages
 from bot.commands.context import Actor
 from bot.commands.form import FieldError, command_from_fields
 from bot.commands.formatting import digest_note
-from bot.commands.grammar import Command, parse_credits, parse_user
+from bot.commands.grammar import Command, parse_user
 from bot.commands.home import SubuserNames
 from bot.commands.registry import USAGE, Verb, parse
 from bot.commands.replies import ErrorReply, Reply
@@ -56,6 +56,7 @@ from bot.transports.assembly import (
 )
 from bot.transports.slack.alerts import (
     ADD_ACTION,
+    ADD_REASON_BLOCK,
     ADD_VIEW,
     AMOUNT_BLOCK,
     SNOOZE_ACTION,
@@ -708,32 +709,42 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
     return handle_add
 
 
-def add_credits_submitted(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
-    """The Add credits dialog: a bad amount is shown in the dialog; the rest is `add USER N`,
-    under the same roles and approval rules as the slash command; the answer comes as a DM."""
+def add_credits_submitted(
+    service: CommandService,
+    work: PostAckWork,
+    client: WebClient,
+    home: HomePublisher | None = None,
+) -> Any:
+    """The Add credits dialog: a bad amount or reason is shown in the dialog; the rest is
+    the `add` it describes (built field by field, as the request form's), under the same
+    roles and approval rules as the slash command; the answer comes as a DM."""
 
     def handle_add_submission(
         ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
     ) -> None:
         actor = Actor(user_id=body["user"]["id"])
         raw_user, digest = dialog_target(str(view.get("private_metadata") or ""))
+        reason = add_reason_from(view)
         try:
-            user = parse_user(raw_user, USAGE[Verb.ADD])
-            credits = parse_credits(amount_from(view), USAGE[Verb.ADD])
-        except UserError as error:
-            ack(response_action="errors", errors={AMOUNT_BLOCK: str(error)[:150]})
+            command = command_from_fields(
+                action=Verb.ADD.value, user=raw_user, amount=amount_from(view), reason=reason
+            )
+        except FieldError as error:
+            block = ADD_REASON_BLOCK if error.field == "reason" else AMOUNT_BLOCK
+            ack(response_action="errors", errors={block: str(error)[:150]})
             return
         ack()
-
-        reason = add_reason_from(view)
+        user = command.user
+        assert user is not None
 
         def answer(checked: bool) -> None:
-            text = f"add {user} {credits} {reason}".strip()
-            reply = service.handle(actor, text, replay_checked=checked)
+            reply = service.handle_command(actor, command, replay_checked=checked)
             note = digest_note(reply, actor.user_id)
             if note and digest:
                 edit_digest_line(service, client, digest, user, note)
             client.chat_postMessage(channel=actor.user_id, **render_message(reply))
+            if home is not None and not isinstance(reply, ErrorReply):
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
 
         work.submit(answer, f"Add credits by {actor.user_id}", replay_claim(context))
 
@@ -865,7 +876,7 @@ def register_listeners(
     app.action(CANCEL_ACTION)(confirm_button(service, work, confirm=False))
     app.action(SNOOZE_ACTION)(snooze_button(service, work, client))
     app.action(ADD_ACTION)(add_credits_button(service, work, client))
-    app.view(ADD_VIEW)(add_credits_submitted(service, work, client))
+    app.view(ADD_VIEW)(add_credits_submitted(service, work, client, home))
     if home is not None:
         app.event("app_home_opened")(app_home_opened(home, work))
     app.shortcut(REQUEST_SHORTCUT)(open_request_modal(work, client))
