@@ -62,12 +62,15 @@ def is_notice(message: dict[str, Any]) -> bool:
     return not message.get("blocks") and str(message.get("text", "")).startswith(NOTICES)
 
 
-def wait_for_answers(slack: FakeSlack, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The first `count` answers posted to response_urls, notices left out."""
+def wait_for_answers(
+    slack: FakeSlack, count: int, timeout: float = 10.0, *, after: int = 0
+) -> list[dict[str, Any]]:
+    """The first `count` answers posted to response_urls from the `after`-th post on,
+    "Looking up …" notices left out."""
     state = slack.state
 
     def answers() -> list[dict[str, Any]]:
-        return [m for m in state.responses if not is_notice(m)]
+        return [m for m in state.responses[after:] if not is_notice(m)]
 
     with state.condition:
         if not state.condition.wait_for(lambda: len(answers()) >= count, timeout):
