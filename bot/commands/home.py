@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.commands.sweep import SNAPSHOT_DAYS, AlertStore, forecast_for
-from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Thresholds, forecast, usage_from
+from bot.domain.alerts import AlertLevel, AlertState, Thresholds, forecast, usage_from
 from bot.domain.approvals import ApprovalRequest, RequestStatus, Store
 from bot.domain.policy import Action, GroupDirectory, Role, RoleBook, allows
 from bot.errors import StoreError
@@ -27,6 +27,8 @@ REQUESTS_SHOWN = 5
 PENDING_SHOWN = 10
 # Candidates read for "needs attention" before ranking (the lowest balances first).
 ATTENTION_READ = 200
+# A subuser above its threshold whose pace empties it within this long needs attention too.
+SOON_HOURS = 24.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,8 @@ class HomeService:
 
     def attention(self, now: datetime) -> tuple[AccountOutlook, ...]:
         """Exhausted first, then low ones soonest to run out (those with no known pace
-        after them), from each subuser's latest snapshot."""
+        after them): each subuser's latest snapshot at or below its threshold, and those
+        the sweep announced, or whose stored pace runs out within `SOON_HOURS`."""
         if self.alerts is None:
             return ()
         overrides = self.alerts.thresholds()
@@ -118,14 +121,16 @@ class HomeService:
             and s.remaining <= overrides.get(s.user, self._thresholds.below)
         ]
         states = self.alerts.states([s.user for s in worrying])
+        seen = {s.user: (s.remaining, s.at) for s in worrying if s.remaining is not None}
+        for state in self.alerts.worrying_states(within_hours=SOON_HOURS, limit=ATTENTION_READ):
+            if state.user not in seen and state.usage is not None:
+                seen[state.user] = (state.usage.remaining, state.usage.at)
+                states[state.user] = state
         outlooks = []
-        for snapshot in worrying:
-            assert snapshot.remaining is not None
-            level = AlertLevel.EXHAUSTED if snapshot.remaining <= 0 else AlertLevel.LOW
-            hours = 0.0 if level is AlertLevel.EXHAUSTED else self._runway(snapshot, states, now)
-            outlooks.append(
-                AccountOutlook(snapshot.user, level, snapshot.remaining, snapshot.at, hours)
-            )
+        for user, (remaining, at) in seen.items():
+            level = AlertLevel.EXHAUSTED if remaining <= 0 else AlertLevel.LOW
+            hours = 0.0 if level is AlertLevel.EXHAUSTED else self._runway(user, states, now)
+            outlooks.append(AccountOutlook(user, level, remaining, at, hours))
         outlooks.sort(
             key=lambda o: (
                 -o.level.rank,
@@ -137,16 +142,12 @@ class HomeService:
         )
         return tuple(outlooks[:ATTENTION_SHOWN])
 
-    def _runway(
-        self, snapshot: Snapshot, states: dict[str, AlertState], now: datetime
-    ) -> float | None:
+    def _runway(self, user: str, states: dict[str, AlertState], now: datetime) -> float | None:
         """Hours left from the stored burn rate; failing that, from the snapshots."""
-        hours = forecast_for(states.get(snapshot.user))
+        hours = forecast_for(states.get(user))
         if hours is not None or self.alerts is None:
             return hours
-        history = self.alerts.snapshot_history(
-            snapshot.user, since=now - timedelta(days=SNAPSHOT_DAYS)
-        )
+        history = self.alerts.snapshot_history(user, since=now - timedelta(days=SNAPSHOT_DAYS))
         outlook = forecast(usage_from(history))
         return outlook.hours_left if outlook else None
 

@@ -66,6 +66,11 @@ class AlertStore(Protocol):
 
     def snapshot_history(self, user: str, *, since: datetime) -> list[Snapshot]: ...
 
+    def worrying_states(self, *, within_hours: float, limit: int) -> list[AlertState]:
+        """States announced low or exhausted, or whose stored pace runs out within
+        `within_hours`, soonest first (at most `limit`)."""
+        ...
+
     def edit_digest(
         self,
         channel_id: str,

@@ -841,6 +841,28 @@ def test_a_subusers_snapshot_history_is_oldest_first_since_a_time(alerts: AnyAle
     ]
 
 
+def test_worrying_states_are_the_announced_and_the_soon_dry_soonest_first(
+    alerts: AnyAlertStore,
+):
+    alerts.save_states(
+        [
+            AlertState("announced", announced=AlertLevel.LOW),  # no pace known
+            AlertState("dry-in-2h", usage=Usage(200, NOW, 100.0)),
+            AlertState("dry-in-10h", usage=Usage(1_000, NOW, 100.0)),
+            AlertState("dry-in-50h", usage=Usage(5_000, NOW, 100.0)),
+            AlertState("idle", usage=Usage(10, NOW, None)),
+            AlertState("gone", announced=AlertLevel.EXHAUSTED, usage=Usage(0, NOW, 5.0)),
+        ]
+    )
+    found = alerts.worrying_states(within_hours=24, limit=10)
+    assert [s.user for s in found] == ["gone", "dry-in-2h", "dry-in-10h", "announced"]
+    assert found[1].usage == Usage(200, NOW, 100.0)
+    assert [s.user for s in alerts.worrying_states(within_hours=24, limit=2)] == [
+        "gone",
+        "dry-in-2h",
+    ]
+
+
 def test_requests_by_a_requester_are_newest_first_whatever_their_status(store: AnyStore):
     first = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
     store.create_request(ADD, requester_id="U2", now=NOW, expires_at=LATER)

@@ -66,6 +66,24 @@ def test_attention_is_exhausted_first_then_soonest_to_run_out():
     assert attention[3].hours_left is None
 
 
+def test_an_account_above_its_threshold_that_runs_out_within_a_day_needs_attention():
+    store = MemoryStore()
+    alerts = MemoryAlertStore(store)
+    seen = NOW - timedelta(minutes=10)
+    alerts.add_snapshots(
+        [("burning", Balance(False, 6_000)), ("steady", Balance(False, 6_000))], at=seen
+    )
+    alerts.save_states(
+        [
+            AlertState("burning", usage=Usage(6_000, seen, 1_000.0)),  # ~6 h left
+            AlertState("steady", usage=Usage(6_000, seen, 10.0)),  # ~600 h left
+        ]
+    )
+    [outlook] = service(store).attention(NOW)
+    assert (outlook.user, outlook.remaining, outlook.seen_at) == ("burning", 6_000, seen)
+    assert outlook.hours_left == pytest.approx(6.0)
+
+
 def test_a_home_shows_pending_to_approvers_and_each_their_own_requests():
     store = MemoryStore()
     add = CreditChange(ChangeKind.ADD, "initech", 500)

@@ -137,6 +137,27 @@ class SqlAlertStore:
             ).all()
         return [_snapshot(row._mapping) for row in rows]
 
+    def worrying_states(self, *, within_hours: float, limit: int) -> list[AlertState]:
+        """States announced low or exhausted, or whose stored pace runs out within
+        `within_hours`, soonest first (at most `limit`)."""
+        c = alert_states.c
+        paced = (c.per_hour > 0) & c.last_remaining.is_not(None)
+        query = (
+            select(alert_states)
+            .where(
+                (c.announced != AlertLevel.OK.value)
+                | (paced & (c.last_remaining <= c.per_hour * within_hours))
+            )
+            .order_by(
+                (c.per_hour > 0).is_not(True),
+                (c.last_remaining / func.nullif(c.per_hour, 0)),
+                c.target,
+            )
+            .limit(limit)
+        )
+        with self._store.transaction() as connection:
+            return [_state(row._mapping) for row in connection.execute(query)]
+
     def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None:
         with self._store.transaction() as connection:
             changed = connection.execute(

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.adapters.store.instances import FORGET_INSTANCES_AFTER, instance_is_live
-from bot.domain.alerts import AlertState, Snapshot, Usage
+from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Usage
 from bot.domain.approvals import (
     ApprovalRequest,
     AuditAction,
@@ -685,6 +685,25 @@ class MemoryAlertStore:
             or (not s.unlimited and s.remaining is not None and s.remaining <= at_or_below)
         ]
         return sorted(found, key=_snapshot_order)[:limit]
+
+    def worrying_states(self, *, within_hours: float, limit: int) -> list[AlertState]:
+        with self._store.transaction():
+            states = list(self._store.alert_states.values())
+
+        def hours(state: AlertState) -> float | None:
+            usage = state.usage
+            if usage is None or not usage.per_hour or usage.per_hour <= 0:
+                return None
+            return usage.remaining / usage.per_hour
+
+        found = [
+            s
+            for s in states
+            if s.announced is not AlertLevel.OK
+            or ((h := hours(s)) is not None and h <= within_hours)
+        ]
+        found.sort(key=lambda s: (hours(s) is None, hours(s) or 0.0, s.user))
+        return found[:limit]
 
     def subuser_names(self) -> list[str]:
         with self._store.transaction():
