@@ -28,12 +28,20 @@ from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.instances import this_host
 from bot.adapters.store.ratelimit import SqlRateBudget
 from bot.commands.changes import ChangeService
+from bot.commands.home import HomeService
 from bot.commands.replies import ReasonLinks
 from bot.commands.service import CommandService
 from bot.config import Settings
+from bot.domain.alerts import Thresholds
 from bot.domain.approvals import ReminderPolicy
 from bot.domain.policy import Limits, RoleBook
-from bot.domain.ports import ApprovalNotifier, CreditsBackend, GroupDirectory
+from bot.domain.ports import (
+    AlertStore,
+    ApprovalNotifier,
+    CreditsBackend,
+    GroupDirectory,
+    Store,
+)
 from bot.observability.metrics import NO_METRICS, Metrics
 
 
@@ -49,6 +57,7 @@ class Services:
     notifier: ApprovalNotifier | None
     changes: ChangeService
     commands: CommandService
+    home: HomeService
     metrics: Metrics
 
     def close(self) -> None:
@@ -88,9 +97,10 @@ def build_services(
         metrics=metrics,
         clock=clock,
     )
+    alerts = SqlAlertStore(database)
     commands = CommandService(
         changes=changes,
-        alerts=SqlAlertStore(database),
+        alerts=alerts,
         auto_approve_max=settings.auto_approve_max,
         logger=logging.getLogger("bot.commands"),
         metrics=metrics,
@@ -104,6 +114,7 @@ def build_services(
         notifier=notifier,
         changes=changes,
         commands=commands,
+        home=build_home(settings, database=database, alerts=alerts, directory=directory),
         metrics=metrics,
     )
 
@@ -142,6 +153,24 @@ def build_changes(
         limits=policy_limits(settings),
         links=reason_links(settings),
         adjustments_keep_recurring=backend.adjustments_keep_recurring,
+    )
+
+
+def build_home(
+    settings: Settings,
+    *,
+    database: Store,
+    alerts: AlertStore,
+    directory: GroupDirectory | None,
+) -> HomeService:
+    """What the App Home shows, read from the stores (no SendGrid call)."""
+    return HomeService(
+        store=database,
+        alerts=alerts,
+        roles=role_book(settings),
+        directory=directory,
+        thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
+        logger=logging.getLogger("bot.home"),
     )
 
 

@@ -281,3 +281,8 @@ def _quote(value: str, limit: int = 40) -> str:
     cleaned = "".join(ch if ch.isprintable() else "?" for ch in value).replace("`", "'")
     cleaned = cleaned.replace("<", "‹").replace(">", "›").replace("&", "＆")
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def reason_from_words(words: list[str]) -> str | None:
+    """A change's reason from its words, held to the command line's rules (length)."""
+    return _reason(words)

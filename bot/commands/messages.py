@@ -375,3 +375,59 @@ PENDING_FALLBACK = "{count} open request(s)"
 NOT_A_BUTTON_REQUEST = "That button does not carry a valid request number."
 NO_APPROVAL_CHANNEL = "no approval channel is configured"
 ALREADY_APPROVED = "You already approved this request; the second approval must be someone else's."
+
+# --- App Home and the request modal (issue 13) -------------------------------------------
+FORM_PICK_ACTION = "Pick what to do: add, remove, set, recurring or unlimit."
+FORM_AMOUNT_NEEDED = "How many credits? A whole number such as 1,500."
+FORM_NO_AMOUNT = "`unlimit` takes no amount: leave it empty."
+FORM_PERIOD_NEEDED = "A recurring allowance needs a period: daily, weekly or monthly."
+FORM_PERIOD_ONLY_RECURRING = "A period goes with `recurring` only: leave it empty."
+FORM_PICK_USER = "Pick a subuser."
+MODAL_TITLE = "Credits request"
+MODAL_SUBMIT = "Send"
+MODAL_USER_LABEL = "Subuser"
+MODAL_USER_PLACEHOLDER = "Type a few letters"
+MODAL_ACTION_LABEL = "Action"
+MODAL_AMOUNT_LABEL = "Credits"
+MODAL_AMOUNT_HINT = "Leave empty for unlimit."
+MODAL_PERIOD_LABEL = "Period (recurring only)"
+MODAL_REASON_LABEL = "Reason (a ticket id or a few words)"
+MODAL_FROM_MESSAGE = "From {link}"
+MODAL_ACTIONS = {
+    "add": "Add credits",
+    "remove": "Remove credits",
+    "set": "Set the balance",
+    "recurring": "Recurring allowance",
+    "unlimit": "Remove the limit",
+}
+MODAL_PERIODS = {"daily": "Daily", "weekly": "Weekly", "monthly": "Monthly"}
+HOME_TITLE = "Credits"
+HOME_INTRO = (
+    "Your role: *{role}*. Balances as the last sweep read them; nothing here calls SendGrid."
+)
+HOME_NEW_REQUEST = "New request…"
+HOME_ATTENTION = "Needs attention"
+HOME_ATTENTION_NONE = "Nothing low or exhausted at the last sweep."
+HOME_ATTENTION_LINE = "{icon} *{user}* — {state}, {remaining} credits left{runway} (read {seen})"
+HOME_EXHAUSTED = "exhausted"
+HOME_LOW = "low"
+HOME_RUNWAY = ", runs out in ~{hours} h"
+HOME_PENDING = "Waiting for a decision"
+HOME_PENDING_NONE = "No request is waiting for a decision."
+HOME_PENDING_LINE = "*#{id}* {summary} — asked by <@{requester}>{reason}"
+HOME_PENDING_OWN = " (yours: someone else decides)"
+HOME_MINE = "Your recent requests"
+HOME_MINE_NONE = "You have not asked for a change yet."
+HOME_MINE_LINE = "*#{id}* {summary} — {status}{by}"
+HOME_DECIDED_BY = " by <@{who}>"
+HOME_STORE_FAILED = (
+    "The bot's database did not answer, so this Home cannot show requests or balances "
+    "right now. `/credits pending` and `/credits show USER` still work when it is back."
+)
+HOME_NO_ROLE = (
+    "You have no role in this bot yet (your Slack ID is `{user_id}`); ask an admin to add "
+    "you. `/credits help` shows what each role may do."
+)
+LOOKING_UP = "Looking up {user}…"
+LOOKING = "Working on it…"
+FROM_HOME_DONE = "Done from the App Home:"

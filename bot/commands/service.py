@@ -16,7 +16,7 @@ from bot.commands import messages, registry
 from bot.commands.changes import ChangeService
 from bot.commands.context import Actor, Call, Context
 from bot.commands.formatting import escape, recent_top_up_note
-from bot.commands.grammar import Command, UnknownSubcommand, UsageError, parse_reason
+from bot.commands.grammar import Command, UnknownSubcommand, UsageError
 from bot.commands.reads import help_reply
 from bot.commands.registry import USAGE, Verb
 from bot.commands.replies import (
@@ -29,7 +29,6 @@ from bot.commands.replies import (
 from bot.commands.sweep import ForecastCache
 from bot.commands.writes import change_now, limits_refusal
 from bot.domain.approvals import AuditAction
-from bot.domain.credits import ChangeKind, CreditChange
 from bot.domain.policy import Action, Decision, Outcome, ResolvedRole, decide, refusal
 from bot.domain.ports import AlertStore
 from bot.errors import (
@@ -103,24 +102,6 @@ class CommandService:
         """
         return self._answer(actor, lambda: registry.parse(text), replay_checked=replay_checked)
 
-    def add_credits(
-        self,
-        actor: Actor,
-        user: str,
-        credits: int,
-        reason: str | None = None,
-        *,
-        replay_checked: bool = True,
-    ) -> Reply:
-        """The Add-credits dialog: `add USER N [reason]`, already parsed, under the same
-        roles, limits and approval rules as the slash command."""
-
-        def command() -> Command:
-            change = CreditChange(ChangeKind.ADD, user, credits, reason=parse_reason(reason))
-            return Command(Verb.ADD, user=user, change=change)
-
-        return self._answer(actor, command, replay_checked=replay_checked)
-
     def _answer(
         self, actor: Actor, make_command: Callable[[], Command], *, replay_checked: bool
     ) -> Reply:
@@ -134,7 +115,17 @@ class CommandService:
             return self._run(actor, command)
 
         reply = self._safely(run, actor, lambda: parsed[0] if parsed else None)
-        command = parsed[0] if parsed else None
+        self._handled(actor, parsed[0] if parsed else None, reply)
+        return reply
+
+    def handle_command(
+        self, actor: Actor, command: Command, *, replay_checked: bool = True
+    ) -> Reply:
+        """Answer a command already parsed (a form's fields, see `command_from_fields`):
+        the same roles, approvals, policy and confirmations as `handle`. Never raises."""
+        return self._answer(actor, lambda: command, replay_checked=replay_checked)
+
+    def _handled(self, actor: Actor, command: Command | None, reply: Reply) -> None:
         self._logger.info(
             "command user=%s verb=%s target=%s reply=%s",
             actor.user_id,
@@ -143,7 +134,6 @@ class CommandService:
             type(reply).__name__,
         )
         self._metrics.command_handled(command.verb.value if command else "invalid", _outcome(reply))
-        return reply
 
     def approve(self, actor: Actor, request_id: int, *, replay_checked: bool = True) -> Reply:
         """An Approve click: execute the request at most once, or say why not."""
@@ -163,6 +153,38 @@ class CommandService:
         reply = self._safely(
             lambda: self._changes.refusal(request_id, actor.user_id) or NoticeReply(""), actor
         )
+        return reply if isinstance(reply, ErrorReply) else None
+
+    def may_see(self, actor: Actor) -> bool:
+        """Whether this person may read balances (the type-ahead lists subusers to them
+        only); a failed lookup answers no."""
+        try:
+            role = self._roles.resolve(actor.user_id, self._directory).role
+        except DirectoryError:
+            return False
+        return refusal(Action.READ_BALANCES, role) is None
+
+    def refusal_to_change(self, actor: Actor, command: Command) -> ErrorReply | None:
+        """Before a form closes: why this person may not ask for this change, if so —
+        the access filter and the limits every role is held to. No SendGrid call."""
+
+        def run() -> Reply:
+            record = registry.BY_VERB[command.verb]
+            resolved = self._roles.resolve(actor.user_id, self._directory)
+            decision = decide(
+                record.action,
+                resolved,
+                change=command.change.kind if command.change else None,
+                credits=command.credits,
+                auto_approve_max=self._auto_approve_max,
+            )
+            if decision.outcome is Outcome.REFUSE:
+                return _refusal(command, decision, resolved)
+            if command.change is not None:
+                return limits_refusal(self._context, command.change) or NoticeReply("")
+            return NoticeReply("")
+
+        reply = self._safely(run, actor, lambda: command)
         return reply if isinstance(reply, ErrorReply) else None
 
     def snooze(

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
-from bot.domain.alerts import AlertState
+from bot.domain.alerts import AlertState, Snapshot
 from bot.domain.approvals import (
     ApprovalRequest,
     AuditEvent,
@@ -224,6 +224,18 @@ class Store(Protocol):
 
     def open_requests(self) -> list[ApprovalRequest]: ...
 
+    def requests_by(self, requester_id: str, *, limit: int = 10) -> list[ApprovalRequest]:
+        """The newest `limit` requests this person made, whatever became of them."""
+        ...
+
+    def saw_home(self, user_id: str, *, at: datetime) -> None:
+        """This person opened the App Home (their Home is refreshed after sweeps)."""
+        ...
+
+    def home_viewers(self, *, since: datetime, limit: int) -> list[str]:
+        """Who opened the App Home since `since`, most recent first."""
+        ...
+
     def record(self, event: AuditEvent) -> int:
         """Append an event; returns its id."""
         ...
@@ -288,6 +300,23 @@ class AlertStore(Protocol):
     def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None: ...
 
     def snooze(self, user: str, *, until: datetime) -> None: ...
+
+    def latest_snapshots(
+        self, *, at_or_below: int | None = None, limit: int = 1000
+    ) -> list[Snapshot]:
+        """Each subuser's latest snapshot, fewest credits first, unlimited last."""
+        ...
+
+    def subuser_names(self) -> list[str]:
+        """Every subuser a sweep has read (within the snapshots kept), sorted."""
+        ...
+
+    def snapshot_history(self, user: str, *, since: datetime) -> list[Snapshot]: ...
+
+    def worrying_states(self, *, within_hours: float, limit: int) -> list[AlertState]:
+        """States announced low or exhausted, or whose stored pace runs out within
+        `within_hours`, soonest first (at most `limit`)."""
+        ...
 
     def edit_digest(
         self,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.adapters.slack.directory import SlackUserGroups
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.lock import SchedulerLock
@@ -25,6 +26,7 @@ from bot.observability.metrics import NO_METRICS, Metrics
 from bot.services import (
     approval_notifier,
     build_changes,
+    build_home,
     executor_name,
     slack_web_client,
     sweep_backend,
@@ -175,6 +177,7 @@ def build_clock(
     reminders, behind the lock; only the change service, not the command service.
     `clock` is the time approvals are judged by (tests inject it)."""
     from bot.transports.slack.alerts import SlackAlertPoster  # noqa: PLC0415 (Slack if used)
+    from bot.transports.slack.surfaces import HomePublisher  # noqa: PLC0415
 
     store = SqlStore.from_url(settings.database_url)
     client = slack_web_client(settings)
@@ -183,6 +186,19 @@ def build_clock(
         poster = SlackAlertPoster(client=client, channel_id=settings.alert_channel)
     else:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
+    homes = (
+        HomePublisher(
+            client=client,
+            home=build_home(
+                settings,
+                database=store,
+                alerts=SqlAlertStore(store),
+                directory=SlackUserGroups(client=client),
+            ),
+        )
+        if client is not None
+        else None
+    )
     backend = backend or sweep_backend(settings, store, metrics=metrics)
     changes = build_changes(
         settings,
@@ -200,6 +216,7 @@ def build_clock(
         expire=lambda: changes.expire_due() + changes.recover_abandoned(),
         remind=changes.remind_due,
         heartbeat=Heartbeat(store, changes),
+        after_sweep=homes.refresh_recent if homes is not None else lambda: None,
         scheduler_lock=SchedulerLock(store.engine, holder=holder),
         sweep_lock=SchedulerLock(
             store.engine, holder=holder, name="sweep", lease=SWEEP_LEASE, advisory=False

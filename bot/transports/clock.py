@@ -52,8 +52,10 @@ class ClockJobs:
         sweep_lock: SchedulerLock,
         heartbeat: Heartbeat | None = None,
         remind: Callable[[], int] = lambda: 0,
+        after_sweep: Callable[[], object] = lambda: None,
     ) -> None:
         self.sweeper = sweeper
+        self.after_sweep = after_sweep
         self._expire = expire
         self._remind = remind
         self.heartbeat = heartbeat
@@ -103,7 +105,10 @@ class ClockJobs:
     def run_sweep(self) -> SweepReport | None:
         if not self.leading():
             return None
-        return sweep_once(self.sweeper, self.sweep_lock, on_run=self._count)
+        report = sweep_once(self.sweeper, self.sweep_lock, on_run=self._count)
+        if report is not None:
+            self.after_sweep()  # e.g. redraw the App Homes of recent viewers
+        return report
 
     def run_expiry(self) -> None:
         if not self.leading():

@@ -186,6 +186,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "is_member": channel not in state.outside_channels,
                 },
             }
+        if method == "chat.getPermalink":
+            channel, ts = str(payload.get("channel")), str(payload.get("message_ts", ""))
+            return {
+                "ok": True,
+                "channel": channel,
+                "permalink": f"https://example.slack.com/archives/{channel}/p{ts.replace('.', '')}",
+            }
         if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
             return {
                 "ok": True,

@@ -17,6 +17,7 @@ import requests
 
 from bot.adapters.sendgrid import SendGridV2Client, SendGridV3Client
 from bot.adapters.sendgrid.ratelimit import NoLimit
+from bot.commands import messages
 from bot.config import load_settings
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer
 from bot.transports.slack.wsgi import build_wsgi_app
@@ -51,6 +52,30 @@ ROLE_ENV = {
     "CREDITS_APPROVERS": f"{USERS['approver']},{ONCALL_GROUP}",
     "CREDITS_ADMINS": USERS["admin"],
 }
+
+
+NOTICES = (messages.LOOKING_UP.split("{")[0], messages.LOOKING)
+
+
+def is_notice(message: dict[str, Any]) -> bool:
+    """The "Looking up USER…" a slow command posts before its answer replaces it."""
+    return not message.get("blocks") and str(message.get("text", "")).startswith(NOTICES)
+
+
+def wait_for_answers(
+    slack: FakeSlack, count: int, timeout: float = 10.0, *, after: int = 0
+) -> list[dict[str, Any]]:
+    """The first `count` answers posted to response_urls from the `after`-th post on,
+    "Looking up …" notices left out."""
+    state = slack.state
+
+    def answers() -> list[dict[str, Any]]:
+        return [m for m in state.responses[after:] if not is_notice(m)]
+
+    with state.condition:
+        if not state.condition.wait_for(lambda: len(answers()) >= count, timeout):
+            raise AssertionError(f"expected {count} answers within {timeout} s")
+        return answers()
 
 
 @dataclass
@@ -96,12 +121,17 @@ class BotUnderTest:
         return post_signed(self.events_url, self.signing_secret, body)
 
     def command(self, text: str, user: str = USERS["admin"]) -> Reply:
-        """Send a signed `/credits text` and wait for the reply at the response_url."""
+        """Send a signed `/credits text` and wait for the reply at the response_url (the
+        answer: a "Looking up …" notice posted first while SendGrid is slow is skipped)."""
         before = len(self.slack.state.responses)
         response = self.send(text, user)
         assert response.status_code == 200, response.text
-        messages = self.slack.state.wait_for_responses(before + 1)
-        return Reply(response.status_code, response.text, messages[before])
+        count = before + 1
+        while True:
+            message = self.slack.state.wait_for_responses(count)[count - 1]
+            if not is_notice(message):
+                return Reply(response.status_code, response.text, message)
+            count += 1
 
     def approval_posts(self) -> list[SlackCall]:
         return [

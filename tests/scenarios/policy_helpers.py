@@ -11,7 +11,7 @@ import pytest
 
 from tests.fakes.slack_requests import block_actions_body, post_signed, slash_command_body
 from tests.pg import create_database, server_url
-from tests.scenarios.conftest import SIGNING_SECRET, BotUnderTest, Reply
+from tests.scenarios.conftest import SIGNING_SECRET, BotUnderTest, Reply, wait_for_answers
 
 CONFIRM, CANCEL = "change_confirm", "change_cancel"
 
@@ -31,8 +31,8 @@ def click_prompt(bot: BotUnderTest, prompt: Reply, action_id: str, user: str) ->
     body = prompt_click_body(bot, prompt.message, action_id, user, f"p{before}")
     response = post_signed(bot.events_url, SIGNING_SECRET, body)
     assert response.status_code == 200, response.text
-    answers = bot.slack.state.wait_for_responses(before + 1)
-    return Reply(response.status_code, response.text, answers[before])
+    [answer] = wait_for_answers(bot.slack, 1, after=before)[:1]
+    return Reply(response.status_code, response.text, answer)
 
 
 def prompt_click_body(

@@ -13,7 +13,13 @@ from bot.simulator import FaultRule
 from tests import pg
 from tests.fakes.slack_requests import block_actions_body, post_signed
 from tests.helpers import wait_until
-from tests.scenarios.conftest import SIGNING_SECRET, USERS, BotFactory, BotUnderTest
+from tests.scenarios.conftest import (
+    SIGNING_SECRET,
+    USERS,
+    BotFactory,
+    BotUnderTest,
+    wait_for_answers,
+)
 
 APPROVE, DENY = "approval_approve", "approval_deny"
 OPERATOR, APPROVER, ADMIN, VIEWER = (
@@ -147,7 +153,7 @@ def test_pending_shows_buttons_that_decide(bot: BotUnderTest):
         response_url=bot.slack.response_url("from-pending"),
     )
     assert post_signed(bot.events_url, SIGNING_SECRET, body).status_code == 200
-    answer = bot.slack.state.wait_for_responses(before + 1)[before]
+    answer = wait_for_answers(bot.slack, 1, after=before)[0]
     assert "approved and applied" in json.dumps(answer)
     assert len(bot.simulator.state.writes()) == 1
 
@@ -173,7 +179,7 @@ def test_a_command_racing_a_click_executes_once(bot: BotUnderTest):
             thread.start()
         for thread in threads:
             thread.join()
-        answers = bot.slack.state.wait_for_responses(before + 2)[before:]
+        answers = wait_for_answers(bot.slack, 2, after=before)
         texts = [json.dumps(a) for a in answers]
         assert sum("approved and applied." in t and "already" not in t for t in texts) == 1
         assert sum("already handled" in t for t in texts) == 1
@@ -214,7 +220,7 @@ def test_a_command_on_one_instance_racing_a_click_on_another_executes_once(
             thread.start()
         for thread in threads:
             thread.join()
-        answers = first.slack.state.wait_for_responses(before + 2)[before:]
+        answers = wait_for_answers(first.slack, 2, after=before)
         texts = [json.dumps(a) for a in answers]
         assert sum("approved and applied." in t and "already" not in t for t in texts) == 1
         assert sum("already handled" in t for t in texts) == 1

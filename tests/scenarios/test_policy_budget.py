@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_until
-from tests.scenarios.conftest import USERS, BotFactory
+from tests.scenarios.conftest import USERS, BotFactory, wait_for_answers
 from tests.scenarios.policy_helpers import command_body, database_url, send_all_at_once
 
 OPERATOR, VIEWER = USERS["operator"], USERS["viewer"]
@@ -64,7 +64,7 @@ def test_twenty_concurrent_split_adds_on_two_instances_stay_within_the_budget(
         for n in range(20)
     ]
     assert send_all_at_once(bodies) == [200] * 20
-    answers = [str(m) for m in first.slack.state.wait_for_responses(20, timeout=60)]
+    answers = [str(m) for m in wait_for_answers(first.slack, 20, timeout=60)]
     assert len(first.simulator.state.writes(user="initech")) <= 3
     applied = sum("Add done for *initech*" in a for a in answers)
     requested = sum("Sent for approval as request" in a for a in answers)

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from tests.helpers import wait_until
-from tests.scenarios.conftest import USERS, BotFactory, BotUnderTest
+from tests.scenarios.conftest import USERS, BotFactory, BotUnderTest, wait_for_answers
 from tests.scenarios.policy_helpers import (
     CANCEL,
     CONFIRM,
@@ -77,7 +77,7 @@ def test_v2_confirm_clicked_at_once_on_two_instances_applies_once(start_bot: Bot
         for n in range(10)
     ]
     assert send_all_at_once(bodies) == [200] * 10
-    answers = [str(m) for m in first.slack.state.wait_for_responses(11, timeout=30)[1:]]
+    answers = [str(m) for m in wait_for_answers(first.slack, 11, timeout=30)[1:]]
     assert sum("Add done for *acme-eu*" in a for a in answers) == 1
     assert sum("already used, cancelled or has expired" in a for a in answers) == 9
     assert len(first.simulator.state.writes(user="acme-eu")) == 1

@@ -6,7 +6,13 @@ from __future__ import annotations
 import json
 
 from tests.helpers import wait_until
-from tests.scenarios.conftest import ONCALL_MEMBER, USERS, BotFactory, BotUnderTest
+from tests.scenarios.conftest import (
+    ONCALL_MEMBER,
+    USERS,
+    BotFactory,
+    BotUnderTest,
+    wait_for_answers,
+)
 from tests.scenarios.policy_helpers import send_all_at_once
 
 APPROVE = "approval_approve"
@@ -100,7 +106,7 @@ def test_many_approvers_at_once_make_one_write_with_two_distinct_approvers(
         for n, approver in enumerate(approvers)
     ]
     assert send_all_at_once(bodies) == [200] * len(bodies)
-    answers = [str(m) for m in bot.slack.state.wait_for_responses(1 + len(bodies), timeout=30)]
+    answers = [str(m) for m in wait_for_answers(bot.slack, 1 + len(bodies), timeout=30)]
     assert len(bot.simulator.state.writes()) == 1
     assert sum("approved and applied." in a and "already" not in a for a in answers) == 1
     assert sum("recorded (1/2)" in a for a in answers) == 1

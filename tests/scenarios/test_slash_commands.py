@@ -153,8 +153,10 @@ def test_slow_sendgrid_does_not_delay_the_ack(bot: BotUnderTest):
     acked = time.monotonic() - started
     assert response.status_code == 200
     assert acked < 1.0
-    [message] = bot.slack.state.wait_for_responses(1, timeout=15)
+    notice, message = bot.slack.state.wait_for_responses(2, timeout=15)
     assert time.monotonic() - started >= 4.0
+    assert notice["text"] == "Looking up globex…"  # after 1 s, then replaced by the answer
+    assert message["replace_original"] is True
     assert "640" in message["text"]
 
 

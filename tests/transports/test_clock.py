@@ -227,3 +227,18 @@ def test_a_clock_whose_lease_was_taken_steps_down_on_sqlite(
     assert jobs.by("second") == ["sweep"]
     assert len(step_downs(caplog)) == 1
     store.close()
+
+
+def test_homes_are_redrawn_after_each_sweep_this_clock_runs(tmp_path: Path):
+    store = SqlStore.from_url(f"sqlite:///{tmp_path / 'clock.sqlite3'}")
+    jobs = Jobs()
+    redrawn: list[str] = []
+    clock = make_clock(store, "a", jobs)
+    clock.after_sweep = lambda: redrawn.append("homes")
+    try:
+        assert clock.run_sweep() is not None
+        assert jobs.by("a") == ["sweep"]
+        assert redrawn == ["homes"]
+    finally:
+        clock.stop()
+        store.close()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from bot.adapters.store.sql import SqlStore, _utc
 from bot.adapters.store.tables import (
@@ -19,7 +19,7 @@ from bot.adapters.store.tables import (
     balance_snapshots,
     digest_messages,
 )
-from bot.domain.alerts import AlertLevel, AlertState, Usage
+from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Usage
 from bot.domain.credits import Balance
 
 CHUNK = 500
@@ -89,6 +89,74 @@ class SqlAlertStore:
                 select(alert_thresholds.c.target, alert_thresholds.c.below)
             ).all()
         return {target: int(below) for target, below in rows}
+
+    def latest_snapshots(
+        self, *, at_or_below: int | None = None, limit: int = 1000
+    ) -> list[Snapshot]:
+        """Each subuser's latest snapshot, fewest credits first (unlimited last); with
+        `at_or_below`, only limited balances at or below it."""
+        table = balance_snapshots.c
+        newest = (
+            select(table.target, func.max(table.at).label("at")).group_by(table.target).subquery()
+        )
+        query = select(table.target, table.at, table.remaining, table.unlimited).join(
+            newest, (table.target == newest.c.target) & (table.at == newest.c.at)
+        )
+        if at_or_below is not None:
+            query = query.where(
+                table.unlimited.is_(False),
+                table.remaining.is_not(None),
+                table.remaining <= at_or_below,
+            )
+        query = query.order_by(
+            table.unlimited, table.remaining.is_(None), table.remaining, table.target
+        )
+        found: dict[str, Snapshot] = {}
+        with self._store.transaction() as connection:
+            for row in connection.execute(query.limit(limit * 2)):
+                if row.target not in found:  # two snapshots at the same instant: one
+                    found[row.target] = _snapshot(row._mapping)
+        return list(found.values())[:limit]
+
+    def subuser_names(self) -> list[str]:
+        """Every subuser a sweep has read (within the snapshots kept), sorted."""
+        with self._store.transaction() as connection:
+            rows = connection.execute(
+                select(balance_snapshots.c.target).distinct().order_by(balance_snapshots.c.target)
+            ).scalars()
+            return list(rows)
+
+    def snapshot_history(self, user: str, *, since: datetime) -> list[Snapshot]:
+        """`user`'s snapshots since `since`, oldest first."""
+        table = balance_snapshots.c
+        with self._store.transaction() as connection:
+            rows = connection.execute(
+                select(table.target, table.at, table.remaining, table.unlimited)
+                .where(table.target == user, table.at >= since)
+                .order_by(table.at, table.id)
+            ).all()
+        return [_snapshot(row._mapping) for row in rows]
+
+    def worrying_states(self, *, within_hours: float, limit: int) -> list[AlertState]:
+        """States announced low or exhausted, or whose stored pace runs out within
+        `within_hours`, soonest first (at most `limit`)."""
+        c = alert_states.c
+        paced = (c.per_hour > 0) & c.last_remaining.is_not(None)
+        query = (
+            select(alert_states)
+            .where(
+                (c.announced != AlertLevel.OK.value)
+                | (paced & (c.last_remaining <= c.per_hour * within_hours))
+            )
+            .order_by(
+                (c.per_hour > 0).is_not(True),
+                (c.last_remaining / func.nullif(c.per_hour, 0)),
+                c.target,
+            )
+            .limit(limit)
+        )
+        with self._store.transaction() as connection:
+            return [_state(row._mapping) for row in connection.execute(query)]
 
     def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None:
         with self._store.transaction() as connection:
@@ -163,6 +231,18 @@ def _upsert_state(connection: Connection, state: AlertState) -> None:
     ).rowcount
     if not changed:
         connection.execute(insert(alert_states).values(target=state.user, **values))
+
+
+def _snapshot(m: Any) -> Snapshot:
+    at = _utc(m["at"])
+    assert at is not None
+    remaining = m["remaining"]
+    return Snapshot(
+        user=m["target"],
+        at=at,
+        remaining=int(remaining) if remaining is not None else None,
+        unlimited=bool(m["unlimited"]),
+    )
 
 
 def _state(m: Any) -> AlertState:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.adapters.store.instances import FORGET_INSTANCES_AFTER, instance_is_live
-from bot.domain.alerts import AlertState, Usage
+from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Usage
 from bot.domain.approvals import (
     ApprovalRequest,
     AuditAction,
@@ -72,16 +72,6 @@ class _Confirmation:
     status: str = "pending"  # → confirmed | cancelled
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One balance seen by a sweep."""
-
-    user: str
-    at: datetime
-    remaining: int | None
-    unlimited: bool
-
-
 class MemoryStore:
     """The `Store` port in memory; thread-safe."""
 
@@ -102,6 +92,7 @@ class MemoryStore:
         self.alert_thresholds: dict[str, int] = {}
         self.balance_snapshots: list[Snapshot] = []
         self.digest_messages: dict[tuple[str, str], str] = {}  # (channel, ts) → content
+        self._home_viewers: dict[str, datetime] = {}
 
     # --- being unreachable ------------------------------------------------------------
 
@@ -312,6 +303,22 @@ class MemoryStore:
     def open_requests(self) -> list[ApprovalRequest]:
         with self.transaction():
             return [r for _, r in sorted(self._requests.items()) if r.status.is_open]
+
+    def requests_by(self, requester_id: str, *, limit: int = 10) -> list[ApprovalRequest]:
+        with self.transaction():
+            mine = [r for r in self._requests.values() if r.requester_id == requester_id]
+            return sorted(mine, key=lambda r: r.id, reverse=True)[:limit]
+
+    # --- App Home viewers ---------------------------------------------------------------
+
+    def saw_home(self, user_id: str, *, at: datetime) -> None:
+        with self.transaction():
+            self._home_viewers[user_id] = _utc(at)
+
+    def home_viewers(self, *, since: datetime, limit: int) -> list[str]:
+        with self.transaction():
+            recent = [(at, user) for user, at in self._home_viewers.items() if at >= _utc(since)]
+            return [user for _, user in sorted(recent, reverse=True)[:limit]]
 
     def _transition(
         self,
@@ -650,6 +657,53 @@ class MemoryAlertStore:
         with self._store.transaction():
             return dict(self._store.alert_thresholds)
 
+    def latest_snapshots(
+        self, *, at_or_below: int | None = None, limit: int = 1000
+    ) -> list[Snapshot]:
+        with self._store.transaction():
+            latest: dict[str, Snapshot] = {}
+            for snapshot in self._store.balance_snapshots:
+                seen = latest.get(snapshot.user)
+                if seen is None or snapshot.at >= seen.at:
+                    latest[snapshot.user] = snapshot
+        found = [
+            s
+            for s in latest.values()
+            if at_or_below is None
+            or (not s.unlimited and s.remaining is not None and s.remaining <= at_or_below)
+        ]
+        return sorted(found, key=_snapshot_order)[:limit]
+
+    def worrying_states(self, *, within_hours: float, limit: int) -> list[AlertState]:
+        with self._store.transaction():
+            states = list(self._store.alert_states.values())
+
+        def hours(state: AlertState) -> float | None:
+            usage = state.usage
+            if usage is None or not usage.per_hour or usage.per_hour <= 0:
+                return None
+            return usage.remaining / usage.per_hour
+
+        found = [
+            s
+            for s in states
+            if s.announced is not AlertLevel.OK
+            or ((h := hours(s)) is not None and h <= within_hours)
+        ]
+        found.sort(key=lambda s: (hours(s) is None, hours(s) or 0.0, s.user))
+        return found[:limit]
+
+    def subuser_names(self) -> list[str]:
+        with self._store.transaction():
+            return sorted({s.user for s in self._store.balance_snapshots})
+
+    def snapshot_history(self, user: str, *, since: datetime) -> list[Snapshot]:
+        with self._store.transaction():
+            found = [
+                s for s in self._store.balance_snapshots if s.user == user and s.at >= _utc(since)
+            ]
+        return sorted(found, key=lambda s: s.at)
+
     def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None:
         with self._store.transaction():
             self._store.alert_thresholds[user] = below
@@ -675,6 +729,12 @@ class MemoryAlertStore:
             edited = edit(self._store.digest_messages.get(key, seen))
             self._store.digest_messages[key] = edited
             return edited
+
+
+def _snapshot_order(snapshot: Snapshot) -> tuple[bool, int, str]:
+    """Fewest credits first; unlimited (no number) last; then by name."""
+    none = snapshot.remaining is None or snapshot.unlimited
+    return (none, snapshot.remaining or 0, snapshot.user)
 
 
 def _stored_state(state: AlertState) -> AlertState:

@@ -29,10 +29,13 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from bot.commands import messages
 from bot.commands.context import Actor
+from bot.commands.form import FieldError, command_from_fields
 from bot.commands.formatting import digest_note
-from bot.commands.grammar import parse_credits, parse_user
-from bot.commands.registry import USAGE, Verb
+from bot.commands.grammar import Command, parse_user
+from bot.commands.home import SubuserNames
+from bot.commands.registry import USAGE, Verb, parse
 from bot.commands.replies import ErrorReply, Reply
 from bot.commands.service import CommandService
 from bot.errors import UserError
@@ -41,6 +44,7 @@ from bot.observability.metrics import NO_METRICS, Metrics
 from bot.services import Services
 from bot.transports.slack.alerts import (
     ADD_ACTION,
+    ADD_REASON_BLOCK,
     ADD_VIEW,
     AMOUNT_BLOCK,
     SNOOZE_ACTION,
@@ -65,12 +69,40 @@ from bot.transports.slack.confirmations import (
     CONFIRM_ACTION,
     confirmation_id_from,
 )
+from bot.transports.slack.surfaces import (
+    MESSAGE_SHORTCUT,
+    OPEN_REQUEST_ACTION,
+    REQUEST_SHORTCUT,
+    REQUEST_VIEW,
+    USER_SELECT,
+    HomePublisher,
+    field_errors,
+    form_fields,
+    message_link_reason,
+    request_modal,
+    subuser_options,
+)
 
 # Listener threads only parse Slack's payload and ack; work threads wait on
 # SendGrid (up to its timeout, plus the rate limiter). Sized for a burst of
 # 50 commands in flight at once.
 LISTENER_WORKERS = 16
 WORK_WORKERS = 48
+# A /credits answer that takes longer than this is announced first ("Looking up …").
+FEEDBACK_AFTER = 1.0
+# The commands whose answer waits on SendGrid.
+SENDGRID_VERBS = frozenset(
+    {
+        Verb.SHOW,
+        Verb.OVERVIEW,
+        Verb.ADD,
+        Verb.REMOVE,
+        Verb.SET,
+        Verb.RECURRING,
+        Verb.UNLIMIT,
+        Verb.APPROVE,
+    }
+)
 
 T = TypeVar("T")
 
@@ -139,7 +171,14 @@ def create_app(
         ),
         logger=logger,
     )
-    register_listeners(app, services.commands, work or post_ack_work(services.metrics))
+    home = HomePublisher(client=services.web_client, home=services.home)
+    register_listeners(
+        app,
+        services.commands,
+        work or post_ack_work(services.metrics),
+        home=home,
+        names=SubuserNames(services.home.alerts),
+    )
     return app
 
 
@@ -159,16 +198,24 @@ class PostAckWork:
         self._idle = threading.Condition()
         self._metrics = metrics
 
-    def submit(self, task: Callable[[bool], object], what: str, claim: Claim | None = None) -> None:
+    def submit(
+        self,
+        task: Callable[[bool], object],
+        what: str,
+        claim: Claim | None = None,
+        *,
+        answers: bool = True,
+    ) -> None:
         """Run `task(replay_checked)` now, in the pool; a failure to deliver the answer
         is logged, never lost silently.
 
         With a `claim`, the request is first recorded as seen: a replay runs nothing;
         if the database cannot say, `task` runs with `replay_checked=False` (it may
-        answer reads, and refuses changes)."""
+        answer reads, and refuses changes). `answers=False`: housekeeping that follows an
+        answer (a Home redraw), not counted or logged as a reply."""
         with self._idle:
             self._in_flight += 1
-        self._pool.submit(self._run, task, what, claim)
+        self._pool.submit(self._run, task, what, claim, answers)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no task is queued or running (True), or `timeout` seconds (False)."""
@@ -181,7 +228,9 @@ class PostAckWork:
                 self._idle.wait(remaining)
         return True
 
-    def _run(self, task: Callable[[bool], object], what: str, claim: Claim | None) -> None:
+    def _run(
+        self, task: Callable[[bool], object], what: str, claim: Claim | None, answers: bool
+    ) -> None:
         try:
             first = claim.claim() if claim is not None else True
             if first is False:
@@ -195,7 +244,7 @@ class PostAckWork:
                 logger.exception("could not deliver the answer to %s", what)
                 return
             request = current_request()  # the Slack request this answers (copied context)
-            if request is not None:
+            if request is not None and answers:
                 self._metrics.replied(request.elapsed())
                 logger.info("answered %s in %.0f ms", what, request.elapsed() * 1000)
         finally:
@@ -227,8 +276,16 @@ def deliver(respond: Respond, **message: Any) -> None:
                 raise _ReplyNotTaken(f"response_url answered {response.status_code}")
 
 
-def credits_command(service: CommandService, work: PostAckWork) -> Any:
-    """`/credits …`: ack at once, then run the command and answer via response_url."""
+def credits_command(
+    service: CommandService,
+    work: PostAckWork,
+    *,
+    home: HomePublisher | None = None,
+    feedback_after: float = FEEDBACK_AFTER,
+) -> Any:
+    """`/credits …`: ack at once, then run the command and answer via response_url. A
+    command that waits on SendGrid for more than `feedback_after` seconds first says
+    "Looking up USER…", then replaces that with the answer; a fast one posts once."""
 
     def handle_credits(
         ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
@@ -238,12 +295,76 @@ def credits_command(service: CommandService, work: PostAckWork) -> Any:
         text = command.get("text") or ""
 
         def answer(checked: bool) -> None:
-            reply = service.handle(actor, text, replay_checked=checked)
-            deliver(respond, response_type="ephemeral", **render_message(reply))
+            parsed = _parsed(text)
+            slow = parsed is not None and parsed.verb in SENDGRID_VERBS
+            with SlowFeedback(respond, parsed, after=feedback_after if slow else None) as shown:
+                reply = service.handle(actor, text, replay_checked=checked)
+            deliver(
+                respond,
+                response_type="ephemeral",
+                replace_original=shown.posted,
+                **render_message(reply),
+            )
+            if home is not None and parsed is not None and _changed(parsed, reply):
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
 
         work.submit(answer, f"/credits from {actor.user_id}", replay_claim(context))
 
     return handle_credits
+
+
+def _parsed(text: str) -> Command | None:
+    try:
+        return parse(text)
+    except UserError:
+        return None
+
+
+def _changed(command: Command, reply: Reply) -> bool:
+    """Worth redrawing Homes: a change or a decision that was not refused."""
+    return not isinstance(reply, ErrorReply) and (
+        command.change is not None or command.request_id is not None
+    )
+
+
+class SlowFeedback:
+    """Posts "Looking up USER…" to the response_url if the block it guards runs longer
+    than `after` seconds (None: never). `posted` says whether it did, so the answer
+    replaces it. The answer is never overtaken: it waits while the notice is posted."""
+
+    def __init__(self, respond: Respond, command: Command | None, *, after: float | None) -> None:
+        self._respond = respond
+        self._after = after
+        user = command.user if command is not None else None
+        self._text = messages.LOOKING_UP.format(user=user) if user else messages.LOOKING
+        self._lock = threading.Lock()
+        self._done = False
+        self.posted = False
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> SlowFeedback:
+        if self._after is not None:
+            self._timer = threading.Timer(self._after, self._notice)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def _notice(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            try:
+                deliver(self._respond, response_type="ephemeral", text=self._text)
+            except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
+                logger.warning("the 'looking up' notice was not delivered")
+                return
+            self.posted = True
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def button_answered_to_clicker(
@@ -253,6 +374,8 @@ def button_answered_to_clicker(
     act: Callable[[Actor, T, bool], Reply],
     what: str,
     replace_original: bool = False,
+    client: WebClient | None = None,
+    home: HomePublisher | None = None,
 ) -> Any:
     """A button whose click is answered ephemerally to the clicker: ack, then in the
     work pool parse the button's value (a bad one is refused), act (told whether the
@@ -262,7 +385,7 @@ def button_answered_to_clicker(
         ack: Ack,
         body: dict[str, Any],
         action: dict[str, Any],
-        respond: Respond,
+        respond: Respond | None,
         context: BoltContext,
     ) -> None:
         ack()
@@ -275,20 +398,40 @@ def button_answered_to_clicker(
                 reply: Reply = ErrorReply(str(error))
             else:
                 reply = act(actor, value, checked)
-            deliver(
-                respond,
-                response_type="ephemeral",
-                replace_original=replace_original,
-                **render_message(reply),
-            )
+            if respond is None or _from_home(body):  # the Home has no response_url
+                _direct_message(client, actor, reply)
+            else:
+                deliver(
+                    respond,
+                    response_type="ephemeral",
+                    replace_original=replace_original,
+                    **render_message(reply),
+                )
+            if home is not None and not isinstance(reply, ErrorReply):
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
 
         work.submit(answer, f"{what} by {actor.user_id}", replay_claim(context))
 
     return handle_click
 
 
-def approve_button(service: CommandService, work: PostAckWork) -> Any:
-    """Approve (after the confirm dialog): execute once, tell the clicker how it went."""
+def _from_home(body: dict[str, Any]) -> bool:
+    return (body.get("container") or {}).get("type") == "view" or not body.get("response_url")
+
+
+def _direct_message(client: WebClient | None, actor: Actor, reply: Reply) -> None:
+    if client is not None:
+        client.chat_postMessage(channel=actor.user_id, **render_message(reply))
+
+
+def approve_button(
+    service: CommandService,
+    work: PostAckWork,
+    client: WebClient | None = None,
+    home: HomePublisher | None = None,
+) -> Any:
+    """Approve (after the confirm dialog): execute once, tell the clicker how it went
+    (ephemerally under the card; by DM when clicked in the App Home)."""
     return button_answered_to_clicker(
         work,
         parse=request_id_from,
@@ -296,6 +439,8 @@ def approve_button(service: CommandService, work: PostAckWork) -> Any:
             actor, request_id, replay_checked=checked
         ),
         what="an Approve click",
+        client=client,
+        home=home,
     )
 
 
@@ -306,7 +451,7 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
         ack: Ack,
         body: dict[str, Any],
         action: dict[str, Any],
-        respond: Respond,
+        respond: Respond | None,
         context: BoltContext,
     ) -> None:
         ack()
@@ -321,6 +466,9 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
             else:
                 refusal = service.refusal_to_decide(actor, request_id)
             if refusal is not None:
+                if respond is None or _from_home(body):
+                    _direct_message(client, actor, refusal)
+                    return
                 deliver(
                     respond,
                     response_type="ephemeral",
@@ -335,7 +483,12 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
     return handle_deny
 
 
-def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
+def deny_dialog_submitted(
+    service: CommandService,
+    work: PostAckWork,
+    client: WebClient,
+    home: HomePublisher | None = None,
+) -> Any:
     """The Deny dialog's submit: refusals show in the dialog; the denial follows the ack."""
 
     def handle_deny_submission(
@@ -358,6 +511,8 @@ def deny_dialog_submitted(service: CommandService, work: PostAckWork, client: We
             reply = service.deny(actor, request_id, reason, replay_checked=checked)
             if isinstance(reply, ErrorReply):  # lost a race after the dialog was checked
                 client.chat_postMessage(channel=actor.user_id, **render_message(reply))
+            elif home is not None:
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
 
         work.submit(answer, f"a denial by {actor.user_id}", replay_claim(context))
 
@@ -502,49 +657,178 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
     return handle_add
 
 
-def add_credits_submitted(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
-    """The Add credits dialog: a bad amount is shown in the dialog; the rest is `add USER N`
-    as parsed here (never turned back into text), under the same roles and approval rules
-    as the slash command; the answer comes as a DM."""
+def add_credits_submitted(
+    service: CommandService,
+    work: PostAckWork,
+    client: WebClient,
+    home: HomePublisher | None = None,
+) -> Any:
+    """The Add credits dialog: a bad amount or reason is shown in the dialog; the rest is
+    the `add` it describes (built field by field, as the request form's), under the same
+    roles and approval rules as the slash command; the answer comes as a DM."""
 
     def handle_add_submission(
         ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
     ) -> None:
         actor = Actor(user_id=body["user"]["id"])
         raw_user, digest = dialog_target(str(view.get("private_metadata") or ""))
+        reason = add_reason_from(view)
         try:
-            user = parse_user(raw_user, USAGE[Verb.ADD])
-            credits = parse_credits(amount_from(view), USAGE[Verb.ADD])
-        except UserError as error:
-            ack(response_action="errors", errors={AMOUNT_BLOCK: str(error)[:150]})
+            command = command_from_fields(
+                action=Verb.ADD.value, user=raw_user, amount=amount_from(view), reason=reason
+            )
+        except FieldError as error:
+            block = ADD_REASON_BLOCK if error.field == "reason" else AMOUNT_BLOCK
+            ack(response_action="errors", errors={block: str(error)[:150]})
             return
         ack()
-
-        reason = add_reason_from(view)
+        user = command.user
+        assert user is not None
 
         def answer(checked: bool) -> None:
-            reply = service.add_credits(actor, user, credits, reason, replay_checked=checked)
+            reply = service.handle_command(actor, command, replay_checked=checked)
             note = digest_note(reply, actor.user_id)
             if note and digest:
                 edit_digest_line(service, client, digest, user, note)
             client.chat_postMessage(channel=actor.user_id, **render_message(reply))
+            if home is not None and not isinstance(reply, ErrorReply):
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
 
         work.submit(answer, f"Add credits by {actor.user_id}", replay_claim(context))
 
     return handle_add_submission
 
 
+def app_home_opened(home: HomePublisher, work: PostAckWork) -> Any:
+    """The Home tab opened: draw it for that viewer from stored state (no SendGrid)."""
+
+    def handle_home(event: dict[str, Any], context: BoltContext) -> None:
+        if event.get("tab", "home") != "home" or not event.get("user"):
+            return
+        user_id = str(event["user"])
+        work.submit(lambda _c: home.opened(user_id), f"the Home of {user_id}")
+
+    return handle_home
+
+
+def open_request_modal(work: PostAckWork, client: WebClient) -> Any:
+    """The global shortcut, and the Home's "New request…" button: open the empty form.
+    (`views.open` must follow within 3 s of the trigger.)"""
+
+    def handle_open(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        trigger_id = body.get("trigger_id")
+        work.submit(
+            lambda _c: client.views_open(trigger_id=trigger_id, view=request_modal()),
+            "a request form",
+        )
+
+    return handle_open
+
+
+def open_request_modal_from_message(work: PostAckWork, client: WebClient) -> Any:
+    """The message shortcut: the form, its reason pre-filled with a link to the message
+    (`chat.getPermalink`; without it when Slack does not give one)."""
+
+    def handle_open(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        trigger_id = body.get("trigger_id")
+        channel = (body.get("channel") or {}).get("id")
+        ts = (body.get("message") or {}).get("ts") or body.get("message_ts")
+
+        def open_form(_checked: bool) -> None:
+            permalink = None
+            if channel and ts:
+                try:
+                    permalink = client.chat_getPermalink(channel=channel, message_ts=ts).get(
+                        "permalink"
+                    )
+                except (SlackApiError, SlackRequestError, OSError) as error:
+                    logger.warning("no permalink for the request form: %r", error)
+            client.views_open(
+                trigger_id=trigger_id,
+                view=request_modal(reason=message_link_reason(permalink)),
+            )
+
+        work.submit(open_form, "a request form from a message")
+
+    return handle_open
+
+
+def suggest_subusers(service: CommandService, names: SubuserNames) -> Any:
+    """The form's type-ahead: subusers the sweep read, prefix matches first, ≤ 100; only
+    for people with a role (anyone else is offered nothing)."""
+
+    def handle_suggestion(ack: Ack, body: dict[str, Any]) -> None:
+        if not service.may_see(Actor(user_id=(body.get("user") or {}).get("id", ""))):
+            ack(options=[])
+            return
+        ack(options=subuser_options(names.suggest(str(body.get("value") or ""))))
+
+    return handle_suggestion
+
+
+def request_submitted(
+    service: CommandService,
+    work: PostAckWork,
+    client: WebClient,
+    home: HomePublisher | None = None,
+) -> Any:
+    """The form's submit: a bad field or a refusal (role, ceiling, reason) shows beside
+    the field and the form stays open; otherwise the change goes through the command
+    service as the slash command's would, and the answer comes as a DM."""
+
+    def handle_submission(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        actor = Actor(user_id=body["user"]["id"])
+        fields = form_fields(view)
+        try:
+            command = command_from_fields(**fields)
+        except FieldError as error:
+            ack(response_action="errors", errors=field_errors(error.field, str(error)))
+            return
+        refusal = service.refusal_to_change(actor, command)
+        if refusal is not None:
+            ack(response_action="errors", errors=field_errors("action", refusal.message))
+            return
+        ack()
+
+        def answer(checked: bool) -> None:
+            reply = service.handle_command(actor, command, replay_checked=checked)
+            client.chat_postMessage(channel=actor.user_id, **render_message(reply))
+            if home is not None and not isinstance(reply, ErrorReply):
+                work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
+
+        work.submit(answer, f"a request form from {actor.user_id}", replay_claim(context))
+
+    return handle_submission
+
+
 def register_listeners(
-    app: App, service: CommandService, work: PostAckWork, client: WebClient | None = None
+    app: App,
+    service: CommandService,
+    work: PostAckWork,
+    client: WebClient | None = None,
+    *,
+    home: HomePublisher | None = None,
+    names: SubuserNames | None = None,
 ) -> None:
     """Every command, action and event this app answers."""
     client = client or app.client
-    app.command("/credits")(credits_command(service, work))
-    app.action(APPROVE_ACTION)(approve_button(service, work))
+    app.command("/credits")(credits_command(service, work, home=home))
+    app.action(APPROVE_ACTION)(approve_button(service, work, client, home))
     app.action(DENY_ACTION)(deny_button(service, work, client))
-    app.view(DENY_VIEW)(deny_dialog_submitted(service, work, client))
+    app.view(DENY_VIEW)(deny_dialog_submitted(service, work, client, home))
     app.action(CONFIRM_ACTION)(confirm_button(service, work, confirm=True))
     app.action(CANCEL_ACTION)(confirm_button(service, work, confirm=False))
     app.action(SNOOZE_ACTION)(snooze_button(service, work, client))
     app.action(ADD_ACTION)(add_credits_button(service, work, client))
-    app.view(ADD_VIEW)(add_credits_submitted(service, work, client))
+    app.view(ADD_VIEW)(add_credits_submitted(service, work, client, home))
+    if home is not None:
+        app.event("app_home_opened")(app_home_opened(home, work))
+    app.shortcut(REQUEST_SHORTCUT)(open_request_modal(work, client))
+    app.action(OPEN_REQUEST_ACTION)(open_request_modal(work, client))
+    app.shortcut(MESSAGE_SHORTCUT)(open_request_modal_from_message(work, client))
+    app.options(USER_SELECT)(suggest_subusers(service, names or SubuserNames(None)))
+    app.view(REQUEST_VIEW)(request_submitted(service, work, client, home))
