@@ -31,11 +31,13 @@ from bot.domain.alerts import (
     observe,
 )
 from bot.domain.credits import Balance, CreditsBackend
+from bot.domain.history import HISTORY_DAYS, BalancePoint
 from bot.errors import NotifyError, SendGridError
 from bot.observability.metrics import NO_METRICS, Metrics
 
 CHUNK = 500
-SNAPSHOT_DAYS = 7
+# Kept for `/credits history` (30 days) and show's 7-day trend, plus a day of margin.
+SNAPSHOT_DAYS = HISTORY_DAYS + 1
 
 
 class AlertStore(Protocol):
@@ -46,6 +48,14 @@ class AlertStore(Protocol):
     def add_snapshots(self, balances: Sequence[tuple[str, Balance]], *, at: datetime) -> None: ...
 
     def prune_snapshots(self, *, before: datetime) -> None: ...
+
+    def balance_history(self, user: str, *, since: datetime) -> list[BalancePoint]:
+        """The balances the sweeps saw for `user` since `since`, oldest first."""
+        ...
+
+    def latest_balances(self) -> dict[str, BalancePoint]:
+        """The newest snapshot of every subuser the sweeps have seen."""
+        ...
 
     def thresholds(self) -> dict[str, int]: ...
 

@@ -34,6 +34,7 @@ from bot.domain.approvals import (
     may_decide,
 )
 from bot.domain.credits import Balance, ChangeKind, CreditChange, Period
+from bot.domain.history import BalancePoint
 from bot.domain.policy import BudgetUse, Role
 from bot.errors import StoreError
 from tests.pg import postgres_url, reset_postgres
@@ -787,6 +788,42 @@ def test_snapshots_are_added_and_pruned_by_age(store: AnyStore, alerts: AnyAlert
     assert len(snapshot_times(store)) == 4
     alerts.prune_snapshots(before=NOW - timedelta(days=7))
     assert snapshot_times(store) == [NOW, NOW]
+
+
+def test_balance_history_is_one_subusers_snapshots_since_a_moment_oldest_first(
+    alerts: AnyAlertStore,
+):
+    assert alerts.balance_history("acme-eu", since=NOW - timedelta(days=30)) == []
+    alerts.add_snapshots([("acme-eu", Balance(False, 900))], at=NOW)
+    alerts.add_snapshots(
+        [("acme-eu", Balance(False, 1_000)), ("globex", Balance.no_limit())],
+        at=NOW - timedelta(hours=6),
+    )
+    alerts.add_snapshots([("acme-eu", Balance(False, 5))], at=NOW - timedelta(days=31))
+    history = alerts.balance_history("acme-eu", since=NOW - timedelta(days=30))
+    assert history == [
+        BalancePoint(NOW - timedelta(hours=6), 1_000),
+        BalancePoint(NOW, 900),
+    ]
+    assert all(p.at.utcoffset() == timedelta(0) for p in history)
+    assert alerts.balance_history("globex", since=NOW - timedelta(days=1)) == [
+        BalancePoint(NOW - timedelta(hours=6), None, unlimited=True)
+    ]
+
+
+def test_latest_balances_are_the_newest_snapshot_of_every_subuser_seen(alerts: AnyAlertStore):
+    assert alerts.latest_balances() == {}
+    alerts.add_snapshots(
+        [("acme-eu", Balance(False, 1_000)), ("globex", Balance(False, 40))],
+        at=NOW - timedelta(hours=1),
+    )
+    alerts.add_snapshots([("acme-eu", Balance(False, 0))], at=NOW)
+    alerts.add_snapshots([("hooli", Balance.no_limit())], at=NOW - timedelta(days=2))
+    assert alerts.latest_balances() == {
+        "acme-eu": BalancePoint(NOW, 0),
+        "globex": BalancePoint(NOW - timedelta(hours=1), 40),
+        "hooli": BalancePoint(NOW - timedelta(days=2), None, unlimited=True),
+    }
 
 
 def test_a_digest_is_edited_from_its_last_edit_not_the_clicked_copy(alerts: AnyAlertStore):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from bot.adapters.store.sql import SqlStore, _utc
 from bot.adapters.store.tables import (
@@ -21,6 +21,7 @@ from bot.adapters.store.tables import (
 )
 from bot.domain.alerts import AlertLevel, AlertState, Usage
 from bot.domain.credits import Balance
+from bot.domain.history import BalancePoint
 
 CHUNK = 500
 
@@ -82,6 +83,31 @@ class SqlAlertStore:
     def prune_snapshots(self, *, before: datetime) -> None:
         with self._store.transaction() as connection:
             connection.execute(delete(balance_snapshots).where(balance_snapshots.c.at < before))
+
+    def balance_history(self, user: str, *, since: datetime) -> list[BalancePoint]:
+        """The balances the sweeps saw for `user` since `since`, oldest first."""
+        table = balance_snapshots.c
+        with self._store.transaction() as connection:
+            rows = connection.execute(
+                select(table.at, table.remaining, table.unlimited)
+                .where(table.target == user, table.at >= since)
+                .order_by(table.at)
+            ).all()
+        return [_point(at, remaining, unlimited) for at, remaining, unlimited in rows]
+
+    def latest_balances(self) -> dict[str, BalancePoint]:
+        """The newest snapshot of every subuser the sweeps have seen (within retention)."""
+        table = balance_snapshots.c
+        newest = (
+            select(table.target, func.max(table.at).label("at")).group_by(table.target).subquery()
+        )
+        with self._store.transaction() as connection:
+            rows = connection.execute(
+                select(table.target, table.at, table.remaining, table.unlimited).join(
+                    newest, (newest.c.target == table.target) & (newest.c.at == table.at)
+                )
+            ).all()
+        return {target: _point(at, remaining, unlimited) for target, at, remaining, unlimited in rows}
 
     def thresholds(self) -> dict[str, int]:
         with self._store.transaction() as connection:
@@ -163,6 +189,14 @@ def _upsert_state(connection: Connection, state: AlertState) -> None:
     ).rowcount
     if not changed:
         connection.execute(insert(alert_states).values(target=state.user, **values))
+
+
+def _point(at: datetime, remaining: int | None, unlimited: bool) -> BalancePoint:
+    seen = _utc(at)
+    assert seen is not None
+    return BalancePoint(
+        seen, int(remaining) if remaining is not None else None, unlimited=bool(unlimited)
+    )
 
 
 def _state(m: Any) -> AlertState:

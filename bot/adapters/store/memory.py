@@ -33,6 +33,7 @@ from bot.domain.approvals import (
     RequestStatus,
 )
 from bot.domain.credits import Balance, CreditChange, change_arguments, change_from_arguments
+from bot.domain.history import BalancePoint
 from bot.domain.policy import BudgetUse
 from bot.errors import StoreError
 
@@ -658,6 +659,23 @@ class MemoryAlertStore:
             kept = [s for s in self._store.balance_snapshots if s.at >= _utc(before)]
             self._store.balance_snapshots[:] = kept
 
+    def balance_history(self, user: str, *, since: datetime) -> list[BalancePoint]:
+        with self._store.transaction():
+            seen = [
+                s
+                for s in self._store.balance_snapshots
+                if s.user == user and s.at >= _utc(since)
+            ]
+        return [BalancePoint(s.at, s.remaining, s.unlimited) for s in sorted(seen, key=_at)]
+
+    def latest_balances(self) -> dict[str, BalancePoint]:
+        newest: dict[str, Snapshot] = {}
+        with self._store.transaction():
+            for s in self._store.balance_snapshots:
+                if s.user not in newest or s.at >= newest[s.user].at:
+                    newest[s.user] = s
+        return {u: BalancePoint(s.at, s.remaining, s.unlimited) for u, s in newest.items()}
+
     def thresholds(self) -> dict[str, int]:
         with self._store.transaction():
             return dict(self._store.alert_thresholds)
@@ -687,6 +705,10 @@ class MemoryAlertStore:
             edited = edit(self._store.digest_messages.get(key, seen))
             self._store.digest_messages[key] = edited
             return edited
+
+
+def _at(snapshot: Snapshot) -> datetime:
+    return snapshot.at
 
 
 def _stored_state(state: AlertState) -> AlertState:
