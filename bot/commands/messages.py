@@ -313,3 +313,7 @@ FIRST_APPROVAL = (
 )
 APPROVALS_PROGRESS = "Approvals: {given}/{needed} — {who}"
 ALREADY_APPROVED = "You already approved this request; the second approval must be someone else's."
+
+# --- console --------------------------------------------------------------------------
+CONSOLE_NOW_AS = "You are now the {persona} ({user_id})."
+CONSOLE_PERSONAS = "No such persona. Switch with: as NAME, where NAME is one of {names}."

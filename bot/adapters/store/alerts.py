@@ -107,7 +107,9 @@ class SqlAlertStore:
                     newest, (newest.c.target == table.target) & (newest.c.at == table.at)
                 )
             ).all()
-        return {target: _point(at, remaining, unlimited) for target, at, remaining, unlimited in rows}
+        return {
+            target: _point(at, remaining, unlimited) for target, at, remaining, unlimited in rows
+        }
 
     def thresholds(self) -> dict[str, int]:
         with self._store.transaction() as connection:

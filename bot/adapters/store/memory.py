@@ -662,9 +662,7 @@ class MemoryAlertStore:
     def balance_history(self, user: str, *, since: datetime) -> list[BalancePoint]:
         with self._store.transaction():
             seen = [
-                s
-                for s in self._store.balance_snapshots
-                if s.user == user and s.at >= _utc(since)
+                s for s in self._store.balance_snapshots if s.user == user and s.at >= _utc(since)
             ]
         return [BalancePoint(s.at, s.remaining, s.unlimited) for s in sorted(seen, key=_at)]
 
