@@ -62,7 +62,7 @@ def sparkline(
     seen = [v for v in values if v is not None]
     if not seen:
         return None
-    top = max(max(seen), 1)
+    top = max(*seen, 1)
     last = len(SPARK_LEVELS) - 1
     return "".join(
         SPARK_GAP if v is None else SPARK_LEVELS[round(last * max(0, v) / top)] for v in values
@@ -78,9 +78,8 @@ def top_ups(points: Sequence[BalancePoint]) -> list[BalancePoint]:
             previous = None
             continue
         assert point.remaining is not None
-        if previous is not None and previous.remaining is not None:
-            if point.remaining > previous.remaining:
-                out.append(point)
+        if previous is not None and (previous.remaining or 0) < point.remaining:
+            out.append(point)
         previous = point
     return out
 

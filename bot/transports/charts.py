@@ -86,7 +86,16 @@ def history_png(chart: HistoryChart) -> bytes:
     empty_at = runs_out_at(chart.now, chart.hours_left)
     ahead = empty_at is not None and last.remaining > 0
     if empty_at is not None and ahead:
-        _forecast(draw, font, chart.now, last.remaining, empty_at, end, x, y)
+        _forecast(
+            draw,
+            font,
+            now=chart.now,
+            remaining=last.remaining,
+            empty_at=empty_at,
+            end=end,
+            x=x,
+            y=y,
+        )
     _legend(draw, font, forecast=ahead)
     return _png(image)
 
@@ -109,6 +118,7 @@ def _steps(draw: ImageDraw.ImageDraw, points: Sequence[BalancePoint], x: Across,
 def _forecast(
     draw: ImageDraw.ImageDraw,
     font: Font,
+    *,
     now: datetime,
     remaining: int,
     empty_at: datetime,
