@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from bot.commands import messages
@@ -27,6 +27,7 @@ from bot.commands.replies import (
     ReasonLinks,
     Reply,
 )
+from bot.domain.alerts import AlertLevel
 from bot.domain.approvals import (
     ApprovalRequest,
     AuditAction,
@@ -188,15 +189,50 @@ def balance_section(balance: Balance) -> Section:
     return Section("\n".join(lines))
 
 
+def level_line(level: AlertLevel, reason: str | None) -> str:
+    """`:large_orange_circle: *low* — at or below 1,000`: the digest's mark and words."""
+    mark = messages.LEVEL_MARKS[level.value]
+    if level is AlertLevel.OK or not reason:
+        return messages.STATUS_OK.format(mark=mark) if level is AlertLevel.OK else mark
+    return messages.STATUS_LINE.format(mark=mark, level=level.value, reason=escape(reason))
+
+
+def slack_date(at: datetime) -> str:
+    """A moment Slack shows in each reader's time zone (`today 14:00`, `Nov 24 09:30`)."""
+    fallback = at.astimezone(UTC).strftime("%a %Y-%m-%d %H:%M UTC")
+    return messages.SLACK_DATE.format(timestamp=int(at.timestamp()), fallback=fallback)
+
+
+def runway_text(hours_left: float, at: datetime) -> str:
+    """`Runs out in ~6 h at the recent pace, <!date^…|Tue 2026-11-24 14:00 UTC>.`"""
+    if hours_left < 48:
+        span = messages.SPAN_HOURS.format(hours=max(1, round(hours_left)))
+    else:
+        span = messages.SPAN_DAYS.format(days=round(hours_left / 24))
+    return messages.RUNS_OUT_AT.format(span=span, when=slack_date(at))
+
+
 def _balance(reply: BalanceReply) -> Content:
+    sections = [balance_section(reply.balance)]
+    lines = []
+    if reply.level is not None and not reply.balance.unlimited:
+        lines.append(level_line(reply.level, reply.reason))
+    if reply.trend:
+        lines.append(messages.TREND_LINE.format(trend=reply.trend))
+    if lines:
+        sections.append(Section("\n".join(lines)))
     notes: tuple[str, ...] = ()
     if reply.hours_left is not None and not reply.balance.unlimited:
-        notes = (messages.RUNS_OUT.format(hours=max(1, round(reply.hours_left))),)
+        if reply.runs_out_at is not None:
+            notes = (runway_text(reply.hours_left, reply.runs_out_at),)
+        else:
+            notes = (messages.RUNS_OUT.format(hours=max(1, round(reply.hours_left))),)
+    level = f" ({reply.level.value})" if reply.level not in (None, AlertLevel.OK) else ""
     return Content(
         headline=reply.user,
-        sections=(balance_section(reply.balance),),
+        sections=tuple(sections),
         notes=notes,
-        fallback=f"{reply.user}: {balance_summary(reply.balance)}",
+        fallback=f"{reply.user}: {balance_summary(reply.balance)}{level}",
     )
 
 

@@ -317,3 +317,20 @@ ALREADY_APPROVED = "You already approved this request; the second approval must 
 # --- console --------------------------------------------------------------------------
 CONSOLE_NOW_AS = "You are now the {persona} ({user_id})."
 CONSOLE_PERSONAS = "No such persona. Switch with: as NAME, where NAME is one of {names}."
+
+# --- where a balance is heading (show, history, low) ----------------------------------
+# The marks the digest uses, per alert level.
+LEVEL_MARKS = {
+    "exhausted": ":red_circle:",
+    "low": ":large_orange_circle:",
+    "ok": ":large_green_circle:",
+}
+STATUS_LINE = "{mark} *{level}* — {reason}"
+STATUS_OK = "{mark} *ok*"
+# Slack shows `{date_short_pretty} {time}` in each reader's own time zone; the text
+# after `|` is for clients that cannot (and for notifications).
+SLACK_DATE = "<!date^{timestamp}^{{date_short_pretty}} {{time}}|{fallback}>"
+RUNS_OUT_AT = "Runs out in ~{span} at the recent pace, {when}."
+SPAN_HOURS = "{hours} h"
+SPAN_DAYS = "{days} days"
+TREND_LINE = "Last 7 days: `{trend}`"

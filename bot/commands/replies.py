@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from bot.domain.alerts import AlertLevel
 from bot.domain.approvals import ApprovalRequest, AuditEvent
 from bot.domain.credits import Balance, ChangeResult, CreditChange, Overview
 from bot.domain.policy import ConfirmWhy, Role, Verb
@@ -37,6 +39,10 @@ class BalanceReply:
     user: str
     balance: Balance
     hours_left: float | None = None  # from the sweeps' burn rate, when known
+    level: AlertLevel | None = None  # as the digest would judge it; None without alerts
+    reason: str | None = None  # why that level (`at or below 1,000`)
+    runs_out_at: datetime | None = None  # now + hours_left
+    trend: str | None = None  # the last 7 days as a text sparkline
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,10 @@ from bot.commands.replies import (
     Reply,
 )
 from bot.commands.sweep import AlertStore, ForecastCache
+from bot.domain.alerts import Forecast, Thresholds, assess
 from bot.domain.approvals import AuditAction, AuditEvent, Store
 from bot.domain.credits import Balance, CreditChange, CreditsBackend
+from bot.domain.history import TREND_DAYS, BalancePoint, runs_out_at, sparkline
 from bot.domain.policy import (
     DECIDING_VERBS,
     BudgetUse,
@@ -91,8 +93,14 @@ class CommandService:
         store: Store | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics = NO_METRICS,
+        thresholds: Thresholds | None = None,
+        horizon: timedelta | None = None,
     ) -> None:
         self._metrics = metrics
+        # The sweep's thresholds and early-warning window: show and low judge a
+        # balance as the digest does.
+        self._thresholds = thresholds
+        self._horizon_hours = horizon.total_seconds() / 3600 if horizon else None
         self._backend = backend
         self._roles = roles
         self._directory = directory
@@ -370,17 +378,51 @@ class CommandService:
             return self._changes.audit(command.user)
         assert command.user is not None  # every other verb names a USER
         if command.verb is Verb.SHOW:
-            balance = self._backend.get_balance(command.user)
-            hours_left = None
-            if self._forecasts is not None:
-                try:
-                    hours_left = self._forecasts.hours_left(command.user)
-                except StoreError:  # the balance is worth answering without a forecast
-                    self._logger.warning("no forecast for %s: the database failed", command.user)
-            return BalanceReply(command.user, balance, hours_left=hours_left)
+            return self._show(command.user)
         if command.verb is Verb.OVERVIEW:
             return OverviewReply(command.user, self._backend.get_overview(command.user))
         return self._change_now(actor, command, decision, confirmed=False)
+
+    def _show(self, user: str) -> BalanceReply:
+        """The balance now, judged as the digest judges it, when it runs out at the
+        recent pace, and the week's trend from the sweeps' snapshots. Only the balance
+        needs SendGrid: the rest is from the database, and left out when it fails."""
+        balance = self._backend.get_balance(user)
+        now = self._clock()
+        hours_left = None
+        if self._forecasts is not None:
+            try:
+                hours_left = self._forecasts.hours_left(user)
+            except StoreError:  # the balance is worth answering without a forecast
+                self._logger.warning("no forecast for %s: the database failed", user)
+        if self._alerts is None or balance.unlimited:
+            return BalanceReply(user, balance, hours_left=hours_left)
+        level = reason = trend = None
+        try:
+            if self._thresholds is not None:
+                outlook = Forecast(per_hour=0.0, hours_left=hours_left) if hours_left else None
+                assessment = assess(
+                    user,
+                    balance,
+                    self._thresholds,
+                    override=self._alerts.thresholds().get(user),
+                    outlook=outlook,
+                    horizon_hours=self._horizon_hours,
+                )
+                level, reason = assessment.level, assessment.reason
+            seen = self._alerts.balance_history(user, since=now - timedelta(days=TREND_DAYS))
+            trend = sparkline([*seen, BalancePoint(now, balance.remaining)], now=now)
+        except StoreError:
+            self._logger.warning("no status or trend for %s: the database failed", user)
+        return BalanceReply(
+            user,
+            balance,
+            hours_left=hours_left,
+            level=level,
+            reason=reason,
+            runs_out_at=runs_out_at(now, hours_left),
+            trend=trend,
+        )
 
     def _change_now(
         self, actor: Actor, command: Command, decision: Decision, *, confirmed: bool

@@ -58,11 +58,14 @@ def sparkline(
     """The last `days` of balances as `▇▇▆▅▃▂▁█` (one character per slot, scaled from
     zero to the highest balance seen, so a low bar means nearly empty); None when no
     limited balance was seen in that time."""
-    values = slots(points, start=now - timedelta(days=days), end=now, count=days * per_day)
-    seen = [v for v in values if v is not None]
-    if not seen:
+    start = now - timedelta(days=days)
+    values = slots(points, start=start, end=now, count=days * per_day)
+    if all(v is None for v in values):
         return None
-    top = max(*seen, 1)
+    # Scaled to the highest balance of the week, not of the slots' last values, so
+    # a drop within one slot still shows.
+    top = max(p.remaining or 0 for p in points if p.limited and start <= p.at <= now)
+    top = max(top, 1)
     last = len(SPARK_LEVELS) - 1
     return "".join(
         SPARK_GAP if v is None else SPARK_LEVELS[round(last * max(0, v) / top)] for v in values

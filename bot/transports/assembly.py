@@ -114,6 +114,8 @@ def build_services(
         logger=logging.getLogger("bot.commands"),
         store=store,
         metrics=metrics,
+        thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
+        horizon=sweep_horizon(settings.alert_schedule),
     )
     return Services(commands=commands, changes=changes, store=store)
 
