@@ -29,10 +29,10 @@ from bot.commands.replies import (
     Reply,
 )
 from bot.commands.sweep import AlertStore, ForecastCache
-from bot.domain.alerts import Forecast, Thresholds, assess
+from bot.domain.alerts import Forecast, Snapshot, Thresholds, assess
 from bot.domain.approvals import AuditAction, AuditEvent, Store
 from bot.domain.credits import Balance, CreditChange, CreditsBackend
-from bot.domain.history import TREND_DAYS, BalancePoint, runs_out_at, sparkline
+from bot.domain.history import TREND_DAYS, runs_out_at, sparkline
 from bot.domain.policy import (
     DECIDING_VERBS,
     BudgetUse,
@@ -410,8 +410,8 @@ class CommandService:
                     horizon_hours=self._horizon_hours,
                 )
                 level, reason = assessment.level, assessment.reason
-            seen = self._alerts.balance_history(user, since=now - timedelta(days=TREND_DAYS))
-            trend = sparkline([*seen, BalancePoint(now, balance.remaining)], now=now)
+            seen = self._alerts.snapshot_history(user, since=now - timedelta(days=TREND_DAYS))
+            trend = sparkline([*seen, Snapshot(user, now, balance.remaining, False)], now=now)
         except StoreError:
             self._logger.warning("no status or trend for %s: the database failed", user)
         return BalanceReply(

@@ -24,6 +24,7 @@ from bot.domain.alerts import (
     AlertState,
     Assessment,
     Change,
+    Snapshot,
     Thresholds,
     announcement,
     assess,
@@ -31,7 +32,7 @@ from bot.domain.alerts import (
     observe,
 )
 from bot.domain.credits import Balance, CreditsBackend
-from bot.domain.history import HISTORY_DAYS, BalancePoint
+from bot.domain.history import HISTORY_DAYS
 from bot.errors import NotifyError, SendGridError
 from bot.observability.metrics import NO_METRICS, Metrics
 
@@ -49,19 +50,23 @@ class AlertStore(Protocol):
 
     def prune_snapshots(self, *, before: datetime) -> None: ...
 
-    def balance_history(self, user: str, *, since: datetime) -> list[BalancePoint]:
-        """The balances the sweeps saw for `user` since `since`, oldest first."""
-        ...
-
-    def latest_balances(self) -> dict[str, BalancePoint]:
-        """The newest snapshot of every subuser the sweeps have seen."""
-        ...
-
     def thresholds(self) -> dict[str, int]: ...
 
     def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None: ...
 
     def snooze(self, user: str, *, until: datetime) -> None: ...
+
+    def latest_snapshots(
+        self, *, at_or_below: int | None = None, limit: int = 1000
+    ) -> list[Snapshot]:
+        """Each subuser's latest snapshot, fewest credits first, unlimited last."""
+        ...
+
+    def subuser_names(self) -> list[str]:
+        """Every subuser a sweep has read (within the snapshots kept), sorted."""
+        ...
+
+    def snapshot_history(self, user: str, *, since: datetime) -> list[Snapshot]: ...
 
     def edit_digest(
         self,

@@ -44,6 +44,16 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One balance as a sweep read it (`remaining` is None when it has no limit)."""
+
+    user: str
+    at: datetime
+    remaining: int | None
+    unlimited: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Forecast:
     """Credits used per hour recently, and the hours left at that pace."""
 
@@ -72,6 +82,16 @@ def observe(previous: Usage | None, remaining: int, now: datetime) -> Usage:
     if previous.per_hour is None:
         return Usage(remaining, now, rate)
     return Usage(remaining, now, RATE_WEIGHT * rate + (1 - RATE_WEIGHT) * previous.per_hour)
+
+
+def usage_from(snapshots: list[Snapshot]) -> Usage | None:
+    """The burn rate `observe` would have learnt from these snapshots (oldest first):
+    for accounts whose alert state has no rate yet."""
+    usage: Usage | None = None
+    for snapshot in snapshots:
+        if snapshot.remaining is not None and not snapshot.unlimited:
+            usage = observe(usage, snapshot.remaining, snapshot.at)
+    return usage
 
 
 def forecast(usage: Usage | None) -> Forecast | None:

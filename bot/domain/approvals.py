@@ -379,6 +379,18 @@ class Store(Protocol):
 
     def open_requests(self) -> list[ApprovalRequest]: ...
 
+    def requests_by(self, requester_id: str, *, limit: int = 10) -> list[ApprovalRequest]:
+        """The newest `limit` requests this person made, whatever became of them."""
+        ...
+
+    def saw_home(self, user_id: str, *, at: datetime) -> None:
+        """This person opened the App Home (their Home is refreshed after sweeps)."""
+        ...
+
+    def home_viewers(self, *, since: datetime, limit: int) -> list[str]:
+        """Who opened the App Home since `since`, most recent first."""
+        ...
+
     def record(self, event: AuditEvent) -> int:
         """Append an event; returns its id."""
         ...

@@ -7,8 +7,9 @@ out). The chart and the words are drawn by the transports. No I/O here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from bot.domain.alerts import Snapshot
 
 SPARK_LEVELS = "▁▂▃▄▅▆▇█"
 SPARK_GAP = "·"  # no limited balance seen in that slot
@@ -17,22 +18,13 @@ TREND_SLOTS_PER_DAY = 4  # one character per 6 h: 28 characters for a week
 HISTORY_DAYS = 30
 
 
-@dataclass(frozen=True, slots=True)
-class BalancePoint:
-    """One balance seen at a moment (a sweep's snapshot). `remaining` is None when
-    the account had no limit then."""
-
-    at: datetime
-    remaining: int | None
-    unlimited: bool = False
-
-    @property
-    def limited(self) -> bool:
-        return not self.unlimited and self.remaining is not None
+def limited(snapshot: Snapshot) -> bool:
+    """A balance with a limit (not unlimited, and a number seen)."""
+    return not snapshot.unlimited and snapshot.remaining is not None
 
 
 def slots(
-    points: Sequence[BalancePoint], *, start: datetime, end: datetime, count: int
+    points: Sequence[Snapshot], *, start: datetime, end: datetime, count: int
 ) -> list[int | None]:
     """The last limited balance seen in each of `count` equal slots from `start` to
     `end` (None where nothing was seen). `points` are oldest first."""
@@ -41,7 +33,7 @@ def slots(
     width = (end - start) / count
     out: list[int | None] = [None] * count
     for point in points:
-        if not point.limited or point.at < start or point.at > end:
+        if not limited(point) or point.at < start or point.at > end:
             continue
         index = min(count - 1, int((point.at - start) / width))
         out[index] = point.remaining
@@ -49,7 +41,7 @@ def slots(
 
 
 def sparkline(
-    points: Sequence[BalancePoint],
+    points: Sequence[Snapshot],
     *,
     now: datetime,
     days: int = TREND_DAYS,
@@ -64,7 +56,7 @@ def sparkline(
         return None
     # Scaled to the highest balance of the week, not of the slots' last values, so
     # a drop within one slot still shows.
-    top = max(p.remaining or 0 for p in points if p.limited and start <= p.at <= now)
+    top = max(p.remaining or 0 for p in points if limited(p) and start <= p.at <= now)
     top = max(top, 1)
     last = len(SPARK_LEVELS) - 1
     return "".join(
@@ -72,12 +64,12 @@ def sparkline(
     )
 
 
-def top_ups(points: Sequence[BalancePoint]) -> list[BalancePoint]:
+def top_ups(points: Sequence[Snapshot]) -> list[Snapshot]:
     """The points where the balance rose since the point before (a top-up or a reset)."""
-    out: list[BalancePoint] = []
-    previous: BalancePoint | None = None
+    out: list[Snapshot] = []
+    previous: Snapshot | None = None
     for point in points:
-        if not point.limited:
+        if not limited(point):
             previous = None
             continue
         assert point.remaining is not None

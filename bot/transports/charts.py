@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bot.domain.history import HISTORY_DAYS, BalancePoint, runs_out_at, top_ups
+from bot.domain.alerts import Snapshot
+from bot.domain.history import HISTORY_DAYS, limited, runs_out_at, top_ups
 
 WIDTH, HEIGHT = 900, 360
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 40, 40
@@ -43,7 +44,7 @@ class HistoryChart:
     """What the chart shows: one subuser's points, and the forecast from `now`."""
 
     user: str
-    points: tuple[BalancePoint, ...]
+    points: tuple[Snapshot, ...]
     now: datetime
     hours_left: float | None = None
     days: int = HISTORY_DAYS
@@ -56,8 +57,8 @@ def history_png(chart: HistoryChart) -> bytes:
     font = ImageFont.load_default()
     start = chart.now - timedelta(days=chart.days)
     end = chart.now + timedelta(days=AHEAD_DAYS)
-    limited = [p for p in chart.points if p.limited and p.at >= start]
-    top = max((p.remaining or 0 for p in limited), default=0)
+    seen = [p for p in chart.points if limited(p) and p.at >= start]
+    top = max((p.remaining or 0 for p in seen), default=0)
     top = _nice_ceiling(max(top, 1))
 
     def x(at: datetime) -> float:
@@ -73,15 +74,15 @@ def history_png(chart: HistoryChart) -> bytes:
     now_x = x(chart.now)
     _dashed(draw, (now_x, TOP), (now_x, HEIGHT - BOTTOM), NOW_MARK)
     draw.text((now_x + 3, TOP), "now", AXIS, font)
-    if not limited:
+    if not seen:
         draw.text((LEFT + 20, HEIGHT // 2), "no limited balance seen in this time", TEXT, font)
         return _png(image)
-    _steps(draw, limited, x, y)
-    for point in top_ups(limited):
+    _steps(draw, seen, x, y)
+    for point in top_ups(seen):
         assert point.remaining is not None
         px, py = x(point.at), y(point.remaining)
         draw.polygon([(px, py - 9), (px - 6, py + 2), (px + 6, py + 2)], fill=TOP_UP)
-    last = limited[-1]
+    last = seen[-1]
     assert last.remaining is not None
     empty_at = runs_out_at(chart.now, chart.hours_left)
     ahead = empty_at is not None and last.remaining > 0
@@ -100,7 +101,7 @@ def history_png(chart: HistoryChart) -> bytes:
     return _png(image)
 
 
-def _steps(draw: ImageDraw.ImageDraw, points: Sequence[BalancePoint], x: Across, y: Up) -> None:
+def _steps(draw: ImageDraw.ImageDraw, points: Sequence[Snapshot], x: Across, y: Up) -> None:
     line: list[tuple[float, float]] = []
     for point in points:
         assert point.remaining is not None

@@ -20,7 +20,7 @@ from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.instances import INSTANCE_LEASE, this_host
 from bot.adapters.store.memory import MemoryAlertStore, MemoryStore
 from bot.commands.sweep import AlertStore
-from bot.domain.alerts import AlertLevel, AlertState, Usage
+from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Usage
 from bot.domain.approvals import (
     AuditAction,
     AuditEvent,
@@ -34,7 +34,6 @@ from bot.domain.approvals import (
     may_decide,
 )
 from bot.domain.credits import Balance, ChangeKind, CreditChange, Period
-from bot.domain.history import BalancePoint
 from bot.domain.policy import BudgetUse, Role
 from bot.errors import StoreError
 from tests.pg import postgres_url, reset_postgres
@@ -790,42 +789,6 @@ def test_snapshots_are_added_and_pruned_by_age(store: AnyStore, alerts: AnyAlert
     assert snapshot_times(store) == [NOW, NOW]
 
 
-def test_balance_history_is_one_subusers_snapshots_since_a_moment_oldest_first(
-    alerts: AnyAlertStore,
-):
-    assert alerts.balance_history("acme-eu", since=NOW - timedelta(days=30)) == []
-    alerts.add_snapshots([("acme-eu", Balance(False, 900))], at=NOW)
-    alerts.add_snapshots(
-        [("acme-eu", Balance(False, 1_000)), ("globex", Balance.no_limit())],
-        at=NOW - timedelta(hours=6),
-    )
-    alerts.add_snapshots([("acme-eu", Balance(False, 5))], at=NOW - timedelta(days=31))
-    history = alerts.balance_history("acme-eu", since=NOW - timedelta(days=30))
-    assert history == [
-        BalancePoint(NOW - timedelta(hours=6), 1_000),
-        BalancePoint(NOW, 900),
-    ]
-    assert all(p.at.utcoffset() == timedelta(0) for p in history)
-    assert alerts.balance_history("globex", since=NOW - timedelta(days=1)) == [
-        BalancePoint(NOW - timedelta(hours=6), None, unlimited=True)
-    ]
-
-
-def test_latest_balances_are_the_newest_snapshot_of_every_subuser_seen(alerts: AnyAlertStore):
-    assert alerts.latest_balances() == {}
-    alerts.add_snapshots(
-        [("acme-eu", Balance(False, 1_000)), ("globex", Balance(False, 40))],
-        at=NOW - timedelta(hours=1),
-    )
-    alerts.add_snapshots([("acme-eu", Balance(False, 0))], at=NOW)
-    alerts.add_snapshots([("hooli", Balance.no_limit())], at=NOW - timedelta(days=2))
-    assert alerts.latest_balances() == {
-        "acme-eu": BalancePoint(NOW, 0),
-        "globex": BalancePoint(NOW - timedelta(hours=1), 40),
-        "hooli": BalancePoint(NOW - timedelta(days=2), None, unlimited=True),
-    }
-
-
 def test_a_digest_is_edited_from_its_last_edit_not_the_clicked_copy(alerts: AnyAlertStore):
     def add(line: str):
         return lambda content: f"{content}|{line}"
@@ -835,6 +798,72 @@ def test_a_digest_is_edited_from_its_last_edit_not_the_clicked_copy(alerts: AnyA
     stale_click = alerts.edit_digest("C1", "1.1", seen="digest", edit=add("b"), now=NOW)
     assert stale_click == "digest|a|b"
     assert alerts.edit_digest("C1", "2.2", seen="other", edit=add("c"), now=NOW) == "other|c"
+
+
+def test_latest_snapshots_are_each_subusers_newest_fewest_credits_first(alerts: AnyAlertStore):
+    earlier = NOW - timedelta(hours=1)
+    alerts.add_snapshots(
+        [("acme-eu", Balance(False, 5_000)), ("globex", Balance(False, 0))], at=earlier
+    )
+    alerts.add_snapshots(
+        [
+            ("acme-eu", Balance(False, 300)),
+            ("globex", Balance(False, 900)),
+            ("wonka", Balance.no_limit()),
+            ("initech", Balance(False, 20_000)),
+        ],
+        at=NOW,
+    )
+    latest = alerts.latest_snapshots()
+    assert [(s.user, s.remaining) for s in latest] == [
+        ("acme-eu", 300),
+        ("globex", 900),
+        ("initech", 20_000),
+        ("wonka", None),
+    ]
+    assert latest[0] == Snapshot("acme-eu", NOW, 300, False)
+    low = alerts.latest_snapshots(at_or_below=1_000)
+    assert [s.user for s in low] == ["acme-eu", "globex"]
+    assert [s.user for s in alerts.latest_snapshots(limit=1)] == ["acme-eu"]
+    assert alerts.subuser_names() == ["acme-eu", "globex", "initech", "wonka"]
+
+
+def test_a_subusers_snapshot_history_is_oldest_first_since_a_time(alerts: AnyAlertStore):
+    for hours, remaining in ((30, 900), (2, 700), (1, 500)):
+        alerts.add_snapshots(
+            [("acme-eu", Balance(False, remaining))], at=NOW - timedelta(hours=hours)
+        )
+    alerts.add_snapshots([("globex", Balance(False, 1))], at=NOW)
+    history = alerts.snapshot_history("acme-eu", since=NOW - timedelta(days=1))
+    assert [(s.remaining, s.at) for s in history] == [
+        (700, NOW - timedelta(hours=2)),
+        (500, NOW - timedelta(hours=1)),
+    ]
+
+
+def test_requests_by_a_requester_are_newest_first_whatever_their_status(store: AnyStore):
+    first = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    store.create_request(ADD, requester_id="U2", now=NOW, expires_at=LATER)
+    second = store.create_request(ADD, requester_id="U1", now=NOW, expires_at=LATER)
+    store.deny(first.id, approver_id="U3", reason="no", now=NOW)
+    mine = store.requests_by("U1")
+    assert [(r.id, r.status) for r in mine] == [
+        (second.id, RequestStatus.PENDING),
+        (first.id, RequestStatus.DENIED),
+    ]
+    assert [r.id for r in store.requests_by("U1", limit=1)] == [second.id]
+    assert store.requests_by("U9") == []
+
+
+def test_home_viewers_are_the_most_recent_since_a_time(store: AnyStore):
+    store.saw_home("U1", at=NOW - timedelta(days=2))
+    store.saw_home("U2", at=NOW - timedelta(hours=2))
+    store.saw_home("U3", at=NOW - timedelta(hours=1))
+    store.saw_home("U1", at=NOW)  # opened again: moves up
+    since = NOW - timedelta(days=1)
+    assert store.home_viewers(since=since, limit=10) == ["U1", "U3", "U2"]
+    assert store.home_viewers(since=since, limit=2) == ["U1", "U3"]
+    assert store.home_viewers(since=NOW + timedelta(seconds=1), limit=10) == []
 
 
 # --- only in memory -----------------------------------------------------------------------

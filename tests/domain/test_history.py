@@ -1,12 +1,13 @@
 from datetime import UTC, datetime, timedelta
 
-from bot.domain.history import BalancePoint, runs_out_at, slots, sparkline, top_ups
+from bot.domain.alerts import Snapshot
+from bot.domain.history import runs_out_at, slots, sparkline, top_ups
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def hours_ago(hours: float, remaining: int | None, *, unlimited: bool = False) -> BalancePoint:
-    return BalancePoint(NOW - timedelta(hours=hours), remaining, unlimited=unlimited)
+def hours_ago(hours: float, remaining: int | None, *, unlimited: bool = False) -> Snapshot:
+    return Snapshot("acme-eu", NOW - timedelta(hours=hours), remaining, unlimited)
 
 
 def test_a_sparkline_is_28_characters_for_a_week_scaled_from_zero():

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.domain.history import BalancePoint
+from bot.domain.alerts import Snapshot
 from bot.transports.charts import FORECAST, HEIGHT, LINE, TOP_UP, WIDTH, HistoryChart, history_png
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SAMPLE_COPY = Path("/work/notes/history-sample.png")
 
 
-def seeded_history(seed: int = 13) -> list[BalancePoint]:
+def seeded_history(seed: int = 13) -> list[Snapshot]:
     """30 days of hourly sweeps: a steady burn with noise, a top-up on day 12, a faster
     burn after a campaign on day 20."""
     rng = random.Random(seed)
@@ -29,7 +29,7 @@ def seeded_history(seed: int = 13) -> list[BalancePoint]:
             remaining += 30_000
         burn = 55 if day < 20 else 140
         remaining = max(0, remaining - int(rng.uniform(0.4, 1.6) * burn))
-        points.append(BalancePoint(at, remaining))
+        points.append(Snapshot("acme-eu", at, remaining, False))
     return points
 
 
@@ -53,7 +53,7 @@ def test_a_30_day_history_becomes_a_png_with_balance_top_ups_and_forecast():
 
 
 def test_a_chart_without_limited_balances_says_so_and_draws_no_line():
-    points = (BalancePoint(NOW - timedelta(days=1), None, unlimited=True),)
+    points = (Snapshot("hooli", NOW - timedelta(days=1), None, True),)
     png = history_png(HistoryChart("hooli", points, now=NOW))
     assert LINE not in colours(png)
     assert FORECAST not in colours(png)

@@ -19,9 +19,8 @@ from bot.adapters.store.tables import (
     balance_snapshots,
     digest_messages,
 )
-from bot.domain.alerts import AlertLevel, AlertState, Usage
+from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Usage
 from bot.domain.credits import Balance
-from bot.domain.history import BalancePoint
 
 CHUNK = 500
 
@@ -84,39 +83,59 @@ class SqlAlertStore:
         with self._store.transaction() as connection:
             connection.execute(delete(balance_snapshots).where(balance_snapshots.c.at < before))
 
-    def balance_history(self, user: str, *, since: datetime) -> list[BalancePoint]:
-        """The balances the sweeps saw for `user` since `since`, oldest first."""
-        table = balance_snapshots.c
-        with self._store.transaction() as connection:
-            rows = connection.execute(
-                select(table.at, table.remaining, table.unlimited)
-                .where(table.target == user, table.at >= since)
-                .order_by(table.at)
-            ).all()
-        return [_point(at, remaining, unlimited) for at, remaining, unlimited in rows]
-
-    def latest_balances(self) -> dict[str, BalancePoint]:
-        """The newest snapshot of every subuser the sweeps have seen (within retention)."""
-        table = balance_snapshots.c
-        newest = (
-            select(table.target, func.max(table.at).label("at")).group_by(table.target).subquery()
-        )
-        with self._store.transaction() as connection:
-            rows = connection.execute(
-                select(table.target, table.at, table.remaining, table.unlimited).join(
-                    newest, (newest.c.target == table.target) & (newest.c.at == table.at)
-                )
-            ).all()
-        return {
-            target: _point(at, remaining, unlimited) for target, at, remaining, unlimited in rows
-        }
-
     def thresholds(self) -> dict[str, int]:
         with self._store.transaction() as connection:
             rows = connection.execute(
                 select(alert_thresholds.c.target, alert_thresholds.c.below)
             ).all()
         return {target: int(below) for target, below in rows}
+
+    def latest_snapshots(
+        self, *, at_or_below: int | None = None, limit: int = 1000
+    ) -> list[Snapshot]:
+        """Each subuser's latest snapshot, fewest credits first (unlimited last); with
+        `at_or_below`, only limited balances at or below it."""
+        table = balance_snapshots.c
+        newest = (
+            select(table.target, func.max(table.at).label("at")).group_by(table.target).subquery()
+        )
+        query = select(table.target, table.at, table.remaining, table.unlimited).join(
+            newest, (table.target == newest.c.target) & (table.at == newest.c.at)
+        )
+        if at_or_below is not None:
+            query = query.where(
+                table.unlimited.is_(False),
+                table.remaining.is_not(None),
+                table.remaining <= at_or_below,
+            )
+        query = query.order_by(
+            table.unlimited, table.remaining.is_(None), table.remaining, table.target
+        )
+        found: dict[str, Snapshot] = {}
+        with self._store.transaction() as connection:
+            for row in connection.execute(query.limit(limit * 2)):
+                if row.target not in found:  # two snapshots at the same instant: one
+                    found[row.target] = _snapshot(row._mapping)
+        return list(found.values())[:limit]
+
+    def subuser_names(self) -> list[str]:
+        """Every subuser a sweep has read (within the snapshots kept), sorted."""
+        with self._store.transaction() as connection:
+            rows = connection.execute(
+                select(balance_snapshots.c.target).distinct().order_by(balance_snapshots.c.target)
+            ).scalars()
+            return list(rows)
+
+    def snapshot_history(self, user: str, *, since: datetime) -> list[Snapshot]:
+        """`user`'s snapshots since `since`, oldest first."""
+        table = balance_snapshots.c
+        with self._store.transaction() as connection:
+            rows = connection.execute(
+                select(table.target, table.at, table.remaining, table.unlimited)
+                .where(table.target == user, table.at >= since)
+                .order_by(table.at, table.id)
+            ).all()
+        return [_snapshot(row._mapping) for row in rows]
 
     def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None:
         with self._store.transaction() as connection:
@@ -193,11 +212,15 @@ def _upsert_state(connection: Connection, state: AlertState) -> None:
         connection.execute(insert(alert_states).values(target=state.user, **values))
 
 
-def _point(at: datetime, remaining: int | None, unlimited: bool) -> BalancePoint:
-    seen = _utc(at)
-    assert seen is not None
-    return BalancePoint(
-        seen, int(remaining) if remaining is not None else None, unlimited=bool(unlimited)
+def _snapshot(m: Any) -> Snapshot:
+    at = _utc(m["at"])
+    assert at is not None
+    remaining = m["remaining"]
+    return Snapshot(
+        user=m["target"],
+        at=at,
+        remaining=int(remaining) if remaining is not None else None,
+        unlimited=bool(m["unlimited"]),
     )
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.adapters.store.instances import FORGET_INSTANCES_AFTER, instance_is_live
-from bot.domain.alerts import AlertState, Usage
+from bot.domain.alerts import AlertState, Snapshot, Usage
 from bot.domain.approvals import (
     ApprovalRequest,
     AuditAction,
@@ -33,7 +33,6 @@ from bot.domain.approvals import (
     RequestStatus,
 )
 from bot.domain.credits import Balance, CreditChange, change_arguments, change_from_arguments
-from bot.domain.history import BalancePoint
 from bot.domain.policy import BudgetUse
 from bot.errors import StoreError
 
@@ -73,16 +72,6 @@ class _Confirmation:
     status: str = "pending"  # → confirmed | cancelled
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One balance seen by a sweep."""
-
-    user: str
-    at: datetime
-    remaining: int | None
-    unlimited: bool
-
-
 class MemoryStore:
     """The `Store` port in memory; thread-safe."""
 
@@ -103,6 +92,7 @@ class MemoryStore:
         self.alert_thresholds: dict[str, int] = {}
         self.balance_snapshots: list[Snapshot] = []
         self.digest_messages: dict[tuple[str, str], str] = {}  # (channel, ts) → content
+        self._home_viewers: dict[str, datetime] = {}
 
     # --- being unreachable ------------------------------------------------------------
 
@@ -313,6 +303,22 @@ class MemoryStore:
     def open_requests(self) -> list[ApprovalRequest]:
         with self.transaction():
             return [r for _, r in sorted(self._requests.items()) if r.status.is_open]
+
+    def requests_by(self, requester_id: str, *, limit: int = 10) -> list[ApprovalRequest]:
+        with self.transaction():
+            mine = [r for r in self._requests.values() if r.requester_id == requester_id]
+            return sorted(mine, key=lambda r: r.id, reverse=True)[:limit]
+
+    # --- App Home viewers ---------------------------------------------------------------
+
+    def saw_home(self, user_id: str, *, at: datetime) -> None:
+        with self.transaction():
+            self._home_viewers[user_id] = _utc(at)
+
+    def home_viewers(self, *, since: datetime, limit: int) -> list[str]:
+        with self.transaction():
+            recent = [(at, user) for user, at in self._home_viewers.items() if at >= _utc(since)]
+            return [user for _, user in sorted(recent, reverse=True)[:limit]]
 
     def _transition(
         self,
@@ -659,24 +665,37 @@ class MemoryAlertStore:
             kept = [s for s in self._store.balance_snapshots if s.at >= _utc(before)]
             self._store.balance_snapshots[:] = kept
 
-    def balance_history(self, user: str, *, since: datetime) -> list[BalancePoint]:
-        with self._store.transaction():
-            seen = [
-                s for s in self._store.balance_snapshots if s.user == user and s.at >= _utc(since)
-            ]
-        return [BalancePoint(s.at, s.remaining, s.unlimited) for s in sorted(seen, key=_at)]
-
-    def latest_balances(self) -> dict[str, BalancePoint]:
-        newest: dict[str, Snapshot] = {}
-        with self._store.transaction():
-            for s in self._store.balance_snapshots:
-                if s.user not in newest or s.at >= newest[s.user].at:
-                    newest[s.user] = s
-        return {u: BalancePoint(s.at, s.remaining, s.unlimited) for u, s in newest.items()}
-
     def thresholds(self) -> dict[str, int]:
         with self._store.transaction():
             return dict(self._store.alert_thresholds)
+
+    def latest_snapshots(
+        self, *, at_or_below: int | None = None, limit: int = 1000
+    ) -> list[Snapshot]:
+        with self._store.transaction():
+            latest: dict[str, Snapshot] = {}
+            for snapshot in self._store.balance_snapshots:
+                seen = latest.get(snapshot.user)
+                if seen is None or snapshot.at >= seen.at:
+                    latest[snapshot.user] = snapshot
+        found = [
+            s
+            for s in latest.values()
+            if at_or_below is None
+            or (not s.unlimited and s.remaining is not None and s.remaining <= at_or_below)
+        ]
+        return sorted(found, key=_snapshot_order)[:limit]
+
+    def subuser_names(self) -> list[str]:
+        with self._store.transaction():
+            return sorted({s.user for s in self._store.balance_snapshots})
+
+    def snapshot_history(self, user: str, *, since: datetime) -> list[Snapshot]:
+        with self._store.transaction():
+            found = [
+                s for s in self._store.balance_snapshots if s.user == user and s.at >= _utc(since)
+            ]
+        return sorted(found, key=lambda s: s.at)
 
     def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None:
         with self._store.transaction():
@@ -705,8 +724,10 @@ class MemoryAlertStore:
             return edited
 
 
-def _at(snapshot: Snapshot) -> datetime:
-    return snapshot.at
+def _snapshot_order(snapshot: Snapshot) -> tuple[bool, int, str]:
+    """Fewest credits first; unlimited (no number) last; then by name."""
+    none = snapshot.remaining is None or snapshot.unlimited
+    return (none, snapshot.remaining or 0, snapshot.user)
 
 
 def _stored_state(state: AlertState) -> AlertState:

@@ -48,6 +48,7 @@ from bot.adapters.store.tables import (
     audit_events,
     confirmations,
     credit_changes,
+    home_viewers,
     instances,
 )
 from bot.domain.approvals import (
@@ -818,6 +819,39 @@ class SqlStore:
                 .order_by(approval_requests.c.id)
             ).all()
         return [_request(row) for row in rows]
+
+    def requests_by(self, requester_id: str, *, limit: int = 10) -> list[ApprovalRequest]:
+        """The newest `limit` requests `requester_id` made, whatever became of them."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(approval_requests)
+                .where(approval_requests.c.requester_id == requester_id)
+                .order_by(desc(approval_requests.c.id))
+                .limit(limit)
+            ).all()
+        return [_request(row) for row in rows]
+
+    # --- App Home viewers ----------------------------------------------------------------
+
+    def saw_home(self, user_id: str, *, at: datetime) -> None:
+        """`user_id` opened the App Home at `at` (their Home is refreshed after sweeps)."""
+        with self.transaction() as connection:
+            changed = connection.execute(
+                update(home_viewers).where(home_viewers.c.user_id == user_id).values(opened_at=at)
+            ).rowcount
+            if not changed:
+                connection.execute(insert(home_viewers).values(user_id=user_id, opened_at=at))
+
+    def home_viewers(self, *, since: datetime, limit: int) -> list[str]:
+        """Who opened the App Home since `since`, the most recent first, at most `limit`."""
+        with self.transaction() as connection:
+            rows = connection.execute(
+                select(home_viewers.c.user_id)
+                .where(home_viewers.c.opened_at >= since)
+                .order_by(desc(home_viewers.c.opened_at), home_viewers.c.user_id)
+                .limit(limit)
+            ).scalars()
+            return list(rows)
 
     # --- audit trail -------------------------------------------------------------------
 

@@ -93,6 +93,15 @@ balance_snapshots = Table(
     Index("ix_balance_snapshots_target_at", "target", "at"),
 )
 
+# Who opened the bot's App Home lately: their Home is refreshed after a sweep.
+home_viewers = Table(
+    "home_viewers",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Index("ix_home_viewers_opened_at", "opened_at"),
+)
+
 alert_thresholds = Table(
     "alert_thresholds",
     metadata,
