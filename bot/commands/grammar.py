@@ -47,6 +47,8 @@ USAGE: dict[Verb, str] = {
     Verb.DENY: "/credits deny ID [reason]",
     Verb.CANCEL: "/credits cancel ID",
     Verb.RESOLVE: "/credits resolve ID applied|not-applied",
+    Verb.LOW: "/credits low",
+    Verb.HISTORY: "/credits history USER",
 }
 RESOLUTIONS = {"applied": True, "not-applied": False}
 MAX_REQUEST_ID = 2**31 - 1
@@ -101,9 +103,9 @@ def parse(text: str) -> Command:
     if verb is Verb.HELP:
         return Command(Verb.HELP, topic=_help_topic(args))
     usage = USAGE[verb]
-    if verb is Verb.PENDING:
+    if verb in (Verb.PENDING, Verb.LOW):
         _arity(args, 0, usage)
-        return Command(Verb.PENDING)
+        return Command(verb)
     if verb is Verb.AUDIT:
         if len(args) > 1:
             _arity(args, 1, usage)
@@ -116,7 +118,7 @@ def parse(text: str) -> Command:
         user = parse_user(args[0], usage)
         change = CreditChange(ChangeKind.UNLIMIT, user, reason=_reason(args[1:]))
         return Command(verb, user=user, change=change)
-    if verb in (Verb.SHOW, Verb.OVERVIEW):
+    if verb in (Verb.SHOW, Verb.OVERVIEW, Verb.HISTORY):
         _arity(args, 1, usage)
         return Command(verb, user=parse_user(args[0], usage))
     if verb is Verb.RECURRING:

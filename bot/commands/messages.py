@@ -51,6 +51,8 @@ HELP_DESCRIPTIONS = {
     "deny": "deny request ID, with an optional reason the requester sees",
     "cancel": "withdraw your own request ID",
     "resolve": "after checking the balance, record whether an unconfirmed change was applied",
+    "low": "the low and exhausted accounts now, with when they run out",
+    "history": "a chart of USER's balance over 30 days, top-ups and forecast",
 }
 HELP_OPERATOR_NOTE = "Changes other than `add` up to {limit:,} credits need an approver."
 HELP_OPERATOR_NOTE_NO_AUTO = "Your changes need an approver."
@@ -334,3 +336,19 @@ RUNS_OUT_AT = "Runs out in ~{span} at the recent pace, {when}."
 SPAN_HOURS = "{hours} h"
 SPAN_DAYS = "{days} days"
 TREND_LINE = "Last 7 days: `{trend}`"
+DID_YOU_MEAN_USER = "Did you mean `{suggestion}`?"
+LOW_TITLE = "Low and exhausted accounts"
+LOW_NONE = "No account is low or exhausted."
+LOW_LINE = "{mark} *{user}* — {remaining} credits, {reason}{runway}"
+LOW_RUNWAY = "; empty ~{span}, {when}"
+LOW_MORE = "…and {more} more."
+LOW_AS_OF = "As of the last sweep, {when}. From stored state: no SendGrid call."
+LOW_NO_SWEEP = "No sweep has recorded a balance yet."
+LOW_FALLBACK = "{counts}: {users}"
+HISTORY_TITLE = "{user}: the last 30 days"
+HISTORY_TREND = "Last 30 days, a mark a day: `{trend}`"
+HISTORY_NOW = "Last seen: {remaining} credits · top-ups: {top_ups}"
+HISTORY_NONE = "No balance of {user} recorded in the last 30 days (the sweeps record them)."
+HISTORY_POSTED = "The chart is posted in this conversation."
+HISTORY_NOT_POSTED = "The chart could not be posted here ({reason}), so here it is as text."
+HISTORY_ALT = "Line chart of {user}'s credits over the last 30 days"

@@ -17,6 +17,7 @@ from bot.commands import messages
 from bot.commands.changes import ChangeService
 from bot.commands.formatting import escape, recent_top_up_note
 from bot.commands.grammar import USAGE, Command, UnknownSubcommand, UsageError, parse
+from bot.commands.outlook import AccountOutlook, Outlook
 from bot.commands.replies import (
     ApprovalRequestedReply,
     BalanceReply,
@@ -29,10 +30,10 @@ from bot.commands.replies import (
     Reply,
 )
 from bot.commands.sweep import AlertStore, ForecastCache
-from bot.domain.alerts import Forecast, Snapshot, Thresholds, assess
+from bot.domain.alerts import Thresholds
 from bot.domain.approvals import AuditAction, AuditEvent, Store
 from bot.domain.credits import Balance, CreditChange, CreditsBackend
-from bot.domain.history import TREND_DAYS, runs_out_at, sparkline
+from bot.domain.history import runs_out_at
 from bot.domain.policy import (
     DECIDING_VERBS,
     BudgetUse,
@@ -99,8 +100,15 @@ class CommandService:
         self._metrics = metrics
         # The sweep's thresholds and early-warning window: show and low judge a
         # balance as the digest does.
-        self._thresholds = thresholds
-        self._horizon_hours = horizon.total_seconds() / 3600 if horizon else None
+        self._outlook = (
+            AccountOutlook(
+                alerts,
+                thresholds=thresholds,
+                horizon_hours=horizon.total_seconds() / 3600 if horizon else None,
+            )
+            if alerts is not None
+            else None
+        )
         self._backend = backend
         self._roles = roles
         self._directory = directory
@@ -233,6 +241,20 @@ class CommandService:
                 )
             )
 
+    def _need_outlook(self) -> AccountOutlook:
+        if self._outlook is None:
+            raise UserError(messages.NO_ALERTS)
+        return self._outlook
+
+    def _close_match(self, user: str | None) -> str | None:
+        """A known subuser close to one SendGrid does not know, from the database."""
+        if self._outlook is None or user is None:
+            return None
+        try:
+            return self._outlook.close_match(user)
+        except StoreError:
+            return None
+
     def _desk(self) -> ChangeService:
         if self._changes is None:
             raise UserError(messages.NO_STORE)
@@ -260,6 +282,9 @@ class CommandService:
             return ErrorReply(str(error))
         except DirectoryError as error:
             return ErrorReply(messages.DIRECTORY_FAILED.format(reason=error.reason))
+        except UnknownAccount:
+            user = (command() or Command(Verb.HELP)).user
+            return _unknown_account(user, self._close_match(user))
         except SendGridError as error:
             return _sendgrid_reply(error, command())
         except StoreError:
@@ -376,7 +401,11 @@ class CommandService:
             if command.verb is Verb.PENDING:
                 return self._changes.pending()
             return self._changes.audit(command.user)
+        if command.verb is Verb.LOW:
+            return self._need_outlook().low(now=self._clock())
         assert command.user is not None  # every other verb names a USER
+        if command.verb is Verb.HISTORY:
+            return self._need_outlook().history(command.user, now=self._clock())
         if command.verb is Verb.SHOW:
             return self._show(command.user)
         if command.verb is Verb.OVERVIEW:
@@ -395,33 +424,21 @@ class CommandService:
                 hours_left = self._forecasts.hours_left(user)
             except StoreError:  # the balance is worth answering without a forecast
                 self._logger.warning("no forecast for %s: the database failed", user)
-        if self._alerts is None or balance.unlimited:
+        if self._outlook is None or balance.unlimited:
             return BalanceReply(user, balance, hours_left=hours_left)
-        level = reason = trend = None
         try:
-            if self._thresholds is not None:
-                outlook = Forecast(per_hour=0.0, hours_left=hours_left) if hours_left else None
-                assessment = assess(
-                    user,
-                    balance,
-                    self._thresholds,
-                    override=self._alerts.thresholds().get(user),
-                    outlook=outlook,
-                    horizon_hours=self._horizon_hours,
-                )
-                level, reason = assessment.level, assessment.reason
-            seen = self._alerts.snapshot_history(user, since=now - timedelta(days=TREND_DAYS))
-            trend = sparkline([*seen, Snapshot(user, now, balance.remaining, False)], now=now)
+            outlook = self._outlook.of(user, balance, hours_left=hours_left, now=now)
         except StoreError:
             self._logger.warning("no status or trend for %s: the database failed", user)
+            outlook = Outlook(None, None, None)
         return BalanceReply(
             user,
             balance,
             hours_left=hours_left,
-            level=level,
-            reason=reason,
+            level=outlook.level,
+            reason=outlook.reason,
             runs_out_at=runs_out_at(now, hours_left),
-            trend=trend,
+            trend=outlook.trend,
         )
 
     def _change_now(
@@ -538,6 +555,13 @@ def _refusal(command: Command, decision: Decision, resolved: ResolvedRole) -> Er
     else:
         message = messages.REFUSED.format(**fields)
     return ErrorReply(message, usage=messages.USAGE_LINE.format(usage=USAGE[Verb.HELP]))
+
+
+def _unknown_account(user: str | None, suggestion: str | None) -> ErrorReply:
+    message = messages.SG_UNKNOWN_ACCOUNT.format(user=user or "?")
+    if suggestion is not None:
+        message += " " + messages.DID_YOU_MEAN_USER.format(suggestion=suggestion)
+    return ErrorReply(message, next_step=messages.SG_UNKNOWN_ACCOUNT_NEXT)
 
 
 def _sendgrid_reply(error: SendGridError, command: Command | None) -> ErrorReply:

@@ -51,6 +51,8 @@ class Verb(enum.StrEnum):
     DENY = "deny"
     CANCEL = "cancel"
     RESOLVE = "resolve"
+    LOW = "low"
+    HISTORY = "history"
 
     @property
     def change_kind(self) -> ChangeKind | None:
@@ -78,6 +80,8 @@ REQUIRED_ROLE: dict[Verb, Role] = {
     Verb.DENY: Role.APPROVER,
     Verb.CANCEL: Role.OPERATOR,
     Verb.RESOLVE: Role.APPROVER,
+    Verb.LOW: Role.VIEWER,
+    Verb.HISTORY: Role.VIEWER,
 }
 
 # Verbs that decide an existing request rather than ask for a change.

@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from slack_sdk.models.blocks import Block
+
+from bot.adapters.store.alerts import SqlAlertStore
+from bot.domain.alerts import AlertState, Usage
+from bot.domain.credits import Balance
 
 from tests.scenarios.conftest import USERS, BotUnderTest
 from tests.scenarios.test_alert_actions import Sweeps
@@ -63,3 +69,92 @@ def test_show_of_a_healthy_account_is_ok_and_of_an_empty_one_exhausted(bot, swee
         ":red_circle: *exhausted* — no credits left"
         in bot.command("show initech", user=VIEWER).text
     )
+
+
+def seed_history(sweeps: Sweeps, user: str = "acme-us", days: int = 30) -> None:
+    """Thirty days of six-hourly snapshots: a steady burn, a top-up ten days ago, and a
+    burn rate the sweeps learnt (so the forecast is drawn)."""
+    alerts = SqlAlertStore(sweeps.store)
+    now = datetime.now(UTC)
+    remaining = 40_000
+    for slot in range(days * 4, 0, -1):
+        at = now - timedelta(hours=6 * slot)
+        if slot == 40:
+            remaining += 25_000
+        remaining -= 300
+        alerts.add_snapshots([(user, Balance(False, remaining))], at=at)
+    alerts.save_states([AlertState(user, usage=Usage(remaining, now - timedelta(hours=6), 50.0))])
+
+
+def test_history_uploads_a_png_chart_where_the_command_was_typed(bot, sweeps):
+    seed_history(sweeps)
+    reply = bot.command("history acme-us", user=VIEWER)
+    assert "The chart is posted in this conversation." in reply.text
+    assert re.search(r"Last 30 days, a mark a day: `[▁▂▃▄▅▆▇█·]{30}`", reply.text)
+    assert "top-ups: 1" in reply.text
+    assert_valid_blocks(reply.message)
+    [uploaded] = bot.slack.state.files.values()
+    assert uploaded.completed
+    assert uploaded.channel_id == "C0SUPPORT"  # where the command was typed
+    assert uploaded.filename == "acme-us-credits-30-days.png"
+    assert uploaded.length == len(uploaded.data or b"")
+    assert "acme-us" in (uploaded.alt_txt or "")
+    image = Image.open(io.BytesIO(uploaded.data or b""))
+    assert image.format == "PNG"
+    steps = [c.method for c in bot.slack.state.calls if c.method.startswith("files.")]
+    assert steps == ["files.getUploadURLExternal", "files.completeUploadExternal"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "reason"),
+    [("not_in_channel", "not_in_channel"), ("no_scope", "missing_scope")],
+)
+def test_history_answers_with_the_sparkline_when_the_chart_cannot_be_posted(
+    bot, sweeps, scenario, reason
+):
+    seed_history(sweeps)
+    if scenario == "not_in_channel":
+        bot.slack.state.outside_channels.add("C0SUPPORT")
+    else:
+        bot.slack.state.scopes = tuple(s for s in bot.slack.state.scopes if s != "files:write")
+    reply = bot.command("history acme-us", user=VIEWER)
+    assert f"The chart could not be posted here ({reason}), so here it is as text." in reply.text
+    assert re.search(r"Last 30 days, a mark a day: `[▁▂▃▄▅▆▇█·]{30}`", reply.text)
+    assert "Runs out in ~" in reply.text
+    assert not [f for f in bot.slack.state.files.values() if f.completed]
+    assert_valid_blocks(reply.message)
+
+
+def test_history_of_a_subuser_never_swept_says_so_and_uploads_nothing(bot, sweeps):
+    reply = bot.command("history wonka", user=VIEWER)
+    assert "No balance of wonka recorded in the last 30 days" in reply.text
+    assert bot.slack.state.files == {}
+
+
+def test_low_lists_low_and_exhausted_accounts_from_stored_state(bot, sweeps):
+    bot.simulator.state.subusers["initech"].credit_remain = 0
+    bot.simulator.state.subusers["acme-us"].credit_remain = 500
+    sweeps.run()
+    reads = len(bot.simulator.state.calls())
+    reply = bot.command("low", user=VIEWER)
+    text = reply.text
+    assert ":red_circle: *initech* — 0 credits, no credits left" in text
+    assert ":large_orange_circle: *acme-us* — 500 credits, at or below 1,000" in text
+    assert text.index("*initech*") < text.index("*acme-us*")  # exhausted first
+    assert "acme-eu" not in text.split("\n", 1)[1]  # a healthy account is not listed
+    assert "As of the last sweep, <!date^" in text
+    # Notifications show only the fallback text: it names the accounts.
+    assert re.match(r"[0-9]+ exhausted, [0-9]+ low: ", reply.message["text"])
+    assert "initech" in reply.message["text"]
+    assert "acme-us" in reply.message["text"]
+    assert_valid_blocks(reply.message)
+    assert len(bot.simulator.state.calls()) == reads  # no SendGrid fan-out
+
+
+def test_an_unknown_subuser_gets_a_close_match_from_the_swept_names(bot, sweeps):
+    sweeps.run()
+    reply = bot.command("show acme-ue", user=VIEWER)
+    assert "SendGrid has no subuser or customer called `acme-ue`." in reply.text
+    assert "Did you mean `acme-eu`?" in reply.text
+    far = bot.command("show zzzzzz", user=VIEWER)
+    assert "Did you mean" not in far.text

@@ -159,6 +159,7 @@ def test_manifest_declares_the_command_and_matches_the_http_mode():
         "usergroups:read",
         "channels:read",
         "groups:read",
+        "files:write",
     }
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
 

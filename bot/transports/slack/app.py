@@ -35,7 +35,7 @@ from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.commands.formatting import digest_note
 from bot.commands.grammar import USAGE, parse_credits, parse_user
-from bot.commands.replies import ErrorReply, Reply
+from bot.commands.replies import ErrorReply, HistoryReply, Reply
 from bot.commands.service import Actor, CommandService
 from bot.config import Settings
 from bot.domain.credits import CreditsBackend
@@ -71,6 +71,7 @@ from bot.transports.slack.confirmations import (
     CONFIRM_ACTION,
     confirmation_id_from,
 )
+from bot.transports.slack.history import post_history_chart
 
 # Listener threads only parse Slack's payload and ack; work threads wait on
 # SendGrid (up to its timeout, plus the rate limiter). Sized for a burst of
@@ -273,8 +274,11 @@ def deliver(respond: Respond, **message: Any) -> None:
                 raise _ReplyNotTaken(f"response_url answered {response.status_code}")
 
 
-def credits_command(service: CommandService, work: PostAckWork) -> Any:
-    """`/credits …`: ack at once, then run the command and answer via response_url."""
+def credits_command(
+    service: CommandService, work: PostAckWork, client: WebClient | None = None
+) -> Any:
+    """`/credits …`: ack at once, then run the command and answer via response_url
+    (`history` also uploads its chart to the channel the command was typed in)."""
 
     def handle_credits(
         ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
@@ -285,6 +289,8 @@ def credits_command(service: CommandService, work: PostAckWork) -> Any:
 
         def answer(checked: bool) -> None:
             reply = service.handle(actor, text, replay_checked=checked)
+            if isinstance(reply, HistoryReply) and client is not None:
+                reply = post_history_chart(client, reply, channel_id=command.get("channel_id"))
             deliver(respond, response_type="ephemeral", **render_message(reply))
 
         work.submit(answer, f"/credits from {actor.user_id}", replay_claim(context))
@@ -585,7 +591,7 @@ def register_listeners(
 ) -> None:
     """Every command, action and event this app answers."""
     client = client or app.client
-    app.command("/credits")(credits_command(service, work))
+    app.command("/credits")(credits_command(service, work, client))
     app.action(APPROVE_ACTION)(approve_button(service, work))
     app.action(DENY_ACTION)(deny_button(service, work, client))
     app.view(DENY_VIEW)(deny_dialog_submitted(service, work, client))
