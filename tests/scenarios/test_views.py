@@ -15,7 +15,6 @@ from slack_sdk.models.blocks import Block
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.domain.alerts import AlertState, Usage
 from bot.domain.credits import Balance
-
 from tests.scenarios.conftest import USERS, BotUnderTest
 from tests.scenarios.test_alert_actions import Sweeps
 
