@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from bot.commands import messages
-from bot.commands.grammar import USAGE
+from bot.commands.grammar import USAGE, USAGE_RECURRING_PLAIN
 from bot.commands.replies import (
     NO_TICKET_LINKS,
     ApprovalRequestedReply,
@@ -152,8 +152,11 @@ def layout(reply: Reply) -> Content:
 
 def _help(reply: HelpReply) -> Content:
     verbs = (reply.topic,) if reply.topic in reply.verbs else reply.verbs
+    usage = dict(USAGE)
+    if not reply.recurring_dates:
+        usage[Verb.RECURRING] = USAGE_RECURRING_PLAIN
     lines = [
-        f"`{USAGE[verb]}` — {messages.HELP_DESCRIPTIONS[verb.value]}"
+        f"`{usage[verb]}` — {messages.HELP_DESCRIPTIONS[verb.value]}"
         for verb in verbs
         if verb is not Verb.HELP or len(verbs) == 1
     ]

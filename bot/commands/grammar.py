@@ -50,6 +50,8 @@ USAGE: dict[Verb, str] = {
     Verb.LOW: "/credits low",
     Verb.HISTORY: "/credits history USER",
 }
+# Where SendGrid has no start/end/initial for a recurring plan (v3).
+USAGE_RECURRING_PLAIN = "/credits recurring USER N daily|weekly|monthly [reason]"
 RESOLUTIONS = {"applied": True, "not-applied": False}
 MAX_REQUEST_ID = 2**31 - 1
 

@@ -32,6 +32,7 @@ class HelpReply:
     auto_approve_max: int
     topic: Verb | None = None
     notice: str | None = None  # e.g. "There is no `shwo` subcommand. Did you mean `show`?"
+    recurring_dates: bool = True  # the backend takes start=/end=/initial= (v2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,14 @@ from datetime import UTC, datetime, timedelta
 from bot.commands import messages
 from bot.commands.changes import ChangeService
 from bot.commands.formatting import escape, recent_top_up_note
-from bot.commands.grammar import USAGE, Command, UnknownSubcommand, UsageError, parse
+from bot.commands.grammar import (
+    USAGE,
+    USAGE_RECURRING_PLAIN,
+    Command,
+    UnknownSubcommand,
+    UsageError,
+    parse,
+)
 from bot.commands.outlook import AccountOutlook, Outlook
 from bot.commands.replies import (
     ApprovalRequestedReply,
@@ -274,9 +281,11 @@ class CommandService:
         except UnknownSubcommand as error:
             return self._help(actor, notice=str(error))
         except UsageError as error:
+            usage = error.usage
+            if usage == USAGE[Verb.RECURRING] and not self._backend.has_recurring_dates:
+                usage = USAGE_RECURRING_PLAIN
             return ErrorReply(
-                str(error),
-                usage=messages.USAGE_LINE.format(usage=error.usage) if error.usage else None,
+                str(error), usage=messages.USAGE_LINE.format(usage=usage) if usage else None
             )
         except UserError as error:
             return ErrorReply(str(error))
@@ -371,13 +380,17 @@ class CommandService:
 
     def _help(self, actor: Actor, *, topic: Verb | None = None, notice: str | None = None) -> Reply:
         resolved = self._roles.resolve(actor.user_id, self._directory)
+        verbs = allowed_verbs(resolved.role)
+        if not self._backend.has_overview:  # only what this SendGrid API has
+            verbs = [verb for verb in verbs if verb is not Verb.OVERVIEW]
         return HelpReply(
             role=resolved.role,
-            verbs=tuple(allowed_verbs(resolved.role)),
+            verbs=tuple(verbs),
             user_id=actor.user_id,
             auto_approve_max=self._auto_approve_max,
             topic=topic,
             notice=notice,
+            recurring_dates=self._backend.has_recurring_dates,
         )
 
     def _execute(self, actor: Actor, command: Command, decision: Decision) -> Reply:

@@ -157,3 +157,20 @@ def test_an_unknown_subuser_gets_a_close_match_from_the_swept_names(bot, sweeps)
     assert "Did you mean `acme-eu`?" in reply.text
     far = bot.command("show zzzzzz", user=VIEWER)
     assert "Did you mean" not in far.text
+
+
+def test_help_and_usage_offer_only_what_this_sendgrid_api_has(bot):
+    helped = bot.command("help", user=USERS["admin"]).text
+    wrong = bot.command("recurring hooli", user=USERS["admin"]).text
+    if bot.api_version == "v3":
+        assert "/credits overview" not in helped
+        assert "start=" not in helped
+        assert "initial=" not in helped
+        assert "/credits recurring USER N daily|weekly|monthly [reason]" in helped
+        assert "start=" not in wrong
+    else:
+        assert "/credits overview USER" in helped
+        assert "[start=YYYY-MM-DD] [end=YYYY-MM-DD] [initial=N]" in helped
+        assert "start=YYYY-MM-DD" in wrong
+    assert "/credits low" in helped
+    assert "/credits history USER" in helped
