@@ -44,7 +44,6 @@ from bot.domain.approvals import (
     AuditEvent,
     ChangeRecord,
     ChangeState,
-    Refusal,
     ReminderPolicy,
     RequestStatus,
     Store,
@@ -67,6 +66,7 @@ from bot.domain.policy import (
     ConfirmWhy,
     GroupDirectory,
     Limits,
+    Refusal,
     RoleBook,
     drops_recurring_plan,
     needs_two_approvals,
@@ -532,8 +532,12 @@ class ChangeService:
         request = self._store.get_request(request_id)
         if request is None:
             return ErrorReply(messages.NO_SUCH_REQUEST.format(id=request_id))
-        if may_cancel(actor_id, request) is not None:
-            self._note(request, actor_id, AuditAction.REFUSED, Refusal.NOT_THE_REQUESTER.value)
+        resolved = self._roles.resolve(actor_id, self._directory)
+        refused = may_cancel(actor_id, resolved.role, request)
+        if refused is not None:
+            self._note(request, actor_id, AuditAction.REFUSED, refused.value)
+            if refused is Refusal.NEEDS_ROLE:
+                return ErrorReply(messages.CANCEL_NEEDS.format(role=resolved.role.label))
             return ErrorReply(messages.NOT_YOUR_REQUEST.format(id=request_id))
         if request.status is not RequestStatus.PENDING or request.expired_at(self._clock()):
             return self._already_handled(request)
@@ -564,8 +568,9 @@ class ChangeService:
         if request is None:
             return ErrorReply(messages.NO_SUCH_REQUEST.format(id=request_id))
         resolved = self._roles.resolve(actor_id, self._directory)
-        if may_resolve(resolved.role) is not None:
-            self._note(request, actor_id, AuditAction.REFUSED, Refusal.NOT_AN_APPROVER.value)
+        refused = may_resolve(resolved.role)
+        if refused is not None:
+            self._note(request, actor_id, AuditAction.REFUSED, refused.value)
             return ErrorReply(messages.NOT_AN_APPROVER.format(role=resolved.role.label))
         if request.status is not RequestStatus.UNKNOWN:
             return ErrorReply(

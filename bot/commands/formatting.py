@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from bot.commands import messages
-from bot.commands.grammar import USAGE, USAGE_RECURRING_PLAIN
 from bot.commands.replies import (
     NO_TICKET_LINKS,
     ApprovalRequestedReply,
@@ -39,7 +38,7 @@ from bot.domain.approvals import (
 )
 from bot.domain.credits import Balance, CreditChange
 from bot.domain.history import top_ups
-from bot.domain.policy import ConfirmWhy, Role, Verb
+from bot.domain.policy import ConfirmWhy, Role
 
 BAR_WIDTH = 20
 FALLBACK_MAX = 3000  # a message's `text`, as a notification shows it
@@ -151,14 +150,11 @@ def layout(reply: Reply) -> Content:
 
 
 def _help(reply: HelpReply) -> Content:
-    verbs = (reply.topic,) if reply.topic in reply.verbs else reply.verbs
-    usage = dict(USAGE)
-    if not reply.recurring_dates:
-        usage[Verb.RECURRING] = USAGE_RECURRING_PLAIN
+    entries = tuple(e for e in reply.entries if e.name == reply.topic) or reply.entries
     lines = [
-        f"`{usage[verb]}` — {messages.HELP_DESCRIPTIONS[verb.value]}"
-        for verb in verbs
-        if verb is not Verb.HELP or len(verbs) == 1
+        f"`{entry.usage}` — {entry.sentence}"
+        for entry in entries
+        if entry.name != "help" or len(entries) == 1
     ]
     notes = []
     if reply.role is Role.NONE:
@@ -180,7 +176,7 @@ def _help(reply: HelpReply) -> Content:
         sections=tuple(sections),
         notes=tuple(notes),
         fallback=reply.notice
-        or f"{messages.HELP_TITLE}: {', '.join(v.value for v in reply.verbs)}",
+        or f"{messages.HELP_TITLE}: {', '.join(e.name for e in reply.entries)}",
         warning=reply.notice is not None,
     )
 
@@ -372,7 +368,7 @@ def _change(reply: ChangeReply) -> Content:
     if result.outcome_unknown:
         sections.append(Section(messages.CHANGE_UNKNOWN))
     else:
-        done = messages.CHANGE_DONE.format(verb=reply.verb.value.capitalize(), user=user)
+        done = messages.CHANGE_DONE.format(verb=reply.verb.capitalize(), user=user)
         sections.append(Section(f"{done}\n{before_after}"))
     if result.after is not None:
         sections.append(balance_section(result.after))
@@ -391,7 +387,7 @@ def _change(reply: ChangeReply) -> Content:
         headline=user,
         sections=tuple(sections),
         notes=tuple(notes),
-        fallback=f"{reply.verb.value} {user}: {before_after}",
+        fallback=f"{reply.verb} {user}: {before_after}",
         warning=result.outcome_unknown,
     )
 

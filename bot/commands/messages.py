@@ -35,25 +35,39 @@ HELP_NO_ROLE = (
     "You have no role yet, so you can only read this help. "
     "Ask an admin to add your Slack user ID ({user_id}) or one of your user groups."
 )
-HELP_DESCRIPTIONS = {
-    "help": "this help",
-    "show": "balance, allowance and last reset",
-    "overview": "a reseller customer's account overview",
-    "add": "add N credits",
-    "remove": "take N credits away",
-    "set": "set the balance to exactly N",
-    "recurring": "reset the balance to N every day, week or month",
-    "unlimit": "remove the credit limit",
-    "pending": "open approval requests",
-    "audit": "the latest 20 changes and decisions (for one USER, if given)",
-    "threshold": "warn when USER is at or below N credits (instead of the default)",
-    "approve": "approve request ID (as its Approve button does)",
-    "deny": "deny request ID, with an optional reason the requester sees",
-    "cancel": "withdraw your own request ID",
-    "resolve": "after checking the balance, record whether an unconfirmed change was applied",
-    "low": "the low and exhausted accounts now, with when they run out",
-    "history": "a chart of USER's balance over 30 days, top-ups and forecast",
-}
+# One sentence per subcommand, named in its registry record (bot/commands/registry.py).
+HELP_HELP = "this help"
+HELP_SHOW = "balance, allowance and last reset"
+HELP_OVERVIEW = "a reseller customer's account overview"
+HELP_ADD = "add N credits"
+HELP_REMOVE = "take N credits away"
+HELP_SET = "set the balance to exactly N"
+HELP_RECURRING = "reset the balance to N every day, week or month"
+HELP_UNLIMIT = "remove the credit limit"
+HELP_PENDING = "open approval requests"
+HELP_AUDIT = "the latest 20 changes and decisions (for one USER, if given)"
+HELP_THRESHOLD = "warn when USER is at or below N credits (instead of the default)"
+HELP_APPROVE = "approve request ID (as its Approve button does)"
+HELP_DENY = "deny request ID, with an optional reason the requester sees"
+HELP_CANCEL = "withdraw your own request ID"
+HELP_RESOLVE = "after checking the balance, record whether an unconfirmed change was applied"
+HELP_WHOAMI = "your role, what you may do, and why"
+HELP_LOW = "the low and exhausted accounts now, with when they run out"
+HELP_HISTORY = "a chart of USER's balance over 30 days, top-ups and forecast"
+
+# --- whoami --------------------------------------------------------------------------
+WHOAMI_ROLE = "Your role: *{role}*."
+WHOAMI_BY_USER = "It is granted to your user ID `{id}`."
+WHOAMI_BY_GROUP = "It is granted to the user group <!subteam^{id}> (`{id}`), which you are in."
+WHOAMI_NOTHING = (
+    "No user ID or user group grants you a role. To get one, ask an admin to add your "
+    "Slack user ID (`{user_id}`) or one of your user groups."
+)
+WHOAMI_UNVERIFIED = (
+    "Your user groups could not be checked ({reason}), so only what your user ID "
+    "grants is counted; a group may give you more once Slack answers."
+)
+WHOAMI_MAY = "You may use: {names}."
 HELP_OPERATOR_NOTE = "Changes other than `add` up to {limit:,} credits need an approver."
 HELP_OPERATOR_NOTE_NO_AUTO = "Your changes need an approver."
 
@@ -70,6 +84,7 @@ NEEDS_APPROVAL_NO_STORE = (
 NO_STORE = "This bot runs without a database, so it keeps no requests or audit trail."
 NO_ALERTS = "Low-credit alerts are not set up on this bot."
 SNOOZE_NEEDS = "Snoozing alerts needs the *operator* role; you have {role}."
+CANCEL_NEEDS = "Withdrawing a request needs the *operator* role; you have {role}."
 
 # --- balances and changes -----------------------------------------------------------
 UNLIMITED = "No limit: this account can send without a credit cap."
@@ -248,6 +263,7 @@ AUDIT_REFUSALS = {
     "not_an_approver": "refused: only approvers and admins decide requests",
     "own_request": "refused: nobody decides their own request",
     "not_the_requester": "refused: only the requester may cancel",
+    "needs_role": "refused: their role does not allow it",
 }
 AUDIT_NOT_APPLIED = "not applied: {detail}"
 AUDIT_UNCONFIRMED = "SendGrid did not confirm it, verify the balance: {detail}"

@@ -10,58 +10,41 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.commands import messages
+from bot.commands import messages, registry
 from bot.commands.changes import ChangeService
+from bot.commands.context import Actor, Call, Context
 from bot.commands.formatting import escape, recent_top_up_note
-from bot.commands.grammar import (
-    USAGE,
-    USAGE_RECURRING_PLAIN,
-    Command,
-    UnknownSubcommand,
-    UsageError,
-    parse,
-)
-from bot.commands.outlook import AccountOutlook, Outlook
+from bot.commands.grammar import USAGE_RECURRING_PLAIN, Command, UnknownSubcommand, UsageError
+from bot.commands.outlook import AccountOutlook
+from bot.commands.reads import help_reply
+from bot.commands.registry import USAGE, Verb
 from bot.commands.replies import (
     ApprovalRequestedReply,
-    BalanceReply,
     ChangeReply,
-    ConfirmReply,
     ErrorReply,
-    HelpReply,
     NoticeReply,
-    OverviewReply,
     Reply,
 )
 from bot.commands.sweep import AlertStore, ForecastCache
+from bot.commands.writes import change_now, limits_refusal
 from bot.domain.alerts import Thresholds
-from bot.domain.approvals import AuditAction, AuditEvent, Store
-from bot.domain.credits import Balance, CreditChange, CreditsBackend
-from bot.domain.history import runs_out_at
+from bot.domain.approvals import AuditAction, Store
+from bot.domain.credits import CreditsBackend
 from bot.domain.policy import (
-    DECIDING_VERBS,
-    BudgetUse,
-    ConfirmWhy,
+    Action,
     Decision,
     GroupDirectory,
     Outcome,
     ResolvedRole,
-    Role,
     RoleBook,
-    Verb,
-    allowed_verbs,
-    confirmation_needed,
     decide,
-    may_need_confirmation,
-    over_ceiling,
+    refusal,
 )
 from bot.errors import (
     AuthenticationFailed,
     BadResponse,
-    ConfirmationRequired,
     DirectoryError,
     OutcomeUnknown,
     RateLimited,
@@ -73,15 +56,10 @@ from bot.errors import (
 )
 from bot.observability.metrics import NO_METRICS, Metrics
 
+__all__ = ["Actor", "CommandService"]  # Actor is the service's argument; it lives in context
+
 # A top-up this recent is pointed out before someone adds credits again from the digest.
 RECENT_TOP_UP = timedelta(hours=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who is asking: a Slack user ID (never a username)."""
-
-    user_id: str
 
 
 class CommandService:
@@ -105,17 +83,6 @@ class CommandService:
         horizon: timedelta | None = None,
     ) -> None:
         self._metrics = metrics
-        # The sweep's thresholds and early-warning window: show and low judge a
-        # balance as the digest does.
-        self._outlook = (
-            AccountOutlook(
-                alerts,
-                thresholds=thresholds,
-                horizon_hours=horizon.total_seconds() / 3600 if horizon else None,
-            )
-            if alerts is not None
-            else None
-        )
         self._backend = backend
         self._roles = roles
         self._directory = directory
@@ -127,6 +94,28 @@ class CommandService:
         self._new_error_id = new_error_id
         self._store = store
         self._clock = clock
+        self._context = Context(
+            backend=backend,
+            roles=roles,
+            directory=directory,
+            changes=changes,
+            alerts=alerts,
+            forecasts=self._forecasts,
+            store=store,
+            auto_approve_max=auto_approve_max,
+            logger=self._logger,
+            clock=clock,
+            subcommands=registry.SUBCOMMANDS,
+            # The sweep's thresholds and early-warning window: show and low judge a
+            # balance as the digest does.
+            outlook=AccountOutlook(
+                alerts,
+                thresholds=thresholds,
+                horizon_hours=horizon.total_seconds() / 3600 if horizon else None,
+            )
+            if alerts is not None
+            else None,
+        )
 
     def handle(self, actor: Actor, text: str, *, replay_checked: bool = True) -> Reply:
         """Answer one command. Never raises: every failure becomes an ErrorReply.
@@ -137,9 +126,9 @@ class CommandService:
         parsed: list[Command] = []
 
         def run() -> Reply:
-            command = parse(text)
+            command = registry.parse(text)
             parsed.append(command)
-            if not replay_checked and command.verb in CHANGING_VERBS:
+            if not replay_checked and registry.BY_VERB[command.verb].changes_state:
                 return _unchecked_change()
             return self._run(actor, command)
 
@@ -184,14 +173,16 @@ class CommandService:
 
         def run() -> Reply:
             resolved = self._roles.resolve(actor.user_id, self._directory)
-            if resolved.role < Role.OPERATOR:
+            if refusal(Action.SNOOZE_ALERTS, resolved.role) is not None:
                 return ErrorReply(messages.SNOOZE_NEEDS.format(role=resolved.role.label))
             if self._alerts is None:
                 return ErrorReply(messages.NO_ALERTS)
             now = self._clock()
             until = now + timedelta(hours=hours)
             self._alerts.snooze(user, until=until)
-            self._audit(actor, AuditAction.SNOOZED, user, f"until {until:%Y-%m-%d %H:%M} UTC")
+            self._context.audit(
+                actor, AuditAction.SNOOZED, user, f"until {until:%Y-%m-%d %H:%M} UTC"
+            )
             when = f"{until:%Y-%m-%d %H:%M}"
             return NoticeReply(
                 messages.SNOOZED.format(user=user, until=when),
@@ -236,36 +227,17 @@ class CommandService:
                 return recent_top_up_note(event, now=self._clock())
         return None
 
-    def _audit(self, actor: Actor, action: AuditAction, user: str, outcome: str) -> None:
-        if self._store is not None:
-            self._store.record(
-                AuditEvent(
-                    at=self._clock(),
-                    actor_id=actor.user_id,
-                    action=action,
-                    target=user,
-                    outcome=outcome,
-                )
-            )
-
-    def _need_outlook(self) -> AccountOutlook:
-        if self._outlook is None:
-            raise UserError(messages.NO_ALERTS)
-        return self._outlook
+    def _desk(self) -> ChangeService:
+        return self._context.desk()
 
     def _close_match(self, user: str | None) -> str | None:
         """A known subuser close to one SendGrid does not know, from the database."""
-        if self._outlook is None or user is None:
+        if self._context.outlook is None or user is None:
             return None
         try:
-            return self._outlook.close_match(user)
+            return self._context.outlook.close_match(user)
         except StoreError:
             return None
-
-    def _desk(self) -> ChangeService:
-        if self._changes is None:
-            raise UserError(messages.NO_STORE)
-        return self._changes
 
     def _safely(
         self,
@@ -283,7 +255,7 @@ class CommandService:
         except UsageError as error:
             usage = error.usage
             if usage == USAGE[Verb.RECURRING] and not self._backend.has_recurring_dates:
-                usage = USAGE_RECURRING_PLAIN
+                usage = USAGE_RECURRING_PLAIN  # v3: no start=/end=/initial=
             return ErrorReply(
                 str(error), usage=messages.USAGE_LINE.format(usage=usage) if usage else None
             )
@@ -292,7 +264,8 @@ class CommandService:
         except DirectoryError as error:
             return ErrorReply(messages.DIRECTORY_FAILED.format(reason=error.reason))
         except UnknownAccount:
-            user = (command() or Command(Verb.HELP)).user
+            parsed = command()
+            user = parsed.user if parsed else None
             return _unknown_account(user, self._close_match(user))
         except SendGridError as error:
             return _sendgrid_reply(error, command())
@@ -310,41 +283,27 @@ class CommandService:
             )
 
     def _run(self, actor: Actor, command: Command) -> Reply:
-        if command.verb is Verb.HELP:
-            return self._help(actor, topic=command.topic)
+        """The access filter, the limits every role is held to, then the record's handler."""
+        record = registry.BY_VERB[command.verb]
         resolved = self._roles.resolve(actor.user_id, self._directory)
         decision = decide(
-            command.verb,
+            record.action,
             resolved,
+            change=command.change.kind if command.change else None,
             credits=command.credits,
             auto_approve_max=self._auto_approve_max,
         )
         if decision.outcome is Outcome.REFUSE:
             return _refusal(command, decision, resolved)
         if command.change is not None:
-            refusal = self._policy_refusal(command.change)
-            if refusal is not None:
-                return refusal
+            refused = limits_refusal(self._context, command.change)
+            if refused is not None:
+                return refused
         if decision.outcome is Outcome.NEEDS_APPROVAL:
             if self._changes is None or command.change is None:
                 return ErrorReply(messages.NEEDS_APPROVAL_NO_STORE.format(verb=command.verb.value))
             return self._changes.request_approval(actor.user_id, command.change)
-        return self._execute(actor, command, decision)
-
-    def _policy_refusal(self, change: CreditChange) -> ErrorReply | None:
-        """The limits that hold for every role: the ceiling, and a required reason."""
-        if self._changes is None:
-            return None
-        limits = self._changes.limits
-        if over_ceiling(change, limits):
-            assert change.credits is not None
-            assert limits.max_change is not None
-            return ErrorReply(
-                messages.OVER_CEILING.format(credits=change.credits, limit=limits.max_change)
-            )
-        if limits.require_reason and not change.reason:
-            return ErrorReply(messages.REASON_REQUIRED)
-        return None
+        return record.handle(self._context, Call(actor, command, resolved, decision))
 
     def confirm(
         self, actor: Actor, confirmation_id: int, *, confirm: bool, replay_checked: bool = True
@@ -364,182 +323,27 @@ class CommandService:
             verb = Verb(change.kind.value)
             resolved = self._roles.resolve(actor.user_id, self._directory)
             decision = decide(
-                verb, resolved, credits=change.credits, auto_approve_max=self._auto_approve_max
+                registry.BY_VERB[verb].action,
+                resolved,
+                change=change.kind,
+                credits=change.credits,
+                auto_approve_max=self._auto_approve_max,
             )
             command = Command(verb, user=change.user, change=change)
             if decision.outcome is Outcome.REFUSE:
                 return _refusal(command, decision, resolved)
-            refusal = self._policy_refusal(change)
-            if refusal is not None:
-                return refusal
+            refused = limits_refusal(self._context, change)
+            if refused is not None:
+                return refused
             if decision.outcome is Outcome.NEEDS_APPROVAL:
                 return self._desk().request_approval(actor.user_id, change)
-            return self._change_now(actor, command, decision, confirmed=True)
+            return change_now(self._context, actor, command, decision, confirmed=True)
 
         return self._safely(run, actor)
 
-    def _help(self, actor: Actor, *, topic: Verb | None = None, notice: str | None = None) -> Reply:
+    def _help(self, actor: Actor, *, notice: str | None = None) -> Reply:
         resolved = self._roles.resolve(actor.user_id, self._directory)
-        verbs = allowed_verbs(resolved.role)
-        if not self._backend.has_overview:  # only what this SendGrid API has
-            verbs = [verb for verb in verbs if verb is not Verb.OVERVIEW]
-        return HelpReply(
-            role=resolved.role,
-            verbs=tuple(verbs),
-            user_id=actor.user_id,
-            auto_approve_max=self._auto_approve_max,
-            topic=topic,
-            notice=notice,
-            recurring_dates=self._backend.has_recurring_dates,
-        )
-
-    def _execute(self, actor: Actor, command: Command, decision: Decision) -> Reply:
-        if command.verb in DECIDING_VERBS:
-            return self._decide(actor, command)
-        if command.verb is Verb.THRESHOLD:
-            assert command.user is not None
-            assert command.amount is not None
-            if self._alerts is None:
-                return ErrorReply(messages.NO_ALERTS)
-            self._alerts.set_threshold(
-                command.user, command.amount, by=actor.user_id, at=self._clock()
-            )
-            self._audit(actor, AuditAction.THRESHOLD, command.user, f"below={command.amount}")
-            return NoticeReply(
-                messages.THRESHOLD_SET.format(user=command.user, below=f"{command.amount:,}")
-            )
-        if command.verb in (Verb.PENDING, Verb.AUDIT):
-            if self._changes is None:
-                return ErrorReply(messages.NO_STORE)
-            if command.verb is Verb.PENDING:
-                return self._changes.pending()
-            return self._changes.audit(command.user)
-        if command.verb is Verb.LOW:
-            return self._need_outlook().low(now=self._clock())
-        assert command.user is not None  # every other verb names a USER
-        if command.verb is Verb.HISTORY:
-            return self._need_outlook().history(command.user, now=self._clock())
-        if command.verb is Verb.SHOW:
-            return self._show(command.user)
-        if command.verb is Verb.OVERVIEW:
-            return OverviewReply(command.user, self._backend.get_overview(command.user))
-        return self._change_now(actor, command, decision, confirmed=False)
-
-    def _show(self, user: str) -> BalanceReply:
-        """The balance now, judged as the digest judges it, when it runs out at the
-        recent pace, and the week's trend from the sweeps' snapshots. Only the balance
-        needs SendGrid: the rest is from the database, and left out when it fails."""
-        balance = self._backend.get_balance(user)
-        now = self._clock()
-        hours_left = None
-        if self._forecasts is not None:
-            try:
-                hours_left = self._forecasts.hours_left(user)
-            except StoreError:  # the balance is worth answering without a forecast
-                self._logger.warning("no forecast for %s: the database failed", user)
-        if self._outlook is None or balance.unlimited:
-            return BalanceReply(user, balance, hours_left=hours_left)
-        try:
-            outlook = self._outlook.of(user, balance, hours_left=hours_left, now=now)
-        except StoreError:
-            self._logger.warning("no status or trend for %s: the database failed", user)
-            outlook = Outlook(None, None, None)
-        return BalanceReply(
-            user,
-            balance,
-            hours_left=hours_left,
-            level=outlook.level,
-            reason=outlook.reason,
-            runs_out_at=runs_out_at(now, hours_left),
-            trend=outlook.trend,
-        )
-
-    def _change_now(
-        self, actor: Actor, command: Command, decision: Decision, *, confirmed: bool
-    ) -> Reply:
-        """A direct change: held for its author's confirmation when it is large or would
-        end a recurring plan; an auto-approved one becomes a request past the budget."""
-        change = command.change
-        assert change is not None
-        desk = self._desk()
-        limits, keeps = desk.limits, desk.adjustments_keep_recurring
-
-        def hold_if(before: Balance) -> ConfirmWhy | None:
-            return confirmation_needed(change, before, limits, adjustments_keep_recurring=keeps)
-
-        asks = not confirmed and may_need_confirmation(
-            change, limits, adjustments_keep_recurring=keeps
-        )
-        try:
-            outcome = desk.apply_directly(
-                actor.user_id,
-                change,
-                auto_approved=decision.auto_approved,
-                hold_if=hold_if if asks else None,
-            )
-        except ConfirmationRequired as held:
-            confirmation_id = desk.hold_for_confirmation(
-                actor.user_id, change, auto_approved=decision.auto_approved
-            )
-            return ConfirmReply(
-                confirmation_id=confirmation_id,
-                change=change,
-                before=held.before,
-                expected=change.expected_after(held.before),
-                why=held.why,
-                confirm_above=limits.confirm_above,
-                links=desk.links,
-            )
-        if isinstance(outcome, BudgetUse):
-            why_text = messages.BUDGET_SPENT.format(
-                budget=desk.limits.auto_approve_budget,
-                by_actor=outcome.by_actor,
-                on_target=outcome.on_target,
-                user=change.user,
-            )
-            self._logger.info(
-                "auto-approve budget: %s by %s becomes a request", change.user, actor.user_id
-            )
-            return desk.request_approval(actor.user_id, change, why=why_text)
-        result, recorded = outcome
-        if result.outcome_unknown:
-            self._logger.warning(
-                "outcome unknown: %s %s for %s; re-read balance %s",
-                command.verb,
-                change.credits,
-                command.user,
-                result.after,
-            )
-        return ChangeReply(
-            verb=command.verb,
-            result=result,
-            auto_approved=decision.auto_approved,
-            auto_approve_max=self._auto_approve_max,
-            recorded=recorded,
-            links=desk.links,
-        )
-
-    def _decide(self, actor: Actor, command: Command) -> Reply:
-        """`approve`/`deny`/`cancel`/`resolve ID`: the same calls the buttons make, so a
-        command racing a click still executes once (one conditional update wins)."""
-        assert command.request_id is not None
-        desk = self._desk()
-        match command.verb:
-            case Verb.APPROVE:
-                return desk.approve(command.request_id, actor.user_id)
-            case Verb.DENY:
-                return desk.deny(command.request_id, actor.user_id, command.reason)
-            case Verb.CANCEL:
-                return desk.cancel(command.request_id, actor.user_id)
-            case _:
-                assert command.applied is not None
-                return desk.resolve(command.request_id, actor.user_id, applied=command.applied)
-
-
-# What a request whose replay could not be checked may not do.
-CHANGING_VERBS = frozenset(
-    {Verb.ADD, Verb.REMOVE, Verb.SET, Verb.RECURRING, Verb.UNLIMIT, Verb.THRESHOLD} | DECIDING_VERBS
-)
+        return help_reply(self._context, actor.user_id, resolved.role, notice=notice)
 
 
 def _unchecked_change() -> ErrorReply:

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.domain.credits import Balance, CreditChange
-from bot.domain.policy import BudgetUse, Role
+from bot.domain.policy import Action, BudgetUse, Refusal, Role, refusal
 
 
 class RequestStatus(enum.StrEnum):
@@ -165,37 +165,22 @@ class ChangeRecord:
     detail: str | None = None
 
 
-class Refusal(enum.Enum):
-    """Why someone may not decide a request."""
-
-    NOT_AN_APPROVER = "not_an_approver"
-    OWN_REQUEST = "own_request"
-    ALREADY_APPROVED = "already_approved"  # the first of two approvers, again
-    NOT_THE_REQUESTER = "not_the_requester"
-
-
-def may_cancel(actor_id: str, request: ApprovalRequest) -> Refusal | None:
-    """Only the person who asked may withdraw a request."""
-    return None if actor_id == request.requester_id else Refusal.NOT_THE_REQUESTER
+def may_cancel(actor_id: str, role: Role, request: ApprovalRequest) -> Refusal | None:
+    """Operators and up withdraw a request, and only the person who asked."""
+    return refusal(Action.CANCEL_REQUEST, role, actor_id=actor_id, request=request)
 
 
 def may_resolve(role: Role) -> Refusal | None:
     """Approvers and admins record what became of an unconfirmed change (after
     re-reading the balance); the requester too, if they are an approver: there is
     nothing left to approve, only a fact to record."""
-    return None if role >= Role.APPROVER else Refusal.NOT_AN_APPROVER
+    return refusal(Action.RESOLVE_REQUEST, role)
 
 
 def may_decide(actor_id: str, role: Role, request: ApprovalRequest) -> Refusal | None:
     """Approvers and admins decide others' requests; nobody decides their own, and
     of two approvals, nobody gives both."""
-    if role < Role.APPROVER:
-        return Refusal.NOT_AN_APPROVER
-    if actor_id == request.requester_id:
-        return Refusal.OWN_REQUEST
-    if request.first_approver is not None and actor_id == request.first_approver:
-        return Refusal.ALREADY_APPROVED
-    return None
+    return refusal(Action.DECIDE_REQUEST, role, actor_id=actor_id, request=request)
 
 
 class AuditAction(enum.StrEnum):

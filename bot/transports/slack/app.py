@@ -33,13 +33,14 @@ from tenacity.wait import wait_exponential_jitter
 from bot.adapters.slack_directory import SlackUserGroups
 from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
+from bot.commands.context import Actor
 from bot.commands.formatting import digest_note
-from bot.commands.grammar import USAGE, parse_credits, parse_user
+from bot.commands.grammar import parse_credits, parse_user
+from bot.commands.registry import USAGE, Verb
 from bot.commands.replies import ErrorReply, HistoryReply, Reply
-from bot.commands.service import Actor, CommandService
+from bot.commands.service import CommandService
 from bot.config import Settings
 from bot.domain.credits import CreditsBackend
-from bot.domain.policy import Verb
 from bot.errors import UserError
 from bot.observability.context import ContextExecutor, current_request
 from bot.observability.metrics import NO_METRICS, Metrics
