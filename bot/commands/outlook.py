@@ -178,7 +178,8 @@ def typing_distance(a: str, b: str, *, limit: int) -> int:
     return min(previous[-1], limit + 1)
 
 
-def _urgency(found: tuple[Assessment, Snapshot]) -> tuple[int, float, str]:
-    assessment, _ = found
+def _urgency(found: tuple[Assessment, Snapshot]) -> tuple[int, float, int, str]:
+    """Exhausted first, then soonest to run out, then fewest credits."""
+    assessment, snapshot = found
     hours = assessment.forecast.hours_left if assessment.forecast else float("inf")
-    return (-assessment.level.rank, hours, assessment.user)
+    return (-assessment.level.rank, hours, snapshot.remaining or 0, assessment.user)

@@ -318,13 +318,14 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
             operators=settings.operators | {DEMO_PERSONAS["operator"]},
             viewers=settings.viewers | {DEMO_PERSONAS["viewer"]},
         )
+        _first_sweep(demo_settings)
         accounts = ", ".join(sorted(simulator.state.subusers)[:6])
         # The banner is not a reply: stderr, so stdout carries replies only.
         print(
             f"credits-bot console (demo): SendGrid {settings.sendgrid_api_version} simulator at "
             f"{simulator.url_for(settings.sendgrid_api_version)}; "
             f"you are {args.user_id}, an admin.\n"
-            f"Try: help | show acme-eu | add globex 500 | recurring hooli 3,000 weekly\n"
+            f"Try: help | show acme-eu | low | add globex 500 | recurring hooli 3,000 weekly\n"
             f"Switch who you are: as operator | as approver | as viewer | as admin "
             f"(an operator's add becomes a request; as approver: approve N)\n"
             f"Sample subusers: {accounts}, …  (exit or Ctrl-D to leave)\n",
@@ -332,6 +333,19 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
         return chat(demo_settings, personas)
+
+
+def _first_sweep(settings: Settings) -> None:
+    """One sweep of the demo's sample subusers, so `low` and show's status have
+    something to read (nothing is posted: there is no Slack)."""
+    from bot.adapters.store import SqlStore
+    from bot.transports.assembly import build_sweep
+
+    store = SqlStore.from_url(settings.database_url)
+    try:
+        build_sweep(settings, store=store).sweep()
+    finally:
+        store.close()
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:

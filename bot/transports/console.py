@@ -29,7 +29,7 @@ PROMPT = "credits> "
 _MARKUP = re.compile(r"[*`]")
 _MENTION = re.compile(r"<([@#])([A-Z0-9]+)(?:\|[^>]*)?>")
 _DATE = re.compile(r"<!date\^([0-9]+)\^[^|>]*\|([^>]*)>")
-_EMOJI = {":red_circle:": "(!!)", ":large_orange_circle:": "(!)", ":large_green_circle:": "(ok)"}
+_EMOJI = {":red_circle:": "(!!)", ":large_orange_circle:": "(!)", ":large_green_circle:": "✓"}
 HISTORY_LENGTH = 1000
 logger = logging.getLogger("bot.console")
 

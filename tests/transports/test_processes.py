@@ -187,7 +187,7 @@ def test_console_demo_personas_ask_for_and_give_an_approval():
     stdout only (the banner and log lines go to stderr)."""
     script = (
         "as operator\nadd initech 5000 ZD-1 campaign\nshow initech\n"
-        "as approver\napprove 1\nas nobody\nas viewer\nadd initech 5\nas admin\nshow initech\n"
+        "as approver\napprove 1\nas nobody\nas viewer\nadd initech 5\nlow\nas admin\nshow initech\n"
     )
     result = subprocess.run(
         [sys.executable, "-m", "bot", "console", "--demo"],
@@ -207,6 +207,8 @@ def test_console_demo_personas_ask_for_and_give_an_approval():
     assert "No such persona" in out
     assert "add needs the operator role; you have viewer." in out
     assert "5,900 credits remaining" in out  # as admin, after the approval
+    # The demo sweeps once at start, so `low` (a viewer may) has stored state to read.
+    assert "(!!) hooli — 0 credits, no credits left" in out
     assert "credits-bot console (demo)" in result.stderr
     assert "as approver" in result.stderr  # the banner says how to switch
     assert "Traceback" not in out + result.stderr
