@@ -257,7 +257,10 @@ def _low(reply: LowReply) -> Content:
             )
         )
     if reply.more:
-        lines.append(messages.LOW_MORE.format(more=reply.more))
+        if reply.looked_at is not None:
+            lines.append(messages.LOW_MORE_AT_LEAST.format(more=reply.more, looked=reply.looked_at))
+        else:
+            lines.append(messages.LOW_MORE.format(more=reply.more))
     exhausted = sum(a.level is AlertLevel.EXHAUSTED for a in reply.accounts)
     low = len(reply.accounts) - exhausted + reply.more
     counts = ", ".join(

@@ -112,7 +112,11 @@ class AccountOutlook:
         )
         newest = max((s.at for s in latest), default=None)
         return LowReply(
-            accounts=accounts, more=max(0, len(found) - LOW_SHOWN), as_of=newest, now=now
+            accounts=accounts,
+            more=max(0, len(found) - LOW_SHOWN),
+            as_of=newest,
+            now=now,
+            looked_at=LOW_CANDIDATES if len(latest) >= LOW_CANDIDATES else None,
         )
 
     def history(self, user: str, *, now: datetime) -> HistoryReply:

@@ -149,6 +149,7 @@ class LowReply:
     now: datetime
     as_of: datetime | None = None  # the newest snapshot: when the sweeps last looked
     more: int = 0  # low accounts not listed
+    looked_at: int | None = None  # only this many lowest balances were looked at: `more` is a floor
 
 
 @dataclass(frozen=True, slots=True)

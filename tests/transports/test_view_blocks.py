@@ -38,7 +38,7 @@ def test_a_long_low_list_stays_within_block_kit_limits_and_names_accounts_in_its
     message = valid(render_message(LowReply(accounts=accounts, now=NOW, as_of=NOW, more=1_234)))
     assert message["text"].startswith("14 exhausted, 1260 low: customer-00-")
     text = str(message["blocks"])
-    assert "…and 1234 more." in text
+    assert "…and 1,234 more." in text
     assert "&lt;&amp;&gt;" in text  # a reason is escaped
 
 
@@ -77,3 +77,13 @@ def test_a_history_that_could_not_be_posted_is_valid_text():
     text = str(message["blocks"])
     assert "could not be posted here (not_in_channel)" in text
     assert "Runs out in ~2 days" in text
+
+
+def test_a_count_from_only_the_lowest_balances_says_it_is_a_floor():
+    reply = LowReply(accounts=(), now=NOW, as_of=NOW, more=0)
+    accounts = (LowAccount("a", AlertLevel.LOW, 5, "at or below 1,000", None, NOW),)
+    capped = LowReply(accounts=accounts, now=NOW, as_of=NOW, more=1_960, looked_at=2_000)
+    assert "…and at least 1,960 more (only the 2,000 lowest balances are looked at)." in str(
+        render_message(capped)["blocks"]
+    )
+    assert "at least" not in str(render_message(reply)["blocks"])
