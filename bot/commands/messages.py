@@ -358,7 +358,9 @@ LOW_NONE = "No account is low or exhausted."
 LOW_LINE = "{mark} *{user}* — {remaining} credits, {reason}{runway}"
 LOW_RUNWAY = "; empty ~{span}, {when}"
 LOW_MORE = "…and {more:,} more."
-LOW_MORE_AT_LEAST = "…and at least {more:,} more (only the {looked:,} lowest balances are looked at)."
+LOW_MORE_AT_LEAST = (
+    "…and at least {more:,} more (only the {looked:,} lowest balances are looked at)."
+)
 LOW_AS_OF = "As of the last sweep, {when}. From stored state: no SendGrid call."
 LOW_NO_SWEEP = "No sweep has recorded a balance yet."
 LOW_FALLBACK = "{counts}: {users}"
