@@ -222,6 +222,20 @@ def load_settings(
     )
 
 
+def console_history_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where the console keeps its line history: `$XDG_STATE_HOME/credits-bot/`, else
+    `~/.local/state/credits-bot/` (the XDG default), or None without a home."""
+    # The platform's conventions, not settings of the bot (not in .env.example).
+    system = os.environ if environ is None else environ
+    state = system.get("XDG_STATE_HOME", "").strip()
+    if state and Path(state).is_absolute():
+        return Path(state) / "credits-bot" / "console_history"
+    home = system.get("HOME", "").strip()
+    if not home:
+        return None
+    return Path(home) / ".local" / "state" / "credits-bot" / "console_history"
+
+
 def normalize_database_url(url: str) -> str:
     """Accept database URLs as hosting platforms hand them out.
 

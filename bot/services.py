@@ -16,8 +16,9 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from apscheduler.triggers.cron import CronTrigger
 from slack_sdk import WebClient
 
 from bot.adapters.sendgrid import Priority, build_backend
@@ -104,6 +105,9 @@ def build_services(
         auto_approve_max=settings.auto_approve_max,
         logger=logging.getLogger("bot.commands"),
         metrics=metrics,
+        # show and low judge a balance as the digest does
+        thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
+        horizon=sweep_horizon(settings.alert_schedule),
     )
     return Services(
         settings=settings,
@@ -172,6 +176,16 @@ def build_home(
         thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
         logger=logging.getLogger("bot.home"),
     )
+
+
+def sweep_horizon(cron: str) -> timedelta:
+    """How far ahead to warn: until the sweep after next, plus an hour."""
+    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
+    now = datetime.now(UTC)
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
+    interval = (second - first) if first and second else timedelta(minutes=15)
+    return interval + timedelta(hours=1)
 
 
 def interactive_backend(

@@ -18,6 +18,7 @@ from bot.domain.policy import Decision, ResolvedRole, RoleBook
 from bot.domain.ports import AlertStore, CreditsBackend, GroupDirectory, Store
 
 if TYPE_CHECKING:
+    from bot.commands.outlook import AccountOutlook
     from bot.commands.registry import Subcommand
 
 
@@ -53,6 +54,7 @@ class Context:
     logger: logging.Logger
     clock: Callable[[], datetime]
     subcommands: tuple[Subcommand, ...]
+    outlook: AccountOutlook  # show's status and trend, low, history
 
     def audit(self, actor: Actor, action: AuditAction, user: str, outcome: str) -> None:
         self.store.record(

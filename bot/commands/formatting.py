@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from bot.commands import messages
@@ -20,12 +20,15 @@ from bot.commands.replies import (
     ConfirmReply,
     ErrorReply,
     HelpReply,
+    HistoryReply,
+    LowReply,
     NoticeReply,
     OverviewReply,
     PendingReply,
     ReasonLinks,
     Reply,
 )
+from bot.domain.alerts import AlertLevel
 from bot.domain.approvals import (
     ApprovalRequest,
     AuditAction,
@@ -34,9 +37,15 @@ from bot.domain.approvals import (
     RequestStatus,
 )
 from bot.domain.credits import Balance, CreditChange
+from bot.domain.history import top_ups
 from bot.domain.policy import ConfirmWhy, Role
 
 BAR_WIDTH = 20
+FALLBACK_MAX = 3000  # a message's `text`, as a notification shows it
+
+
+def _fit(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +143,10 @@ def layout(reply: Reply) -> Content:
             return _pending(reply)
         case AuditReply():
             return _audit(reply)
+        case LowReply():
+            return _low(reply)
+        case HistoryReply():
+            return _history(reply)
 
 
 def _help(reply: HelpReply) -> Content:
@@ -187,15 +200,139 @@ def balance_section(balance: Balance) -> Section:
     return Section("\n".join(lines))
 
 
+def level_line(level: AlertLevel, reason: str | None) -> str:
+    """`:large_orange_circle: *low* — at or below 1,000`: the digest's mark and words."""
+    mark = messages.LEVEL_MARKS[level.value]
+    if level is AlertLevel.OK or not reason:
+        return messages.STATUS_OK.format(mark=mark) if level is AlertLevel.OK else mark
+    return messages.STATUS_LINE.format(mark=mark, level=level.value, reason=escape(reason))
+
+
+def slack_date(at: datetime) -> str:
+    """A moment Slack shows in each reader's time zone (`today 14:00`, `Nov 24 09:30`)."""
+    fallback = at.astimezone(UTC).strftime("%a %Y-%m-%d %H:%M UTC")
+    return messages.SLACK_DATE.format(timestamp=int(at.timestamp()), fallback=fallback)
+
+
+def span_text(hours_left: float) -> str:
+    """`6 h`, or `3 days` from two days on."""
+    if hours_left < 48:
+        return messages.SPAN_HOURS.format(hours=max(1, round(hours_left)))
+    return messages.SPAN_DAYS.format(days=round(hours_left / 24))
+
+
+def runway_text(hours_left: float, at: datetime) -> str:
+    """`Runs out in ~6 h at the recent pace, <!date^…|Tue 2026-11-24 14:00 UTC>.`"""
+    return messages.RUNS_OUT_AT.format(span=span_text(hours_left), when=slack_date(at))
+
+
+def _low(reply: LowReply) -> Content:
+    notes = []
+    if reply.as_of is not None:
+        notes.append(messages.LOW_AS_OF.format(when=slack_date(reply.as_of)))
+    else:
+        notes.append(messages.LOW_NO_SWEEP)
+    if not reply.accounts:
+        return Content(
+            headline=messages.LOW_TITLE,
+            sections=(Section(messages.LOW_NONE),),
+            notes=tuple(notes),
+            fallback=messages.LOW_NONE,
+        )
+    lines = []
+    for account in reply.accounts:
+        runway = ""
+        if account.hours_left is not None and account.level is AlertLevel.LOW:
+            runway = messages.LOW_RUNWAY.format(
+                span=span_text(account.hours_left),
+                when=slack_date(account.seen_at + timedelta(hours=account.hours_left)),
+            )
+        lines.append(
+            messages.LOW_LINE.format(
+                mark=messages.LEVEL_MARKS[account.level.value],
+                user=escape(account.user),
+                remaining=number(account.remaining),
+                reason=escape(account.reason),
+                runway=runway,
+            )
+        )
+    if reply.more:
+        if reply.looked_at is not None:
+            lines.append(messages.LOW_MORE_AT_LEAST.format(more=reply.more, looked=reply.looked_at))
+        else:
+            lines.append(messages.LOW_MORE.format(more=reply.more))
+    exhausted = sum(a.level is AlertLevel.EXHAUSTED for a in reply.accounts)
+    low = len(reply.accounts) - exhausted + reply.more
+    counts = ", ".join(
+        part
+        for part in (f"{exhausted} exhausted" if exhausted else "", f"{low} low" if low else "")
+        if part
+    )
+    return Content(
+        headline=messages.LOW_TITLE,
+        sections=_chunked(lines),
+        notes=tuple(notes),
+        # Mobile notifications show only this: name the accounts.
+        fallback=_fit(
+            messages.LOW_FALLBACK.format(
+                counts=counts, users=", ".join(a.user for a in reply.accounts)
+            ),
+            FALLBACK_MAX,
+        ),
+        warning=exhausted > 0,
+    )
+
+
+def _history(reply: HistoryReply) -> Content:
+    title = messages.HISTORY_TITLE.format(user=reply.user)
+    seen = [s for s in reply.snapshots if not s.unlimited and s.remaining is not None]
+    notes = []
+    if reply.chart_posted:
+        notes.append(messages.HISTORY_POSTED)
+    elif reply.chart_error:
+        notes.append(messages.HISTORY_NOT_POSTED.format(reason=escape(reply.chart_error)))
+    if not seen:
+        text = messages.HISTORY_NONE.format(user=escape(reply.user))
+        return Content(headline=title, sections=(Section(text),), notes=tuple(notes), fallback=text)
+    lines = []
+    if reply.trend:
+        lines.append(messages.HISTORY_TREND.format(trend=reply.trend))
+    lines.append(
+        messages.HISTORY_NOW.format(
+            remaining=number(seen[-1].remaining), top_ups=len(top_ups(seen))
+        )
+    )
+    if reply.hours_left is not None:
+        lines.append(runway_text(reply.hours_left, reply.now + timedelta(hours=reply.hours_left)))
+    return Content(
+        headline=title,
+        sections=(Section("\n".join(lines)),),
+        notes=tuple(notes),
+        fallback=f"{title}: {number(seen[-1].remaining)} credits",
+    )
+
+
 def _balance(reply: BalanceReply) -> Content:
+    sections = [balance_section(reply.balance)]
+    lines = []
+    if reply.level is not None and not reply.balance.unlimited:
+        lines.append(level_line(reply.level, reply.reason))
+    if reply.trend:
+        lines.append(messages.TREND_LINE.format(trend=reply.trend))
+    if lines:
+        sections.append(Section("\n".join(lines)))
     notes: tuple[str, ...] = ()
     if reply.hours_left is not None and not reply.balance.unlimited:
-        notes = (messages.RUNS_OUT.format(hours=max(1, round(reply.hours_left))),)
+        if reply.runs_out_at is not None:
+            notes = (runway_text(reply.hours_left, reply.runs_out_at),)
+        else:
+            notes = (messages.RUNS_OUT.format(hours=max(1, round(reply.hours_left))),)
+    level = f" ({reply.level.value})" if reply.level not in (None, AlertLevel.OK) else ""
     return Content(
         headline=reply.user,
-        sections=(balance_section(reply.balance),),
+        sections=tuple(sections),
         notes=notes,
-        fallback=f"{reply.user}: {balance_summary(reply.balance)}",
+        fallback=f"{reply.user}: {balance_summary(reply.balance)}{level}",
     )
 
 

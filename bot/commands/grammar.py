@@ -34,6 +34,8 @@ _OPTION_NAMES = ("start", "end", "initial")
 _OPTION_LIKE = re.compile(r"^[A-Za-z]+=")
 MAX_REASON = 300
 
+# `recurring` where SendGrid has no start/end/initial for a plan (v3).
+USAGE_RECURRING_PLAIN = "/credits recurring USER N daily|weekly|monthly [reason]"
 RESOLUTIONS = {"applied": True, "not-applied": False}
 MAX_REQUEST_ID = 2**31 - 1
 

@@ -52,6 +52,8 @@ HELP_DENY = "deny request ID, with an optional reason the requester sees"
 HELP_CANCEL = "withdraw your own request ID"
 HELP_RESOLVE = "after checking the balance, record whether an unconfirmed change was applied"
 HELP_WHOAMI = "your role, what you may do, and why"
+HELP_LOW = "the low and exhausted accounts now, with when they run out"
+HELP_HISTORY = "a chart of USER's balance over 30 days, top-ups and forecast"
 
 # --- whoami --------------------------------------------------------------------------
 WHOAMI_ROLE = "Your role: *{role}*."
@@ -431,3 +433,43 @@ HOME_NO_ROLE = (
 LOOKING_UP = "Looking up {user}…"
 LOOKING = "Working on it…"
 FROM_HOME_DONE = "Done from the App Home:"
+
+# --- console --------------------------------------------------------------------------
+CONSOLE_NOW_AS = "You are now the {persona} ({user_id})."
+CONSOLE_PERSONAS = "No such persona. Switch with: as NAME, where NAME is one of {names}."
+
+# --- where a balance is heading (show, history, low) ----------------------------------
+# The marks the digest uses, per alert level.
+LEVEL_MARKS = {
+    "exhausted": ":red_circle:",
+    "low": ":large_orange_circle:",
+    "ok": ":large_green_circle:",
+}
+STATUS_LINE = "{mark} *{level}* — {reason}"
+STATUS_OK = "{mark} *ok*"
+# Slack shows `{date_short_pretty} {time}` in each reader's own time zone; the text
+# after `|` is for clients that cannot (and for notifications).
+SLACK_DATE = "<!date^{timestamp}^{{date_short_pretty}} {{time}}|{fallback}>"
+RUNS_OUT_AT = "Runs out in ~{span} at the recent pace, {when}."
+SPAN_HOURS = "{hours} h"
+SPAN_DAYS = "{days} days"
+TREND_LINE = "Last 7 days: `{trend}`"
+DID_YOU_MEAN_USER = "Did you mean `{suggestion}`?"
+LOW_TITLE = "Low and exhausted accounts"
+LOW_NONE = "No account is low or exhausted."
+LOW_LINE = "{mark} *{user}* — {remaining} credits, {reason}{runway}"
+LOW_RUNWAY = "; empty ~{span}, {when}"
+LOW_MORE = "…and {more:,} more."
+LOW_MORE_AT_LEAST = (
+    "…and at least {more:,} more (only the {looked:,} lowest balances are looked at)."
+)
+LOW_AS_OF = "As of the last sweep, {when}. From stored state: no SendGrid call."
+LOW_NO_SWEEP = "No sweep has recorded a balance yet."
+LOW_FALLBACK = "{counts}: {users}"
+HISTORY_TITLE = "{user}: the last 30 days"
+HISTORY_TREND = "Last 30 days, a mark a day: `{trend}`"
+HISTORY_NOW = "Last seen: {remaining} credits · top-ups: {top_ups}"
+HISTORY_NONE = "No balance of {user} recorded in the last 30 days (the sweeps record them)."
+HISTORY_POSTED = "The chart is posted in this conversation."
+HISTORY_NOT_POSTED = "The chart could not be posted here ({reason}), so here it is as text."
+HISTORY_ALT = "Line chart of {user}'s credits over the last 30 days"

@@ -1,10 +1,12 @@
 """Handlers of the subcommands that only read: help, whoami, show, overview, pending,
-audit."""
+audit, low, history."""
 
 from __future__ import annotations
 
 from bot.commands import messages
 from bot.commands.context import Call, Context
+from bot.commands.grammar import USAGE_RECURRING_PLAIN
+from bot.commands.outlook import Outlook
 from bot.commands.replies import (
     BalanceReply,
     HelpEntry,
@@ -13,6 +15,7 @@ from bot.commands.replies import (
     OverviewReply,
     Reply,
 )
+from bot.domain.history import runs_out_at
 from bot.domain.policy import Role, allows
 from bot.errors import StoreError
 
@@ -26,12 +29,21 @@ def help_reply(
     notice: str | None = None,
 ) -> HelpReply:
     """The subcommands `role` may use, as their records describe them."""
+    backend = context.backend
     return HelpReply(
         role=role,
         entries=tuple(
-            HelpEntry(name=record.name, usage=record.usage, sentence=record.help)
+            HelpEntry(
+                name=record.name,
+                usage=USAGE_RECURRING_PLAIN
+                if record.name == "recurring" and not backend.has_recurring_dates
+                else record.usage,
+                sentence=record.help,
+            )
             for record in context.subcommands
             if allows(role, record.action)
+            # Only what this SendGrid API has: v3 has no reseller overview.
+            and (record.name != "overview" or backend.has_overview)
         ),
         user_id=user_id,
         auto_approve_max=context.auto_approve_max,
@@ -70,15 +82,46 @@ def whoami(context: Context, call: Call) -> Reply:
 
 
 def show_balance(context: Context, call: Call) -> Reply:
+    """The balance now, judged as the digest judges it, when it runs out at the recent
+    pace, and the week's trend. Only the balance needs SendGrid: the rest is from the
+    database, and left out when that fails."""
     user = call.command.user
     assert user is not None
     balance = context.backend.get_balance(user)
+    now = context.clock()
     hours_left = None
     try:
         hours_left = context.forecasts.hours_left(user)
     except StoreError:  # the balance is worth answering without a forecast
         context.logger.warning("no forecast for %s: the database failed", user)
-    return BalanceReply(user, balance, hours_left=hours_left)
+    if balance.unlimited:
+        return BalanceReply(user, balance, hours_left=hours_left)
+    try:
+        outlook = context.outlook.of(user, balance, hours_left=hours_left, now=now)
+    except StoreError:
+        context.logger.warning("no status or trend for %s: the database failed", user)
+        outlook = Outlook(None, None, None)
+    return BalanceReply(
+        user,
+        balance,
+        hours_left=hours_left,
+        level=outlook.level,
+        reason=outlook.reason,
+        runs_out_at=runs_out_at(now, hours_left),
+        trend=outlook.trend,
+    )
+
+
+def list_low(context: Context, call: Call) -> Reply:
+    """`/credits low`: from stored state, no SendGrid call."""
+    return context.outlook.low(now=context.clock())
+
+
+def show_history(context: Context, call: Call) -> Reply:
+    """`/credits history USER`: 30 days of snapshots (the Slack transport draws them)."""
+    user = call.command.user
+    assert user is not None
+    return context.outlook.history(user, now=context.clock())
 
 
 def show_overview(context: Context, call: Call) -> Reply:

@@ -38,6 +38,8 @@ class Verb(enum.StrEnum):
     CANCEL = "cancel"
     RESOLVE = "resolve"
     WHOAMI = "whoami"
+    LOW = "low"
+    HISTORY = "history"
 
 
 # (verb, the words after it, the whole line, its usage) -> Command; raises UsageError.
@@ -212,6 +214,22 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         action=Action.READ_HELP,
         parse=grammar.no_arguments,
         handle=reads.whoami,
+    ),
+    Subcommand(
+        verb=Verb.LOW,
+        usage="/credits low",
+        help=messages.HELP_LOW,
+        action=Action.READ_BALANCES,
+        parse=grammar.no_arguments,
+        handle=reads.list_low,
+    ),
+    Subcommand(
+        verb=Verb.HISTORY,
+        usage="/credits history USER",
+        help=messages.HELP_HISTORY,
+        action=Action.READ_BALANCES,
+        parse=grammar.one_user,
+        handle=reads.show_history,
     ),
 )
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from bot.domain.alerts import AlertLevel, Snapshot
 from bot.domain.approvals import ApprovalRequest, AuditEvent
 from bot.domain.credits import Balance, ChangeResult, CreditChange, Overview
 from bot.domain.policy import ConfirmWhy, Role
@@ -46,6 +48,10 @@ class BalanceReply:
     user: str
     balance: Balance
     hours_left: float | None = None  # from the sweeps' burn rate, when known
+    level: AlertLevel | None = None  # as the digest would judge it; None without alerts
+    reason: str | None = None  # why that level (`at or below 1,000`)
+    runs_out_at: datetime | None = None  # now + hours_left
+    trend: str | None = None  # the last 7 days as a text sparkline
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,43 @@ class AuditReply:
     requests: tuple[ApprovalRequest, ...] = ()  # the requests the events are about
 
 
+@dataclass(frozen=True, slots=True)
+class LowAccount:
+    """One low or exhausted account as the last sweep saw it."""
+
+    user: str
+    level: AlertLevel
+    remaining: int
+    reason: str
+    hours_left: float | None
+    seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LowReply:
+    """`/credits low`: what needs attention, from stored state."""
+
+    accounts: tuple[LowAccount, ...]
+    now: datetime
+    as_of: datetime | None = None  # the newest snapshot: when the sweeps last looked
+    more: int = 0  # low accounts not listed
+    looked_at: int | None = None  # only this many lowest balances were looked at: `more` is a floor
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryReply:
+    """`/credits history USER`: 30 days of snapshots, drawn by the transport (a PNG
+    in Slack); the text sparkline when no picture can be shown."""
+
+    user: str
+    snapshots: tuple[Snapshot, ...]
+    now: datetime
+    hours_left: float | None = None
+    trend: str | None = None  # one character a day
+    chart_posted: bool | None = None  # None: not tried (the console)
+    chart_error: str | None = None  # why it could not be posted
+
+
 Reply = (
     HelpReply
     | BalanceReply
@@ -133,4 +176,6 @@ Reply = (
     | ConfirmReply
     | PendingReply
     | AuditReply
+    | LowReply
+    | HistoryReply
 )

@@ -16,7 +16,8 @@ from bot.commands import messages, registry
 from bot.commands.changes import ChangeService
 from bot.commands.context import Actor, Call, Context
 from bot.commands.formatting import escape, recent_top_up_note
-from bot.commands.grammar import Command, UnknownSubcommand, UsageError
+from bot.commands.grammar import USAGE_RECURRING_PLAIN, Command, UnknownSubcommand, UsageError
+from bot.commands.outlook import AccountOutlook
 from bot.commands.reads import help_reply
 from bot.commands.registry import USAGE, Verb
 from bot.commands.replies import (
@@ -28,6 +29,7 @@ from bot.commands.replies import (
 )
 from bot.commands.sweep import ForecastCache
 from bot.commands.writes import change_now, limits_refusal
+from bot.domain.alerts import Thresholds
 from bot.domain.approvals import AuditAction
 from bot.domain.policy import Action, Decision, Outcome, ResolvedRole, decide, refusal
 from bot.domain.ports import AlertStore
@@ -67,6 +69,8 @@ class CommandService:
         new_error_id: Callable[[], str] = lambda: uuid.uuid4().hex[:10],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics = NO_METRICS,
+        thresholds: Thresholds | None = None,
+        horizon: timedelta | None = None,
     ) -> None:
         self._metrics = metrics
         self._backend = changes.backend
@@ -92,6 +96,13 @@ class CommandService:
             logger=self._logger,
             clock=clock,
             subcommands=registry.SUBCOMMANDS,
+            # The sweep's thresholds and early-warning window: show and low judge a
+            # balance as the digest does.
+            outlook=AccountOutlook(
+                alerts,
+                thresholds=thresholds,
+                horizon_hours=horizon.total_seconds() / 3600 if horizon else None,
+            ),
         )
 
     def handle(self, actor: Actor, text: str, *, replay_checked: bool = True) -> Reply:
@@ -244,6 +255,15 @@ class CommandService:
                 return recent_top_up_note(event, now=self._clock())
         return None
 
+    def _close_match(self, user: str | None) -> str | None:
+        """A known subuser close to one SendGrid does not know, from the database."""
+        if user is None:
+            return None
+        try:
+            return self._context.outlook.close_match(user)
+        except StoreError:
+            return None
+
     def _safely(
         self,
         run: Callable[[], Reply],
@@ -258,14 +278,20 @@ class CommandService:
         except UnknownSubcommand as error:
             return self._help(actor, notice=str(error))
         except UsageError as error:
+            usage = error.usage
+            if usage == USAGE[Verb.RECURRING] and not self._backend.has_recurring_dates:
+                usage = USAGE_RECURRING_PLAIN  # v3: no start=/end=/initial=
             return ErrorReply(
-                str(error),
-                usage=messages.USAGE_LINE.format(usage=error.usage) if error.usage else None,
+                str(error), usage=messages.USAGE_LINE.format(usage=usage) if usage else None
             )
         except UserError as error:
             return ErrorReply(str(error))
         except DirectoryError as error:
             return ErrorReply(messages.DIRECTORY_FAILED.format(reason=error.reason))
+        except UnknownAccount:
+            parsed = command()
+            user = parsed.user if parsed else None
+            return _unknown_account(user, self._close_match(user))
         except SendGridError as error:
             return _sendgrid_reply(error, command())
         except StoreError:
@@ -370,6 +396,13 @@ def _refusal(command: Command, decision: Decision, resolved: ResolvedRole) -> Er
     else:
         message = messages.REFUSED.format(**fields)
     return ErrorReply(message, usage=messages.USAGE_LINE.format(usage=USAGE[Verb.HELP]))
+
+
+def _unknown_account(user: str | None, suggestion: str | None) -> ErrorReply:
+    message = messages.SG_UNKNOWN_ACCOUNT.format(user=user or "?")
+    if suggestion is not None:
+        message += " " + messages.DID_YOU_MEAN_USER.format(suggestion=suggestion)
+    return ErrorReply(message, next_step=messages.SG_UNKNOWN_ACCOUNT_NEXT)
 
 
 def _sendgrid_reply(error: SendGridError, command: Command | None) -> ErrorReply:

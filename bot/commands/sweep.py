@@ -31,12 +31,14 @@ from bot.domain.alerts import (
     observe,
 )
 from bot.domain.credits import Balance
+from bot.domain.history import HISTORY_DAYS
 from bot.domain.ports import AlertStore, CreditsBackend
 from bot.errors import NotifyError, SendGridError
 from bot.observability.metrics import NO_METRICS, Metrics
 
 CHUNK = 500
-SNAPSHOT_DAYS = 7
+# Kept for `/credits history` (30 days) and show's 7-day trend, plus a day of margin.
+SNAPSHOT_DAYS = HISTORY_DAYS + 1
 
 
 @dataclass(frozen=True, slots=True)

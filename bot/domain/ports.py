@@ -34,10 +34,14 @@ class CreditsBackend(Protocol):
     """The port to SendGrid: what the domain needs from a credits API.
 
     `adjustments_keep_recurring`: whether add/remove keep a recurring allowance
-    (v3) or turn it into a one-off balance (v2).
+    (v3) or turn it into a one-off balance (v2). `has_overview`: the reseller
+    account overview exists (v2). `has_recurring_dates`: a recurring plan takes a
+    start, an end and initial credits (v2); help offers only what exists.
     """
 
     adjustments_keep_recurring: bool
+    has_overview: bool
+    has_recurring_dates: bool
 
     def check_supported(self, change: CreditChange) -> None:
         """Raise UserError if this API cannot make `change` (before anything is sent)."""

@@ -8,9 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-
-from apscheduler.triggers.cron import CronTrigger
+from datetime import UTC, datetime
 
 from bot.adapters.slack.directory import SlackUserGroups
 from bot.adapters.store import SqlStore
@@ -30,6 +28,7 @@ from bot.services import (
     executor_name,
     slack_web_client,
     sweep_backend,
+    sweep_horizon,
 )
 from bot.transports.clock import SWEEP_LEASE, ClockJobs
 
@@ -133,16 +132,6 @@ class Upkeep:
 
 
 SWEEP_CONCURRENCY = 8
-
-
-def sweep_horizon(cron: str) -> timedelta:
-    """How far ahead to warn: until the sweep after next, plus an hour."""
-    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
-    now = datetime.now(UTC)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
-    interval = (second - first) if first and second else timedelta(minutes=15)
-    return interval + timedelta(hours=1)
 
 
 def build_sweep(

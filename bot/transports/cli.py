@@ -268,6 +268,12 @@ def _run_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 CONSOLE_USER = "UCONSOLE"
+# `--demo`'s people: `as NAME` switches between them (the admin is `--as`).
+DEMO_PERSONAS = {
+    "operator": "UDEMOOPERATOR",
+    "approver": "UDEMOAPPROVER",
+    "viewer": "UDEMOVIEWER",
+}
 
 
 def _run_console(args: argparse.Namespace, settings: Settings) -> int:
@@ -275,11 +281,12 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
     import logging as logging_module
     import tempfile
 
+    from bot.config import console_history_file
     from bot.services import build_services
     from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer, sample_state
     from bot.transports.console import run_console
 
-    def chat(chat_settings: Settings) -> int:
+    def chat(chat_settings: Settings, personas: dict[str, str] | None = None) -> int:
         services = build_services(chat_settings, kind="console", slack=False)
         try:
             return run_console(
@@ -288,6 +295,8 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
                 stdin=sys.stdin,
                 stdout=sys.stdout,
                 interactive=sys.stdin.isatty(),
+                history_file=console_history_file(),
+                personas=personas,
             )
         finally:
             services.close()
@@ -295,8 +304,9 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
     if not args.demo:
         return chat(settings)
     # Demo: quiet logs, an in-process simulator with sample data, a scratch database,
-    # and the caller an admin.
+    # the caller an admin, and an operator, an approver and a viewer to switch to.
     logging_module.getLogger().setLevel(logging_module.ERROR)
+    personas = {"admin": args.user_id, **DEMO_PERSONAS}
     with (
         SimulatorServer(sample_state()).running() as simulator,
         tempfile.TemporaryDirectory(prefix="credits-bot-demo-") as scratch,
@@ -308,17 +318,38 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
             sendgrid_api_url=simulator.url_for(settings.sendgrid_api_version),
             database_url=f"sqlite:///{scratch}/demo.sqlite3",
             admins=settings.admins | {args.user_id},
+            approvers=settings.approvers | {DEMO_PERSONAS["approver"]},
+            operators=settings.operators | {DEMO_PERSONAS["operator"]},
+            viewers=settings.viewers | {DEMO_PERSONAS["viewer"]},
         )
+        _first_sweep(demo_settings)
         accounts = ", ".join(sorted(simulator.state.subusers)[:6])
+        # The banner is not a reply: stderr, so stdout carries replies only.
         print(
             f"credits-bot console (demo): SendGrid {settings.sendgrid_api_version} simulator at "
             f"{simulator.url_for(settings.sendgrid_api_version)}; "
             f"you are {args.user_id}, an admin.\n"
-            f"Try: help | show acme-eu | add globex 500 | recurring hooli 3,000 weekly\n"
+            f"Try: help | show acme-eu | low | add globex 500 | recurring hooli 3,000 weekly\n"
+            f"Switch who you are: as operator | as approver | as viewer | as admin "
+            f"(an operator's add becomes a request; as approver: approve N)\n"
             f"Sample subusers: {accounts}, …  (exit or Ctrl-D to leave)\n",
+            file=sys.stderr,
             flush=True,
         )
-        return chat(demo_settings)
+        return chat(demo_settings, personas)
+
+
+def _first_sweep(settings: Settings) -> None:
+    """One sweep of the demo's sample subusers, so `low` and show's status have
+    something to read (nothing is posted: there is no Slack)."""
+    from bot.adapters.store import SqlStore
+    from bot.transports.assembly import build_sweep
+
+    store = SqlStore.from_url(settings.database_url)
+    try:
+        build_sweep(settings, store=store).sweep()
+    finally:
+        store.close()
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -60,6 +60,7 @@ SLACK_SCOPES = frozenset(
         "usergroups:read",
         "channels:read",
         "groups:read",
+        "files:write",
     }
 )
 WHERE_TO_FIND_IT = "copy the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page"

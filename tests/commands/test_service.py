@@ -18,7 +18,7 @@ from bot.commands import messages
 from bot.commands.changes import ChangeService
 from bot.commands.replies import BalanceReply, ChangeReply, ErrorReply
 from bot.commands.service import Actor, CommandService
-from bot.domain.alerts import AlertState, Usage
+from bot.domain.alerts import AlertState, Snapshot, Usage
 from bot.domain.approvals import AuditAction
 from bot.domain.policy import RoleBook
 from bot.domain.ports import AlertStore
@@ -152,6 +152,12 @@ class CountingAlerts:
             self.failing = False
             raise StoreError("the database failed")
         return {}
+
+    def thresholds(self) -> dict[str, int]:
+        return {}
+
+    def snapshot_history(self, user: str, *, since: datetime) -> list[Snapshot]:
+        return []
 
 
 def test_show_reads_the_forecast_state_once_a_minute_not_once_per_command(

@@ -4,6 +4,15 @@ Serves `{url}/api/<method>` (GET query, form or JSON bodies) and records every
 call; `{url}/response/<id>` stands in for a command's `response_url`. Scenarios
 are chosen per test: `groups` maps user-group IDs to members, or to an error
 code string (`"plan_upgrade_required"`) that `usergroups.users.list` returns.
+
+File uploads follow Slack's three steps (what `files_upload_v2` does):
+`files.getUploadURLExternal` (filename, length; needs `files:write`) answers a
+`file_id` and an `upload_url` on this server; a POST of the bytes to that URL
+answers `OK - <size>`; `files.completeUploadExternal` (`files` as a JSON array of
+`{"id", "title"}`, `channel_id`) shares it: `not_in_channel` where the bot is not
+a member, `channel_not_found` for a missing channel, `file_not_found` for an id
+it never handed out or whose bytes never arrived. Uploaded files are kept in
+`state.files` (id → `UploadedFile`).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ MANIFEST_SCOPES = (
     "usergroups:read",
     "channels:read",
     "groups:read",
+    "files:write",
 )
 
 
@@ -38,6 +48,21 @@ class SlackCall:
     payload: dict[str, Any]
     token: str | None
     result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UploadedFile:
+    """A file as the fake received it: what getUploadURLExternal was told, the bytes,
+    and where completeUploadExternal shared it."""
+
+    file_id: str
+    filename: str
+    length: int
+    alt_txt: str | None = None
+    data: bytes | None = None
+    title: str | None = None
+    channel_id: str | None = None
+    completed: bool = False
 
 
 @dataclass
@@ -54,6 +79,7 @@ class FakeSlackState:
     )
     calls: list[SlackCall] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, UploadedFile] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     condition: threading.Condition = field(init=False)
     ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -101,6 +127,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if url.path.startswith("/upload/"):  # step 2: the bytes, to the URL of step 1
+            self._upload(url.path.removeprefix("/upload/"), raw)
+            return
         payload: dict[str, Any] = dict(parse_qsl(url.query))
         if raw:
             if "json" in (self.headers.get("Content-Type") or ""):
@@ -170,6 +199,10 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(members, str):
                 return {"ok": False, "error": members}
             return {"ok": True, "users": members}
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(payload)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(payload)
         if payload.get("channel") in state.missing_channels:
             return {"ok": False, "error": "channel_not_found"}
         if method == "conversations.info":
@@ -200,6 +233,61 @@ class _Handler(BaseHTTPRequestHandler):
                 "ts": f"1700000000.{next(state.ts):06d}",
             }
         return {"ok": True}
+
+    def _upload_url(self, payload: dict[str, Any]) -> dict[str, Any]:
+        state = self.server.state
+        if "files:write" not in state.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": "files:write"}
+        filename, length = payload.get("filename"), str(payload.get("length") or "")
+        if not filename or not length.isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        with state.lock:
+            file_id = f"F{next(state.ts):08d}"
+            state.files[file_id] = UploadedFile(
+                file_id, str(filename), int(length), alt_txt=payload.get("alt_txt")
+            )
+        port = self.server.server_address[1]
+        return {
+            "ok": True,
+            "upload_url": f"http://127.0.0.1:{port}/upload/{file_id}",
+            "file_id": file_id,
+        }
+
+    def _upload(self, file_id: str, data: bytes) -> None:
+        state = self.server.state
+        with state.lock:
+            uploaded = state.files.get(file_id)
+            if uploaded is not None:
+                uploaded.data = data
+        if uploaded is None:
+            self._send(404, "not found", "text/plain")
+            return
+        self._send(200, f"OK - {len(data)}", "text/plain")
+
+    def _complete_upload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        state = self.server.state
+        try:
+            files = json.loads(payload.get("files") or "[]")
+        except json.JSONDecodeError:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = payload.get("channel_id")
+        if channel in state.missing_channels:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in state.outside_channels:
+            return {"ok": False, "error": "not_in_channel"}
+        shared = []
+        with state.lock:
+            for entry in files:
+                uploaded = state.files.get(str(entry.get("id")))
+                if uploaded is None or uploaded.data is None or uploaded.completed:
+                    return {"ok": False, "error": "file_not_found"}
+            for entry in files:
+                uploaded = state.files[str(entry["id"])]
+                uploaded.title = entry.get("title") or uploaded.filename
+                uploaded.channel_id = channel
+                uploaded.completed = True
+                shared.append({"id": uploaded.file_id, "title": uploaded.title})
+        return {"ok": True, "files": shared}
 
     def _send(
         self, status: int, body: str, content_type: str, headers: dict[str, str] | None = None

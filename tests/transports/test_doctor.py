@@ -147,7 +147,7 @@ def test_a_key_without_the_subuser_listing_scope_fails(slack, simulator, sim_sta
 def test_slack_problems_each_name_their_fix(simulator, database):
     state = FakeSlackState(
         groups={"S0ONCALL1": "plan_upgrade_required"},
-        scopes=("commands", "chat:write", "channels:read", "groups:read"),
+        scopes=("commands", "chat:write", "channels:read", "groups:read", "files:write"),
         missing_channels={"C0APPROVALS"},
         outside_channels={"C0ALERTS"},
         private_channels={"C0ALERTS"},

@@ -159,6 +159,7 @@ def test_manifest_declares_the_command_and_matches_the_http_mode():
         "usergroups:read",
         "channels:read",
         "groups:read",
+        "files:write",
     }
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
 
@@ -174,8 +175,62 @@ def test_console_demo_works_on_v3():
         check=True,
     )
     out = result.stdout
-    assert "SendGrid v3 simulator" in out
+    assert "SendGrid v3 simulator" in result.stderr  # the banner is not a reply
     assert "31,200 credits remaining of 50,000 monthly" in out
     assert "640 credits → 1,140 credits" in out
     assert "v3 API has no start date" in out
     assert "Traceback" not in out + result.stderr
+
+
+def test_console_demo_personas_ask_for_and_give_an_approval():
+    """An operator's big add becomes a request; `as approver` approves it; replies on
+    stdout only (the banner and log lines go to stderr)."""
+    script = (
+        "as operator\nadd initech 5000 ZD-1 campaign\nshow initech\n"
+        "as approver\napprove 1\nas nobody\nas viewer\nadd initech 5\nlow\nas admin\nshow initech\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--demo"],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=clean_env(LOG_LEVEL="INFO"),
+        timeout=60,
+        check=True,
+    )
+    out = result.stdout
+    assert out.startswith("You are now the operator (UDEMOOPERATOR).")
+    assert "Recorded as request #1" in out
+    assert "900 credits remaining" in out  # nothing applied before the approval
+    assert "You are now the approver (UDEMOAPPROVER)." in out
+    assert "Request #1 (add 5,000 for initech): approved and applied." in out
+    assert "No such persona" in out
+    assert "add needs the operator role; you have viewer." in out
+    assert "5,900 credits remaining" in out  # as admin, after the approval
+    # The demo sweeps once at start, so `low` (a viewer may) has stored state to read.
+    assert "(!!) hooli — 0 credits, no credits left" in out
+    assert "credits-bot console (demo)" in result.stderr
+    assert "as approver" in result.stderr  # the banner says how to switch
+    assert "Traceback" not in out + result.stderr
+
+
+def test_console_log_lines_go_to_stderr_not_the_replies(tmp_path, simulator):
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--as", "U0VIEWER1"],
+        input="show acme-eu\n",
+        capture_output=True,
+        text=True,
+        env=clean_env(
+            SENDGRID_API_USER=DEMO_API_USER,
+            SENDGRID_API_KEY=DEMO_API_KEY,
+            SENDGRID_API_URL=simulator.url,
+            CREDITS_VIEWERS="U0VIEWER1",
+            LOG_LEVEL="INFO",
+            DATABASE_URL=f"sqlite:///{tmp_path / 'console.sqlite3'}",
+        ),
+        timeout=60,
+        check=True,
+    )
+    assert "command user=U0VIEWER1 verb=show" in result.stderr
+    assert "INFO" not in result.stdout
+    assert result.stdout.startswith("acme-eu\n")

@@ -32,6 +32,8 @@ class SendGridV2Client:
 
     # `increment`/`decrement`/`total` clear the recurring amount (reference §2.1).
     adjustments_keep_recurring = False
+    has_overview = True
+    has_recurring_dates = True
 
     def __init__(
         self,

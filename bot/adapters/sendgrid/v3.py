@@ -62,6 +62,8 @@ class SendGridV3Client:
     # `PATCH …/credits/remaining` keeps a recurring allowance (the spec's example
     # answers `type: recurring`); only `PUT …/credits` replaces it.
     adjustments_keep_recurring = True
+    has_overview = False
+    has_recurring_dates = False
 
     def __init__(
         self,

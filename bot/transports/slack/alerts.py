@@ -41,7 +41,9 @@ ADD_REASON_INPUT = "reason_input"
 MAX_BLOCKS = 50
 PER_MESSAGE = 23  # 2 blocks each, plus header and footer, within 50
 
-_ICONS = {AlertLevel.EXHAUSTED: ":red_circle:", AlertLevel.LOW: ":large_orange_circle:"}
+_ICONS = {
+    level: messages.LEVEL_MARKS[level.value] for level in (AlertLevel.EXHAUSTED, AlertLevel.LOW)
+}
 
 
 def digest_messages(report: SweepReport) -> list[dict[str, Any]]:

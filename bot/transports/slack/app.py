@@ -36,7 +36,7 @@ from bot.commands.formatting import digest_note
 from bot.commands.grammar import Command, parse_user
 from bot.commands.home import SubuserNames
 from bot.commands.registry import USAGE, Verb, parse
-from bot.commands.replies import ErrorReply, Reply
+from bot.commands.replies import ErrorReply, HistoryReply, Reply
 from bot.commands.service import CommandService
 from bot.errors import UserError
 from bot.observability.context import ContextExecutor, current_request
@@ -69,6 +69,7 @@ from bot.transports.slack.confirmations import (
     CONFIRM_ACTION,
     confirmation_id_from,
 )
+from bot.transports.slack.history import post_history_chart
 from bot.transports.slack.surfaces import (
     MESSAGE_SHORTCUT,
     OPEN_REQUEST_ACTION,
@@ -279,13 +280,15 @@ def deliver(respond: Respond, **message: Any) -> None:
 def credits_command(
     service: CommandService,
     work: PostAckWork,
+    client: WebClient | None = None,
     *,
     home: HomePublisher | None = None,
     feedback_after: float = FEEDBACK_AFTER,
 ) -> Any:
     """`/credits …`: ack at once, then run the command and answer via response_url. A
     command that waits on SendGrid for more than `feedback_after` seconds first says
-    "Looking up USER…", then replaces that with the answer; a fast one posts once."""
+    "Looking up USER…", then replaces that with the answer; a fast one posts once.
+    `history` also uploads its chart to the channel the command was typed in."""
 
     def handle_credits(
         ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
@@ -299,6 +302,8 @@ def credits_command(
             slow = parsed is not None and parsed.verb in SENDGRID_VERBS
             with SlowFeedback(respond, parsed, after=feedback_after if slow else None) as shown:
                 reply = service.handle(actor, text, replay_checked=checked)
+            if isinstance(reply, HistoryReply) and client is not None:
+                reply = post_history_chart(client, reply, channel_id=command.get("channel_id"))
             deliver(
                 respond,
                 response_type="ephemeral",
@@ -816,7 +821,7 @@ def register_listeners(
 ) -> None:
     """Every command, action and event this app answers."""
     client = client or app.client
-    app.command("/credits")(credits_command(service, work, home=home))
+    app.command("/credits")(credits_command(service, work, client, home=home))
     app.action(APPROVE_ACTION)(approve_button(service, work, client, home))
     app.action(DENY_ACTION)(deny_button(service, work, client))
     app.view(DENY_VIEW)(deny_dialog_submitted(service, work, client, home))
