@@ -73,6 +73,9 @@ class WatchSettings:
     stats_interval: timedelta = STATS_INTERVAL
     batch: int = BATCH
     concurrency: int = 8
+    # Read the earliest-due subusers ahead of time whenever the budget has room, so
+    # the watch uses what interactive commands leave, not just what is due.
+    read_ahead: bool = True
 
 
 class AlertWatch:
@@ -106,8 +109,11 @@ class AlertWatch:
         self._clock = clock
         self._logger = logger or logging.getLogger("bot.watch")
         self._lock = threading.RLock()
+        # Held while deciding on stored states and while recording a posted digest.
+        self._deciding = threading.RLock()
         self._queue: list[tuple[datetime, str]] = []
         self._due: dict[str, datetime] = {}
+        self._last_read: dict[str, datetime] = {}
         self._listed_at: datetime | None = None
         # What the activity scan saw: today's totals, and what each subuser sent since
         # its last read (its estimated balance is the last one read minus this).
@@ -121,6 +127,7 @@ class AlertWatch:
         self._last_post: datetime | None = None
         self.reads = 0
         self.scans = 0
+        self.urgent = 0  # reads brought forward by the activity scan
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, settings.concurrency), thread_name_prefix="watch"
         )
@@ -141,14 +148,20 @@ class AlertWatch:
 
     def _list(self, now: datetime) -> None:
         """(Re)load the subusers to watch and their stored schedule; new ones are due now."""
-        users = list(self._watch) or [a.username for a in self._backend.list_accounts()]
-        stored = self._store.states(users)
+        if self._watch:
+            accounts = {user: True for user in self._watch}
+        else:
+            accounts = {a.username: a.active for a in self._backend.list_accounts()}
+        stored = self._store.states(list(accounts))
         with self._lock:
-            for user in users:
+            for user, active in accounts.items():
                 if user in self._due:
                     continue
                 state = stored.get(user)
-                self._schedule(user, state.due if state and state.due else now)
+                if state is not None and state.due is not None:
+                    self._schedule(user, state.due)
+                else:  # new: read now, or within the staleness bound if disabled
+                    self._schedule(user, now if active else now + self.settings.max_staleness)
             self._listed_at = now
 
     def next_due(self) -> datetime | None:
@@ -163,19 +176,31 @@ class AlertWatch:
             times.append(self._last_post + self.settings.digest_interval)
         return min(times) if times else None
 
-    def _pop_due(self, now: datetime, count: int) -> list[str]:
+    def _pop_due(self, now: datetime, count: int, *, ahead: bool = False) -> list[str]:
+        """Up to `count` subusers due by `now`, earliest first; with `ahead`, those due
+        next even if not yet (within `max_staleness`), skipping any read less than
+        `min_interval` ago (a fast burner already read every `min_interval`)."""
         chosen: list[str] = []
+        kept: list[tuple[datetime, str]] = []
+        recent = now - self.settings.min_interval
         with self._lock:
-            while self._queue and len(chosen) < count:
+            looked = 0
+            while self._queue and len(chosen) < count and looked < 8 * count:
                 at, user = self._queue[0]
                 if self._due.get(user) != at:
                     heapq.heappop(self._queue)
                     continue
-                if at > now:
+                if at > now and not (ahead and at - now < self.settings.max_staleness):
                     break
                 heapq.heappop(self._queue)
+                looked += 1
+                if ahead and at > now and self._last_read.get(user, recent) > recent:
+                    kept.append((at, user))
+                    continue
                 del self._due[user]
                 chosen.append(user)
+            for entry in kept:
+                heapq.heappush(self._queue, entry)
         return chosen
 
     # --- the loop --------------------------------------------------------------------
@@ -192,9 +217,14 @@ class AlertWatch:
             now = self._clock()
             self._scan_if_due(now)
             users = self._pop_due(now, self.settings.batch)
+            if not users and self.settings.read_ahead:
+                users = self._pop_due(now, self.settings.batch, ahead=True)
             if not users:
                 break
-            read += self._read_batch(users)
+            done = self._read_batch(users)
+            read += done
+            if not done and self._clock() == now:
+                break  # only subusers read a moment ago: nothing to do until one is due
             self._post_if_due(self._clock())
             if self._clock() - started >= budget:
                 break
@@ -224,9 +254,12 @@ class AlertWatch:
         wanted = []
         for user in users:
             state = stored.get(user)
-            # Read recently by a command (another process): its stored schedule stands.
-            if state is not None and state.due is not None and state.due > now:
-                self._schedule(user, state.due)
+            usage = state.usage if state else None
+            # Read a moment ago (by a command, maybe in another process): not again.
+            if usage is not None and state is not None and state.due is not None and (
+                now - usage.at < self.settings.min_interval
+            ):
+                self._schedule(user, max(state.due, usage.at + self.settings.min_interval))
             else:
                 wanted.append(user)
         results = list(self._pool.map(self._read_one, wanted))
@@ -237,7 +270,9 @@ class AlertWatch:
             else:
                 self._logger.warning("balance of %s not read (%s)", user, type(outcome).__name__)
                 self._schedule(user, at + self.settings.min_interval * 5)
-        self._decide(balances, stored)
+        with self._deciding:
+            # Again, after the reads: a digest posted meanwhile recorded announcements.
+            self._decide(balances, self._store.states([u for u, _, _ in balances]))
         self.reads += len(wanted)
         return len(wanted)
 
@@ -255,7 +290,8 @@ class AlertWatch:
         balances = [(user, balance, now) for user, balance in reads]
         if not balances:
             return
-        self._decide(balances, self._store.states([u for u, _, _ in balances]))
+        with self._deciding:
+            self._decide(balances, self._store.states([u for u, _, _ in balances]))
         self._post_if_due(now)
 
     def _decide(
@@ -294,6 +330,7 @@ class AlertWatch:
             due = (usage.at if usage else at) + wait
             with self._lock:
                 self._sent_since_read.pop(user, None)
+                self._last_read[user] = at
                 pending = self._pending_states.get(user)
             # An announcement waiting for the digest counts as made (no repeat).
             base = pending or state
@@ -359,11 +396,16 @@ class AlertWatch:
                 # Near its line if it went on sending at this scan's pace for two more scans.
                 if estimate - 2 * count <= max(line, early) or state.level is AlertLevel.LOW:
                     if self._due[user] > now:
+                        self.urgent += 1
                         self._schedule(user, now)
 
     # --- posting -----------------------------------------------------------------------
 
     def _post_if_due(self, now: datetime) -> None:
+        with self._deciding:
+            self._post_pending(now)
+
+    def _post_pending(self, now: datetime) -> None:
         with self._lock:
             if not self._pending:
                 return

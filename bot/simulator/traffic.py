@@ -74,13 +74,13 @@ class Plan:
 class TrafficShape:
     """How the fleet behaves (rates are credits per hour)."""
 
-    median_rate: float = 150.0
+    median_rate: float = 300.0
     rate_sigma: float = 1.2
     idle_share: float = 0.25
     varying_share: float = 0.35
     varying_sigma: float = 0.6
     segment: float = 15 * 60.0
-    campaigns_per_hour: float = 0.004  # per subuser
+    campaigns_per_hour: float = 0.01  # per subuser
     campaign_credits: tuple[int, int] = (2_000, 20_000)
     campaign_minutes: tuple[float, float] = (2.0, 10.0)
     topups_per_hour: float = 0.004
@@ -107,6 +107,7 @@ class TrafficModel:
         self.epoch = epoch
         self._lock = threading.Lock()
         self.crossings: list[Crossing] = []
+        self._stats_cache: tuple[tuple[float, date], dict[str, int]] | None = None
         self.accounts = {a.username: a for a in accounts}
         start = clock()
         rng = random.Random(seed)
@@ -130,6 +131,8 @@ class TrafficModel:
         """What `GET /v3/subusers/stats/sums` reports: emails requested on `day`, as
         known `stats_lag` seconds ago (one request spends one credit)."""
         now = self._clock()
+        if self._stats_cache is not None and self._stats_cache[0] == (now, day):
+            return self._stats_cache[1]  # the pages of one scan, asked at the same moment
         seen = now - self.stats_lag
         day_start = (datetime.combine(day, datetime.min.time()) - self.epoch).total_seconds()
         totals: dict[str, int] = {}
@@ -143,6 +146,7 @@ class TrafficModel:
                 sent = _sent_at(plan, seen) - _sent_at(plan, day_start)
                 if sent >= 1:
                     totals[user] = int(sent)
+            self._stats_cache = ((now, day), totals)
         return totals
 
     def _settle(self, account: SimulatedAccount, plan: Plan, until: float) -> None:
@@ -205,7 +209,7 @@ def _plan(
     end = start + hours * 3600
     kind = rng.random()
     base = 0.0
-    if kind >= shape.idle_share:
+    if kind >= shape.idle_share and account.active:
         base = shape.median_rate * math.exp(rng.gauss(0, shape.rate_sigma)) / 3600
     varying = kind >= 1 - shape.varying_share
     pieces: list[Piece] = []
@@ -220,7 +224,7 @@ def _plan(
         t += shape.segment
     pieces.append(Piece(end, 0.0))
     # Campaigns: a burst on top of the base rate for a few minutes.
-    for _ in range(_poisson(rng, shape.campaigns_per_hour * hours)):
+    for _ in range(_poisson(rng, shape.campaigns_per_hour * hours) if account.active else 0):
         at = rng.uniform(start, end)
         minutes = rng.uniform(*shape.campaign_minutes)
         credits = rng.randint(*shape.campaign_credits)
