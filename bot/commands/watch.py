@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
-from bot.commands.sweep import AlertPoster, AlertStore, Announcement, SweepReport
+from bot.commands.sweep import AlertPoster, Announcement, SweepReport
 from bot.domain.alerts import (
     AlertLevel,
     AlertState,
@@ -44,7 +44,8 @@ from bot.domain.alerts import (
     next_read,
     observe,
 )
-from bot.domain.credits import Balance, CreditsBackend
+from bot.domain.credits import Balance
+from bot.domain.ports import AlertStore, CreditsBackend
 from bot.errors import BotError, NotifyError, SendGridError
 
 MAX_STALENESS = timedelta(hours=6)

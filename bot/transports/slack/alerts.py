@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.adapters.slack_web import failure_reason
+from bot.adapters.slack.web import failure_reason
 from bot.commands import messages
 from bot.commands.formatting import balance_summary
 from bot.commands.sweep import Announcement, SweepReport

@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.adapters.slack_web import failure_reason
+from bot.adapters.slack.web import failure_reason
 from bot.commands import messages
 from bot.commands.formatting import (
     approval_outcome_content,
@@ -54,7 +54,7 @@ def request_id_from(value: object) -> int:
     """The request id carried by a button or a dialog; anything else is refused."""
     text = str(value or "")
     if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_REQUEST_ID:
-        raise UserError("That button does not carry a valid request number.")
+        raise UserError(messages.NOT_A_BUTTON_REQUEST)
     return int(text)
 
 
