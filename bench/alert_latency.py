@@ -289,7 +289,7 @@ def simulate(
                     target = min(target, (upcoming - EPOCH).total_seconds())
                 clock.advance_to(max(target, clock.t + 0.01))
             reads = watch.reads
-            print(mode, 'scans', watch.scans, 'urgent', watch.urgent)
+            print(mode, "scans", watch.scans, "urgent", watch.urgent)
         finally:
             watch.close()
     store.close()
@@ -402,7 +402,11 @@ def main() -> int:
     args = parser.parse_args()
     hours = args.hours or (2.0 if args.quick else 4.0)
     logging.basicConfig(level=logging.ERROR)
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3]) if os.path.exists("/proc/loadavg") else "n/a"
+    load = (
+        " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        if os.path.exists("/proc/loadavg")
+        else "n/a"
+    )
     print(
         f"{args.subusers:,} subusers, {hours:g} h of traffic (+{args.tail:g} min tail, "
         f"crossings counted after {args.warmup:g} min), SendGrid budget {LIMIT}/min for "

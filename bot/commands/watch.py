@@ -52,7 +52,7 @@ MAX_STALENESS = timedelta(hours=6)
 UNKNOWN_RATE = timedelta(minutes=20)
 MIN_INTERVAL = timedelta(minutes=1)
 DIGEST_INTERVAL = timedelta(seconds=30)
-STATS_INTERVAL = timedelta(minutes=1)
+STATS_INTERVAL = timedelta(seconds=30)
 STATS_RETRY = timedelta(hours=1)
 BATCH = 64
 LIST_INTERVAL = timedelta(hours=1)
@@ -257,8 +257,11 @@ class AlertWatch:
             state = stored.get(user)
             usage = state.usage if state else None
             # Read a moment ago (by a command, maybe in another process): not again.
-            if usage is not None and state is not None and state.due is not None and (
-                now - usage.at < self.settings.min_interval
+            if (
+                usage is not None
+                and state is not None
+                and state.due is not None
+                and (now - usage.at < self.settings.min_interval)
             ):
                 self._schedule(user, max(state.due, usage.at + self.settings.min_interval))
             else:
@@ -380,6 +383,9 @@ class AlertWatch:
         if not sent:
             return
         states = self._store.states(list(sent))
+        # How far ahead a subuser sending at this scan's pace must be seen: the stats'
+        # own delay is unknown, so the next two scans.
+        reach = 2.0
         with self._lock:
             for user, count in sent.items():
                 if user not in self._due:  # being read right now, or not watched
@@ -389,16 +395,23 @@ class AlertWatch:
                 state = states.get(user)
                 if state is None or state.usage is None or state.level is None:
                     continue
-                if state.level is AlertLevel.EXHAUSTED:
-                    continue
-                estimate = state.usage.remaining - since
-                line = self._thresholds.below
-                early = (state.usage.per_hour or 0.0) * self.settings.horizon.total_seconds() / 3600
-                # Near its line if it went on sending at this scan's pace for two more scans.
-                if estimate - 2 * count <= max(line, early) or state.level is AlertLevel.LOW:
-                    if self._due[user] > now:
-                        self.urgent += 1
-                        self._schedule(user, now)
+                if self._urgent(state, since, reach * count) and self._due[user] > now:
+                    self.urgent += 1
+                    self._schedule(user, now)
+
+    def _urgent(self, state: AlertState, sent: int, coming: float) -> bool:
+        """Whether a subuser that sent `sent` since its last read, and may send `coming`
+        before the next scans, could change level: cross its line or the forecast's
+        early warning (from ok), or run out (from low)."""
+        assert state.usage is not None
+        estimate = state.usage.remaining - sent - coming
+        if state.level is AlertLevel.EXHAUSTED:
+            return False
+        if state.level is AlertLevel.LOW:
+            return estimate <= 0
+        hours = self.settings.horizon.total_seconds() / 3600
+        early = (state.usage.per_hour or 0.0) * hours
+        return estimate <= max(self._thresholds.below, early)
 
     # --- posting -----------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ a campaign caused it, for the bench to measure alert latency against.
 
 from __future__ import annotations
 
-import bisect
 import math
 import random
 import threading
@@ -68,6 +67,8 @@ class Plan:
     sent: float = 0.0  # credits spent (emails requested) since the model started
     history: deque[tuple[float, float]] = field(default_factory=deque)
     above: bool = True
+    piece: int = 0  # the piece and the jump `settled` is in (both only move forward)
+    jump: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +156,12 @@ class TrafficModel:
         if int(plan.remain) != account.credit_remain:  # a write through the API moved it
             plan.remain = float(account.credit_remain)
         t = plan.settled
-        index = max(0, bisect.bisect_right([p.start for p in plan.pieces], t) - 1)
-        jumps = [j for j in plan.jumps if t < j.at <= until]
         while t < until:
+            index = plan.piece
             piece = plan.pieces[index]
             end = plan.pieces[index + 1].start if index + 1 < len(plan.pieces) else math.inf
-            nxt = min(end, until, jumps[0].at if jumps else math.inf)
+            jump = plan.jumps[plan.jump] if plan.jump < len(plan.jumps) else None
+            nxt = min(end, until, jump.at if jump is not None else math.inf)
             spend = min(plan.remain, piece.per_second * (nxt - t))
             if spend > 0:
                 before = plan.remain
@@ -171,13 +172,13 @@ class TrafficModel:
                     self.crossings.append(Crossing(account.username, at, piece.campaign))
                     plan.above = False
             t = nxt
-            if jumps and t >= jumps[0].at:
-                jump = jumps.pop(0)
+            if jump is not None and t >= jump.at:
+                plan.jump += 1
                 plan.remain = float(account.credit) if jump.reset else plan.remain + jump.credits
                 if plan.line is not None and plan.remain > plan.line:
                     plan.above = True
             if t >= end:
-                index += 1
+                plan.piece += 1
         plan.settled = until
         plan.history.append((until, plan.sent))
         while len(plan.history) > 2 and plan.history[1][0] < until - 2 * self.stats_lag - 600:
@@ -198,7 +199,7 @@ def _sent_at(plan: Plan, at: float) -> float:
     return sent
 
 
-def _plan(
+def _plan(  # noqa: PLR0917 (one private helper of the constructor)
     account: SimulatedAccount,
     rng: random.Random,
     shape: TrafficShape,

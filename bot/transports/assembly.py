@@ -16,7 +16,9 @@ from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.lock import SchedulerLock
 from bot.commands.changes import ChangeService
+from bot.adapters.sendgrid.v3 import SendGridV3Client
 from bot.commands.sweep import AlertPoster, SweepService
+from bot.commands.watch import AlertWatch, WatchSettings
 from bot.config import Settings
 from bot.domain.alerts import Thresholds
 from bot.domain.ports import CreditsBackend, Store
@@ -164,6 +166,33 @@ def build_sweep(
     )
 
 
+def build_watch(
+    settings: Settings,
+    *,
+    store: SqlStore,
+    backend: CreditsBackend,
+    poster: AlertPoster | None,
+    clock: Callable[[], datetime] | None = None,
+) -> AlertWatch:
+    """The clock's continuous low-credit watch; on v3 with the activity scan."""
+    activity = backend if isinstance(backend, SendGridV3Client) else None
+    return AlertWatch(
+        backend=backend,
+        store=SqlAlertStore(store),
+        poster=poster,
+        thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
+        activity=activity,
+        watch=settings.watch,
+        settings=WatchSettings(
+            horizon=sweep_horizon(settings.alert_schedule),
+            max_staleness=settings.max_staleness,
+            concurrency=SWEEP_CONCURRENCY,
+        ),
+        clock=clock or (lambda: datetime.now(UTC)),
+        logger=logging.getLogger("bot.watch"),
+    )
+
+
 def build_clock(
     settings: Settings,
     *,
@@ -197,6 +226,7 @@ def build_clock(
     holder = executor_name()
     return ClockJobs(
         sweeper=build_sweep(settings, store=store, backend=backend, poster=poster, metrics=metrics),
+        watcher=build_watch(settings, store=store, backend=backend, poster=poster),
         expire=lambda: changes.expire_due() + changes.recover_abandoned(),
         remind=changes.remind_due,
         heartbeat=Heartbeat(store, changes),

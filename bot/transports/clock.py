@@ -25,6 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.adapters.store.lock import SchedulerLock
 from bot.commands.sweep import SweepReport, SweepService
+from bot.commands.watch import AlertWatch
 from bot.config import Settings
 from bot.errors import BotError
 from bot.observability.metrics import NO_METRICS, Metrics
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bot.clock")
 
 SWEEP_JOB = "low-credit-sweep"
+WATCH_JOB = "low-credit-watch"
+WATCH_SECONDS = 5
 EXPIRY_JOB = "expire-approvals"
 REMINDER_JOB = "remind-approvers"
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
@@ -52,8 +55,12 @@ class ClockJobs:
         sweep_lock: SchedulerLock,
         heartbeat: Heartbeat | None = None,
         remind: Callable[[], int] = lambda: 0,
+        watcher: AlertWatch | None = None,
     ) -> None:
         self.sweeper = sweeper
+        # With a watcher, balances are read continuously in order of risk (issue 15)
+        # instead of by cron-triggered full sweeps; `credits-bot sweep` still sweeps.
+        self.watcher = watcher
         self._expire = expire
         self._remind = remind
         self.heartbeat = heartbeat
@@ -63,9 +70,19 @@ class ClockJobs:
         self.sweeps = 0
 
     def schedule(self, scheduler: BaseScheduler, *, sweep_trigger: Any) -> None:
-        scheduler.add_job(
-            self.run_sweep, sweep_trigger, id=SWEEP_JOB, name=SWEEP_JOB, replace_existing=True
-        )
+        if self.watcher is not None:
+            scheduler.add_job(
+                self.run_watch,
+                "interval",
+                seconds=WATCH_SECONDS,
+                id=WATCH_JOB,
+                name=WATCH_JOB,
+                replace_existing=True,
+            )
+        else:
+            scheduler.add_job(
+                self.run_sweep, sweep_trigger, id=SWEEP_JOB, name=SWEEP_JOB, replace_existing=True
+            )
         scheduler.add_job(
             self.run_expiry,
             "interval",
@@ -104,6 +121,17 @@ class ClockJobs:
         if not self.leading():
             return None
         return sweep_once(self.sweeper, self.sweep_lock, on_run=self._count)
+
+    def run_watch(self) -> int:
+        """Read what is due (and ahead, while the budget has room) for up to a step;
+        the job runs again every WATCH_SECONDS (never two at once)."""
+        if self.watcher is None or not self.leading():
+            return 0
+        try:
+            return self.watcher.step()
+        except BotError:
+            logger.exception("the low-credit watch failed; it goes on at the next step")
+            return 0
 
     def run_expiry(self) -> None:
         if not self.leading():
@@ -156,9 +184,9 @@ def run_clock(clock: ClockJobs, *, cron: str) -> None:
     if clock.heartbeat is not None:
         clock.heartbeat.start()
     logger.info(
-        "clock started: sweep on %r; approval expiry and recovery of stopped instances' "
+        "clock started: %s; approval expiry and recovery of stopped instances' "
         "changes every minute",
-        cron,
+        "balances read continuously by risk" if clock.watcher else f"sweep on {cron!r}",
     )
     try:
         scheduler.start()
@@ -166,6 +194,8 @@ def run_clock(clock: ClockJobs, *, cron: str) -> None:
         if clock.heartbeat is not None:
             clock.heartbeat.stop()
         clock.stop()
+        if clock.watcher is not None:
+            clock.watcher.close()
 
 
 SWEEP_LEASE = timedelta(minutes=30)
