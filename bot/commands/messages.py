@@ -375,3 +375,6 @@ PENDING_FALLBACK = "{count} open request(s)"
 NOT_A_BUTTON_REQUEST = "That button does not carry a valid request number."
 NO_APPROVAL_CHANNEL = "no approval channel is configured"
 ALREADY_APPROVED = "You already approved this request; the second approval must be someone else's."
+
+# The low-credit digest's notification text: its title and the accounts it names.
+DIGEST_FALLBACK = "{title}: {names}"

@@ -8,15 +8,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from apscheduler.triggers.cron import CronTrigger
-
+from bot.adapters.sendgrid.v3 import SendGridV3Client
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.lock import SchedulerLock
 from bot.commands.changes import ChangeService
-from bot.adapters.sendgrid.v3 import SendGridV3Client
 from bot.commands.sweep import AlertPoster, SweepService
 from bot.commands.watch import AlertWatch, WatchSettings
 from bot.config import Settings
@@ -25,11 +23,13 @@ from bot.domain.ports import CreditsBackend, Store
 from bot.errors import BotError
 from bot.observability.metrics import NO_METRICS, Metrics
 from bot.services import (
+    alert_poster,
     approval_notifier,
     build_changes,
     executor_name,
     slack_web_client,
     sweep_backend,
+    sweep_horizon,
 )
 from bot.transports.clock import SWEEP_LEASE, ClockJobs
 
@@ -135,16 +135,6 @@ class Upkeep:
 SWEEP_CONCURRENCY = 8
 
 
-def sweep_horizon(cron: str) -> timedelta:
-    """How far ahead to warn: until the sweep after next, plus an hour."""
-    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
-    now = datetime.now(UTC)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
-    interval = (second - first) if first and second else timedelta(minutes=15)
-    return interval + timedelta(hours=1)
-
-
 def build_sweep(
     settings: Settings,
     *,
@@ -203,14 +193,10 @@ def build_clock(
     """Everything the clock process runs: sweeps, approval expiry, recovery and
     reminders, behind the lock; only the change service, not the command service.
     `clock` is the time approvals are judged by (tests inject it)."""
-    from bot.transports.slack.alerts import SlackAlertPoster  # noqa: PLC0415 (Slack if used)
-
     store = SqlStore.from_url(settings.database_url)
     client = slack_web_client(settings)
-    poster: AlertPoster | None = None
-    if client is not None and settings.alert_channel:
-        poster = SlackAlertPoster(client=client, channel_id=settings.alert_channel)
-    else:
+    poster = alert_poster(settings, client)
+    if poster is None:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
     backend = backend or sweep_backend(settings, store, metrics=metrics)
     changes = build_changes(
