@@ -38,6 +38,7 @@ when it crosses) counts as latency 0.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import sys
@@ -52,6 +53,7 @@ from random import Random
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
 
 from bot.adapters.sendgrid.ratelimit import (  # noqa: E402
     MemoryRateBudget,
@@ -180,6 +182,7 @@ class Run:
     reads: int
     digests: int
     seconds: float
+    extra: str = ""
 
 
 def line_of(account: SimulatedAccount) -> int | None:
@@ -246,6 +249,7 @@ def simulate(
             next_show += 60 / SHOWS_PER_MINUTE
 
     reads = 0
+    extra = ""
     if mode == "baseline":
         sweeper = SweepService(
             backend=backend,
@@ -289,7 +293,7 @@ def simulate(
                     target = min(target, (upcoming - EPOCH).total_seconds())
                 clock.advance_to(max(target, clock.t + 0.01))
             reads = watch.reads
-            print(mode, "scans", watch.scans, "urgent", watch.urgent)
+            extra = f"; {watch.scans} stats scans, {watch.urgent} reads brought forward by them"
         finally:
             watch.close()
     store.close()
@@ -303,6 +307,7 @@ def simulate(
         end=end,
         refused=backend.refused + people.refused,
         reads=reads,
+        extra=extra,
         seconds=time.perf_counter() - started,
     )
 
@@ -318,6 +323,7 @@ def score(
     refused: int,
     reads: int,
     seconds: float,
+    extra: str,
 ) -> Run:
     latencies: dict[str, list[float]] = {"gradual": [], "abrupt": []}
     missed = {"gradual": 0, "abrupt": 0}
@@ -339,7 +345,7 @@ def score(
             latencies[kind].append(end - crossing.at)  # censored: at least this long
     duplicates = 0
     for events in recorder.events.values():
-        for (_, a), (_, b) in zip(events, events[1:], strict=False):
+        for (_, a), (_, b) in itertools.pairwise(events):
             if a is b and a is not Change.STILL_LOW:
                 duplicates += 1
     return Run(
@@ -353,6 +359,7 @@ def score(
         reads,
         recorder.digests,
         seconds,
+        extra,
     )
 
 
@@ -371,7 +378,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
 
 
 def describe(run: Run) -> None:
@@ -379,7 +386,7 @@ def describe(run: Run) -> None:
     print(
         f"  {run.name:8} crossings {run.crossings:5}  reads {run.reads:7,}  digests "
         f"{run.digests:4}  peak requests in 60 s {run.peak_60s} (budget {LIMIT})  429s "
-        f"{run.refused}  duplicate alerts {run.duplicates}  ({run.seconds:.0f} s real)"
+        f"{run.refused}  duplicate alerts {run.duplicates}  ({run.seconds:.0f} s real{run.extra})"
     )
     for kind, values in (("all", both), *run.latencies.items()):
         missed = sum(run.missed.values()) if kind == "all" else run.missed[kind]

@@ -102,7 +102,10 @@ class TrafficModel:
         seed: int = 0,
         stats_lag: float = 120.0,
         epoch: datetime = datetime(2026, 11, 23, 9, 0),
+        rates: dict[str, float] | None = None,
     ) -> None:
+        """`rates` (credits per hour) fixes a steady rate for the subusers it names,
+        with no campaign, top-up or reset (tests); the others follow `shape`."""
         self._clock = clock
         self.stats_lag = stats_lag
         self.epoch = epoch
@@ -114,7 +117,11 @@ class TrafficModel:
         rng = random.Random(seed)
         self._plans: dict[str, Plan] = {}
         for account in self.accounts.values():
-            self._plans[account.username] = _plan(account, rng, shape, start, hours, line(account))
+            plan = _plan(account, rng, shape, start, hours, line(account))
+            if rates is not None and account.username in rates:
+                plan.pieces = [Piece(start, rates[account.username] / 3600)]
+                plan.jumps = []
+            self._plans[account.username] = plan
 
     def settle(self, account: SimulatedAccount, until: float | None = None) -> None:
         """Bring `account.credit_remain` to `until` (default: now)."""
