@@ -351,18 +351,19 @@ class SimulatorState:
         sent: dict[str, int] = (
             self.traffic.requests_today(date.fromisoformat(start)) if self.traffic else {}
         )
-        rows: list[dict[str, Any]] = [
+        descending = params.get("sort_by_direction", "desc") != "asc"
+        offset, limit = int(params.get("offset") or 0), int(params.get("limit") or 5)
+        value = sent.get if metric == "requests" else (lambda _name, _default: 0)
+        names = sorted(self.subusers, key=lambda n: value(n, 0), reverse=descending)
+        rows = [
             {
                 "metrics": {**dict.fromkeys(STAT_METRICS, 0), "requests": sent.get(name, 0)},
                 "name": name,
                 "type": "subuser",
             }
-            for name in self.subusers
+            for name in names[offset : offset + limit]
         ]
-        descending = params.get("sort_by_direction", "desc") != "asc"
-        rows.sort(key=lambda r: r["metrics"].get(metric, 0), reverse=descending)
-        offset, limit = int(params.get("offset") or 0), int(params.get("limit") or 5)
-        return {"date": start, "stats": rows[offset : offset + limit]}
+        return {"date": start, "stats": rows}
 
     def _account(
         self, accounts: dict[str, SimulatedAccount], params: dict[str, str]
