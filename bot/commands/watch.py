@@ -115,6 +115,7 @@ class AlertWatch:
         self._queue: list[tuple[datetime, str]] = []
         self._due: dict[str, datetime] = {}
         self._last_read: dict[str, datetime] = {}
+        self._lines: dict[str, int] = {}  # each subuser's low line, as of its last read
         self._listed_at: datetime | None = None
         # What the activity scan saw: today's totals, and what each subuser sent since
         # its last read (its estimated balance is the last one read minus this).
@@ -322,6 +323,9 @@ class AlertWatch:
                 horizon_hours=horizon_hours,
             )
             line = low_line(balance, self._thresholds, override=overrides.get(user))
+            if line is not None:
+                with self._lock:
+                    self._lines[user] = line
             wait = next_read(
                 usage,
                 line=line,
@@ -411,7 +415,8 @@ class AlertWatch:
             return estimate <= 0
         hours = self.settings.horizon.total_seconds() / 3600
         early = (state.usage.per_hour or 0.0) * hours
-        return estimate <= max(self._thresholds.below, early)
+        line = self._lines.get(state.user, self._thresholds.below)
+        return estimate <= max(line, early)
 
     # --- posting -----------------------------------------------------------------------
 

@@ -184,6 +184,9 @@ class TrafficModel:
                 plan.remain = float(account.credit) if jump.reset else plan.remain + jump.credits
                 if plan.line is not None and plan.remain > plan.line:
                     plan.above = True
+                elif plan.line is not None and plan.above:  # a reset to a small allowance
+                    self.crossings.append(Crossing(account.username, t, True))
+                    plan.above = False
             if t >= end:
                 plan.piece += 1
         plan.settled = until
