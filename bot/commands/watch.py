@@ -225,7 +225,7 @@ class AlertWatch:
                 break
             done = self._read_batch(users)
             read += done
-            if not done and self._clock() == now:
+            if not done:
                 break  # only subusers read a moment ago: nothing to do until one is due
             self._post_if_due(self._clock())
             if self._clock() - started >= budget:
@@ -265,6 +265,8 @@ class AlertWatch:
                 and (now - usage.at < self.settings.min_interval)
             ):
                 self._schedule(user, max(state.due, usage.at + self.settings.min_interval))
+                with self._lock:
+                    self._last_read[user] = usage.at
             else:
                 wanted.append(user)
         results = list(self._pool.map(self._read_one, wanted))

@@ -128,7 +128,8 @@ class ClockJobs:
         if self.watcher is None or not self.leading():
             return 0
         try:
-            return self.watcher.step()
+            # Within the job's interval, so APScheduler never finds it still running.
+            return self.watcher.step(budget=timedelta(seconds=WATCH_SECONDS - 1))
         except BotError:
             logger.exception("the low-credit watch failed; it goes on at the next step")
             return 0
