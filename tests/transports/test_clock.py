@@ -227,3 +227,55 @@ def test_a_clock_whose_lease_was_taken_steps_down_on_sqlite(
     assert jobs.by("second") == ["sweep"]
     assert len(step_downs(caplog)) == 1
     store.close()
+
+
+def test_with_a_watcher_the_clock_reads_continuously_instead_of_sweeping(tmp_path):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from bot.adapters.store.alerts import SqlAlertStore
+    from bot.commands.watch import AlertWatch
+    from bot.domain.alerts import Thresholds
+    from bot.simulator import SimulatorServer, SimulatorState, load_accounts
+    from bot.simulator import DEMO_API_KEY, DEMO_API_USER
+    from bot.transports.clock import EXPIRY_JOB, REMINDER_JOB, WATCH_JOB
+    from tests.scenarios.conftest import backend_client
+
+    subusers, customers = load_accounts()
+    state = SimulatorState(
+        api_user=DEMO_API_USER, api_key=DEMO_API_KEY, subusers=subusers, customers=customers
+    )
+    store = SqlStore.from_url(f"sqlite:///{tmp_path / 'clock.sqlite3'}")
+    jobs = Jobs()
+    with SimulatorServer(state).running() as simulator:
+        watcher = AlertWatch(
+            backend=backend_client(simulator, "v2", timeout=5),
+            store=SqlAlertStore(store),
+            poster=None,
+            thresholds=Thresholds(below=1000, percent=10),
+        )
+        first = ClockJobs(
+            sweeper=jobs.sweeper("first"),  # type: ignore[arg-type]
+            expire=jobs.expire("first"),
+            scheduler_lock=SchedulerLock(store.engine, holder="first", advisory=False),
+            sweep_lock=SchedulerLock(store.engine, holder="first", name="sweep", advisory=False),
+            watcher=watcher,
+        )
+        second = ClockJobs(
+            sweeper=jobs.sweeper("second"),  # type: ignore[arg-type]
+            expire=jobs.expire("second"),
+            scheduler_lock=SchedulerLock(store.engine, holder="second", advisory=False),
+            sweep_lock=SchedulerLock(store.engine, holder="second", name="sweep", advisory=False),
+            watcher=watcher,
+        )
+        scheduler = BackgroundScheduler(timezone=UTC)
+        try:
+            first.schedule(scheduler, sweep_trigger="interval")
+            assert {job.id for job in scheduler.get_jobs()} == {WATCH_JOB, EXPIRY_JOB, REMINDER_JOB}
+            assert first.run_watch() == len(subusers)  # every subuser read once, at first
+            assert second.run_watch() == 0  # not leading: no read
+            assert jobs.by("first") == []  # no sweep
+        finally:
+            first.stop()
+            second.stop()
+            watcher.close()
+            store.close()
