@@ -235,8 +235,13 @@ def test_with_a_watcher_the_clock_reads_continuously_instead_of_sweeping(tmp_pat
     from bot.adapters.store.alerts import SqlAlertStore
     from bot.commands.watch import AlertWatch
     from bot.domain.alerts import Thresholds
-    from bot.simulator import SimulatorServer, SimulatorState, load_accounts
-    from bot.simulator import DEMO_API_KEY, DEMO_API_USER
+    from bot.simulator import (
+        DEMO_API_KEY,
+        DEMO_API_USER,
+        SimulatorServer,
+        SimulatorState,
+        load_accounts,
+    )
     from bot.transports.clock import EXPIRY_JOB, REMINDER_JOB, WATCH_JOB
     from tests.scenarios.conftest import backend_client
 
