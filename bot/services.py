@@ -212,11 +212,11 @@ def sweep_horizon(cron: str) -> timedelta:
 
 def approval_notifier(settings: Settings, client: WebClient | None) -> ApprovalNotifier | None:
     """Approval cards in CREDITS_APPROVAL_CHANNEL, if there is a client and a channel."""
-    from bot.transports.slack.approvals import SlackApprovalNotifier  # noqa: PLC0415
+    from bot.transports.slack.approvals import slack_approval_notifier  # noqa: PLC0415
 
     if client is None or not settings.approval_channel:
         return None
-    return SlackApprovalNotifier(
+    return slack_approval_notifier(
         client=client,
         channel_id=settings.approval_channel,
         log_channel_id=settings.log_channel,

@@ -1,3 +1,6 @@
-"""Slack's Web API as the bot uses it: the client (`web`) and the user-group directory
-(`directory`). The approval notifier and the digest poster render Block Kit, so they
-stay with the Slack transport (`bot/transports/slack/approvals.py`, `alerts.py`)."""
+"""All outgoing Slack: the Web API client (`web`), the user-group directory
+(`directory`), the approval notifier (`notifier`) and the digest poster (`poster`).
+
+The notifier and the poster send what the Slack transport renders (Block Kit, built on
+`commands/formatting.py`), given to them as `ApprovalMessages` and a `render` function,
+so nothing here imports the layers above."""
