@@ -98,6 +98,8 @@ class Settings:
     alert_below: int = 1000
     alert_percent: float = 10.0
     alert_schedule: str = "*/15 * * * *"
+    # The clock reads every watched balance at least this often (issue 15).
+    max_staleness: timedelta = timedelta(hours=6)
     watch: tuple[str, ...] = ()
 
     port: int = 3000
@@ -213,6 +215,7 @@ def load_settings(
         alert_below=env.integer("CREDITS_ALERT_BELOW", 1000, minimum=0),
         alert_percent=env.number("CREDITS_ALERT_PERCENT", 10.0, minimum=0.0, maximum=100.0),
         alert_schedule=env.cron("CREDITS_ALERT_SCHEDULE", "*/15 * * * *"),
+        max_staleness=env.duration("CREDITS_MAX_STALENESS", timedelta(hours=6)),
         watch=env.names("CREDITS_WATCH"),
         port=env.integer("PORT", 3000, minimum=1, maximum=65535),
         log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),

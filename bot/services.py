@@ -32,6 +32,8 @@ from bot.commands.changes import ChangeService
 from bot.commands.home import HomeService
 from bot.commands.replies import ReasonLinks
 from bot.commands.service import CommandService
+from bot.commands.sweep import AlertPoster
+from bot.commands.watch import AlertWatch, WatchSettings
 from bot.config import Settings
 from bot.domain.alerts import Thresholds
 from bot.domain.approvals import ReminderPolicy
@@ -99,6 +101,22 @@ def build_services(
         clock=clock,
     )
     alerts = SqlAlertStore(database)
+    # Balances commands read feed the low-credit state at once (issue 15); the alert,
+    # if any, is posted from here without waiting for the clock.
+    seen = AlertWatch(
+        backend=backend,
+        store=alerts,
+        poster=alert_poster(settings, web_client),
+        thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
+        settings=WatchSettings(
+            horizon=sweep_horizon(settings.alert_schedule),
+            max_staleness=settings.max_staleness,
+            digest_interval=timedelta(0),
+            concurrency=1,
+        ),
+        clock=clock or (lambda: datetime.now(UTC)),
+        logger=logging.getLogger("bot.watch"),
+    )
     commands = CommandService(
         changes=changes,
         alerts=alerts,
@@ -108,6 +126,7 @@ def build_services(
         # show and low judge a balance as the digest does
         thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
         horizon=sweep_horizon(settings.alert_schedule),
+        balances_seen=seen.observe,
     )
     return Services(
         settings=settings,
@@ -178,16 +197,6 @@ def build_home(
     )
 
 
-def sweep_horizon(cron: str) -> timedelta:
-    """How far ahead to warn: until the sweep after next, plus an hour."""
-    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
-    now = datetime.now(UTC)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
-    interval = (second - first) if first and second else timedelta(minutes=15)
-    return interval + timedelta(hours=1)
-
-
 def interactive_backend(
     settings: Settings, database: SqlStore, *, metrics: Metrics = NO_METRICS
 ) -> CreditsBackend:
@@ -211,6 +220,25 @@ def slack_web_client(settings: Settings) -> WebClient | None:
     return build_web_client(
         token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url
     )
+
+
+def alert_poster(settings: Settings, client: WebClient | None) -> AlertPoster | None:
+    """Low-credit digests in CREDITS_ALERT_CHANNEL, if there is a client and a channel."""
+    from bot.transports.slack.alerts import SlackAlertPoster  # noqa: PLC0415
+
+    if client is None or not settings.alert_channel:
+        return None
+    return SlackAlertPoster(client=client, channel_id=settings.alert_channel)
+
+
+def sweep_horizon(cron: str) -> timedelta:
+    """How far ahead to warn: until the sweep after next, plus an hour."""
+    trigger = CronTrigger.from_crontab(cron, timezone=UTC)
+    now = datetime.now(UTC)
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
+    interval = (second - first) if first and second else timedelta(minutes=15)
+    return interval + timedelta(hours=1)
 
 
 def approval_notifier(settings: Settings, client: WebClient | None) -> ApprovalNotifier | None:

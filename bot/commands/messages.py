@@ -473,3 +473,6 @@ HISTORY_NONE = "No balance of {user} recorded in the last 30 days (the sweeps re
 HISTORY_POSTED = "The chart is posted in this conversation."
 HISTORY_NOT_POSTED = "The chart could not be posted here ({reason}), so here it is as text."
 HISTORY_ALT = "Line chart of {user}'s credits over the last 30 days"
+
+# The low-credit digest's notification text: its title and the accounts it names.
+DIGEST_FALLBACK = "{title}: {names}"

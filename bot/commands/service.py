@@ -22,6 +22,7 @@ from bot.commands.reads import help_reply
 from bot.commands.registry import USAGE, Verb
 from bot.commands.replies import (
     ApprovalRequestedReply,
+    BalanceReply,
     ChangeReply,
     ErrorReply,
     NoticeReply,
@@ -31,11 +32,13 @@ from bot.commands.sweep import ForecastCache
 from bot.commands.writes import change_now, limits_refusal
 from bot.domain.alerts import Thresholds
 from bot.domain.approvals import AuditAction
+from bot.domain.credits import Balance
 from bot.domain.policy import Action, Decision, Outcome, ResolvedRole, decide, refusal
 from bot.domain.ports import AlertStore
 from bot.errors import (
     AuthenticationFailed,
     BadResponse,
+    BotError,
     DirectoryError,
     OutcomeUnknown,
     RateLimited,
@@ -71,8 +74,12 @@ class CommandService:
         metrics: Metrics = NO_METRICS,
         thresholds: Thresholds | None = None,
         horizon: timedelta | None = None,
+        balances_seen: Callable[[list[tuple[str, Balance]]], None] | None = None,
     ) -> None:
         self._metrics = metrics
+        # Every balance a command read (`show`, and add/remove/set's re-read) goes to
+        # the low-credit watch at once: an alert or recovery without another call.
+        self._balances_seen = balances_seen
         self._backend = changes.backend
         self._roles = changes.roles
         self._directory = changes.directory
@@ -137,6 +144,7 @@ class CommandService:
         return self._answer(actor, lambda: command, replay_checked=replay_checked)
 
     def _handled(self, actor: Actor, command: Command | None, reply: Reply) -> None:
+        self._feed_alerts(reply)
         self._logger.info(
             "command user=%s verb=%s target=%s reply=%s",
             actor.user_id,
@@ -145,6 +153,21 @@ class CommandService:
             type(reply).__name__,
         )
         self._metrics.command_handled(command.verb.value if command else "invalid", _outcome(reply))
+
+    def _feed_alerts(self, reply: Reply) -> None:
+        if self._balances_seen is None:
+            return
+        seen: list[tuple[str, Balance]] = []
+        if isinstance(reply, BalanceReply):
+            seen.append((reply.user, reply.balance))
+        elif isinstance(reply, ChangeReply) and reply.result.after is not None:
+            seen.append((reply.result.change.user, reply.result.after))
+        if not seen:
+            return
+        try:
+            self._balances_seen(seen)
+        except BotError as error:  # the reply stands; the clock's watch reads it later
+            self._logger.warning("low-credit state not updated: %s", type(error).__name__)
 
     def approve(self, actor: Actor, request_id: int, *, replay_checked: bool = True) -> Reply:
         """An Approve click: execute the request at most once, or say why not."""

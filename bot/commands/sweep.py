@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Protocol
@@ -206,18 +206,13 @@ class SweepService:
             elif assessment.level is AlertLevel.LOW and assessment.forecast is not None:
                 report.runway[user] = assessment.forecast.hours_left
             change, new_state = announcement(state, assessment.level, now=now)
-            new_state = AlertState(
-                user,
-                announced=new_state.announced,
-                snoozed_until=new_state.snoozed_until,
-                usage=usage,
-            )
+            new_state = replace(new_state, usage=usage, level=assessment.level)
             if change is not None:
                 report.announcements.append(Announcement(change, assessment))
                 report.announced_states.append(new_state)
                 # Until the digest is posted, remember the usage but not the announcement.
-                new_state = AlertState(
-                    user, announced=state.announced, snoozed_until=state.snoozed_until, usage=usage
+                new_state = replace(
+                    new_state, announced=state.announced, snoozed_until=state.snoozed_until
                 )
             if new_state != state:
                 updated.append(new_state)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.commands import messages  # wording only: a leaf module that imports nothing
 from bot.domain.credits import Balance
@@ -37,11 +37,13 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """The last balance seen and the recent burn rate (credits per hour), if known."""
+    """The last balance seen, the recent burn rate (credits per hour) and how much the
+    rate varies (`spread`, a mean absolute deviation in credits per hour), if known."""
 
     remaining: int
     at: datetime
     per_hour: float | None = None
+    spread: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +69,13 @@ RATE_WEIGHT = 0.5
 
 
 def observe(previous: Usage | None, remaining: int, now: datetime) -> Usage:
-    """Fold one sweep's balance into the burn rate. O(1) per subuser and sweep.
+    """Fold one balance read into the burn rate and its spread. O(1) per read.
 
     Only decreases count as usage: a top-up or a recurring reset restarts the
-    baseline and keeps the rate learned so far.
+    baseline and keeps the rate learned so far (the customer is likely to go on
+    sending at the same pace; the credits added are not usage). Reads closer
+    together than `MIN_INTERVAL` that saw no change keep the older baseline, so a
+    `show` right after a scheduled read does not dilute the rate.
     """
     if previous is None:
         return Usage(remaining, now)
@@ -78,11 +83,81 @@ def observe(previous: Usage | None, remaining: int, now: datetime) -> Usage:
     if hours <= 0:
         return previous
     if remaining > previous.remaining:
-        return Usage(remaining, now, previous.per_hour)
+        return Usage(remaining, now, previous.per_hour, previous.spread)
+    if remaining == previous.remaining and hours < MIN_INTERVAL.total_seconds() / 3600:
+        return previous
     rate = (previous.remaining - remaining) / hours
     if previous.per_hour is None:
-        return Usage(remaining, now, rate)
-    return Usage(remaining, now, RATE_WEIGHT * rate + (1 - RATE_WEIGHT) * previous.per_hour)
+        return Usage(remaining, now, rate, rate / 2)
+    per_hour = RATE_WEIGHT * rate + (1 - RATE_WEIGHT) * previous.per_hour
+    deviation = abs(rate - previous.per_hour)
+    spread = (
+        deviation
+        if previous.spread is None
+        else RATE_WEIGHT * deviation + (1 - RATE_WEIGHT) * previous.spread
+    )
+    return Usage(remaining, now, per_hour, spread)
+
+
+# Reads of an unchanged balance closer together than this do not restart the baseline.
+MIN_INTERVAL = timedelta(minutes=1)
+# The "high-percentile" burn rate is the mean plus this many spreads (for a normal
+# variation, mean + 2.5 MAD is about the 95th percentile).
+SPREAD_FACTOR = 2.5
+
+
+def high_rate(usage: Usage) -> float | None:
+    """A burn rate the subuser will rarely exceed: per_hour + SPREAD_FACTOR × spread."""
+    if usage.per_hour is None:
+        return None
+    return usage.per_hour + SPREAD_FACTOR * (usage.spread or 0.0)
+
+
+def low_line(
+    balance: Balance, thresholds: Thresholds, *, override: int | None = None
+) -> int | None:
+    """The balance at or below which `assess` calls a subuser low (None: no limit)."""
+    if balance.unlimited or balance.remaining is None:
+        return None
+    line = override if override is not None else thresholds.below
+    if balance.allowance and thresholds.percent:
+        line = max(line, int(balance.allowance * thresholds.percent / 100))
+    return line
+
+
+def next_read(
+    usage: Usage | None,
+    *,
+    line: int | None,
+    level: AlertLevel,
+    horizon_hours: float,
+    unknown_rate: timedelta,
+    min_interval: timedelta,
+    max_staleness: timedelta,
+) -> timedelta:
+    """How long after `usage.at` to read this subuser again: the earliest moment it
+    could be announced (cross `line`, or come within `horizon_hours` of zero) at its
+    high-percentile burn rate. Accounts without a limit, not spending or far from
+    their line wait up to `max_staleness`; accounts already low wait until they could
+    run out; an unknown rate is learned with a read after `unknown_rate`."""
+    if usage is None or line is None:
+        return max_staleness
+    rate = high_rate(usage)
+    if level is AlertLevel.EXHAUSTED:
+        wait = max_staleness  # only a top-up changes it; `show`/`add` see those at once
+    elif rate is None:
+        wait = unknown_rate
+    elif rate <= 0:
+        wait = max_staleness
+    elif level is AlertLevel.LOW:
+        wait = timedelta(hours=max(0, usage.remaining) / rate)
+    else:
+        # Either trigger: the threshold line, or the forecast's early warning, which
+        # fires when remaining ≤ per_hour × horizon (bounded here at the high rate).
+        to_line = (usage.remaining - line) / rate
+        to_horizon = usage.remaining / rate - horizon_hours
+        wait = timedelta(hours=max(0.0, min(to_line, to_horizon)))
+    return min(max(wait, min_interval), max_staleness)
 
 
 def usage_from(snapshots: list[Snapshot]) -> Usage | None:
@@ -159,12 +234,20 @@ class Change(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AlertState:
-    """What was last announced for a subuser, any snooze, and its usage so far."""
+    """What was last announced for a subuser, any snooze, and its usage so far; the
+    level last assessed (None before the first read) and when to read it next."""
 
     user: str
     announced: AlertLevel = AlertLevel.OK
     snoozed_until: datetime | None = None
     usage: Usage | None = None
+    level: AlertLevel | None = None
+    due: datetime | None = None
+
+    def runway_hours(self) -> float | None:
+        """Hours until zero at the recent pace, from the stored usage (None: unknown)."""
+        outlook = forecast(self.usage)
+        return outlook.hours_left if outlook else None
 
 
 def announcement(
@@ -192,3 +275,16 @@ def announcement(
     if level.rank < state.announced.rank:  # exhausted → low: quietly note it
         return None, replace(state, announced=level)
     return None, state
+
+
+def attention(states: list[AlertState], *, limit: int) -> list[AlertState]:
+    """The states worth showing a person, most urgent first: exhausted, then low by
+    shortest runway (unknown last), then name."""
+    worrying = [s for s in states if s.level in (AlertLevel.LOW, AlertLevel.EXHAUSTED)]
+
+    def urgency(state: AlertState) -> tuple[int, float, str]:
+        runway = state.runway_hours()
+        rank = state.level.rank if state.level else 0
+        return (-rank, runway if runway is not None else float("inf"), state.user)
+
+    return sorted(worrying, key=urgency)[:limit]

@@ -297,6 +297,18 @@ class AlertStore(Protocol):
 
     def add_snapshots(self, balances: Sequence[tuple[str, Balance]], *, at: datetime) -> None: ...
 
+    def save_reads(
+        self, states: Sequence[AlertState], balances: Sequence[tuple[str, Balance, datetime]]
+    ) -> None:
+        """States and snapshots of a batch of reads, in one transaction."""
+        ...
+
+    def runways(self, *, limit: int = 50) -> list[AlertState]:
+        """Low and exhausted accounts, most urgent first (exhausted, then by shortest
+        runway: `AlertState.runway_hours()`), from the stored state; no SendGrid call.
+        The App Home reads this."""
+        ...
+
     def prune_snapshots(self, *, before: datetime) -> None: ...
 
     def thresholds(self) -> dict[str, int]: ...

@@ -99,6 +99,26 @@ class CallRecord:
         return self.task in WRITE_TASKS and self.params.get("method", "limit") == "limit"
 
 
+# The metrics of the spec's `CategoryStats` example answer.
+STAT_METRICS = (
+    "blocks",
+    "bounce_drops",
+    "bounces",
+    "clicks",
+    "deferred",
+    "delivered",
+    "invalid_emails",
+    "opens",
+    "processed",
+    "requests",
+    "spam_report_drops",
+    "spam_reports",
+    "unique_clicks",
+    "unique_opens",
+    "unsubscribe_drops",
+    "unsubscribes",
+)
+
 FAULT_KINDS = (
     "latency",  # arg: ms to wait before handling
     "status",  # arg: HTTP status (5xx) with an HTML body
@@ -215,6 +235,8 @@ class SimulatorState:
         self._lock = threading.RLock()
         self._calls: list[CallRecord] = []
         self._rules: list[FaultRule] = []
+        # Spending over time (bot.simulator.traffic.TrafficModel); None: balances stay put.
+        self.traffic: Any = None
 
     # --- faults and log ------------------------------------------------------------
 
@@ -271,6 +293,7 @@ class SimulatorState:
         """Run one authenticated call. Returns (JSON-able result, applied)."""
         params = {k: v for k, v in params.items() if k != "keep_plan"}  # v3's alone
         with self._lock:
+            self._settle(self.subusers.get(params.get("user") or ""))
             if module == "customer.limit":
                 return self._limit(self._account(self.subusers, params), params)
             if module == "customer.profile":
@@ -295,6 +318,8 @@ class SimulatorState:
         with self._lock:
             if params["task"] == "scopes":
                 return {"scopes": sorted(self.key_scopes)}, False
+            if params["task"] == "stats-sums":
+                return self._stats_sums(params), False
             if params["task"] == "get":
                 offset, limit = int(params["offset"]), int(params["limit"])
                 chosen = list(self.subusers.values())[offset : offset + limit]
@@ -305,10 +330,40 @@ class SimulatorState:
             account = self.subusers.get(params["user"])
             if account is None:
                 raise SimulatedError("No user found")
+            self._settle(account)
             applied = False
             if params["task"] != "retrieve":
                 _, applied = self._limit(account, params)
             return _v3_credits(account), applied
+
+    def _settle(self, account: SimulatedAccount | None) -> None:
+        if self.traffic is not None and account is not None:
+            self.traffic.settle(account)
+
+    def _stats_sums(self, params: dict[str, str]) -> dict[str, Any]:
+        """`GET /v3/subusers/stats/sums` as the spec defines it (`CategoryStats`): one
+        entry per subuser, `type: subuser`, sorted by `sort_by_metric`, paged. Only
+        `requests` moves (the traffic model's sends); other metrics stay 0."""
+        start = _date_param(params, "start_date")
+        if start is None:
+            raise SimulatedError("start_date is required")
+        metric = params.get("sort_by_metric") or "delivered"
+        sent: dict[str, int] = (
+            self.traffic.requests_today(date.fromisoformat(start)) if self.traffic else {}
+        )
+        descending = params.get("sort_by_direction", "desc") != "asc"
+        offset, limit = int(params.get("offset") or 0), int(params.get("limit") or 5)
+        value = sent.get if metric == "requests" else (lambda _name, _default: 0)
+        names = sorted(self.subusers, key=lambda n: value(n, 0), reverse=descending)
+        rows = [
+            {
+                "metrics": {**dict.fromkeys(STAT_METRICS, 0), "requests": sent.get(name, 0)},
+                "name": name,
+                "type": "subuser",
+            }
+            for name in names[offset : offset + limit]
+        ]
+        return {"date": start, "stats": rows}
 
     def _account(
         self, accounts: dict[str, SimulatedAccount], params: dict[str, str]
@@ -426,6 +481,22 @@ def v3_params(
     parts = path.strip("/").split("/")
     if parts == ["v3", "scopes"] and method == "GET":
         return {"task": "scopes"}
+    if parts == ["v3", "subusers", "stats", "sums"] and method == "GET":
+        return {
+            "task": "stats-sums",
+            **{
+                k: query[k]
+                for k in (
+                    "start_date",
+                    "end_date",
+                    "limit",
+                    "offset",
+                    "sort_by_metric",
+                    "sort_by_direction",
+                )
+                if k in query
+            },
+        }
     if parts == ["v3", "subusers"] and method == "GET":
         return {
             "task": "get",

@@ -10,18 +10,21 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from bot.adapters.sendgrid.v3 import SendGridV3Client
 from bot.adapters.slack.directory import SlackUserGroups
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.lock import SchedulerLock
 from bot.commands.changes import ChangeService
 from bot.commands.sweep import AlertPoster, SweepService
+from bot.commands.watch import AlertWatch, WatchSettings
 from bot.config import Settings
 from bot.domain.alerts import Thresholds
 from bot.domain.ports import CreditsBackend, Store
 from bot.errors import BotError
 from bot.observability.metrics import NO_METRICS, Metrics
 from bot.services import (
+    alert_poster,
     approval_notifier,
     build_changes,
     build_home,
@@ -155,6 +158,33 @@ def build_sweep(
     )
 
 
+def build_watch(
+    settings: Settings,
+    *,
+    store: SqlStore,
+    backend: CreditsBackend,
+    poster: AlertPoster | None,
+    clock: Callable[[], datetime] | None = None,
+) -> AlertWatch:
+    """The clock's continuous low-credit watch; on v3 with the activity scan."""
+    activity = backend if isinstance(backend, SendGridV3Client) else None
+    return AlertWatch(
+        backend=backend,
+        store=SqlAlertStore(store),
+        poster=poster,
+        thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
+        activity=activity,
+        watch=settings.watch,
+        settings=WatchSettings(
+            horizon=sweep_horizon(settings.alert_schedule),
+            max_staleness=settings.max_staleness,
+            concurrency=SWEEP_CONCURRENCY,
+        ),
+        clock=clock or (lambda: datetime.now(UTC)),
+        logger=logging.getLogger("bot.watch"),
+    )
+
+
 def build_clock(
     settings: Settings,
     *,
@@ -165,15 +195,12 @@ def build_clock(
     """Everything the clock process runs: sweeps, approval expiry, recovery and
     reminders, behind the lock; only the change service, not the command service.
     `clock` is the time approvals are judged by (tests inject it)."""
-    from bot.transports.slack.alerts import SlackAlertPoster  # noqa: PLC0415 (Slack if used)
-    from bot.transports.slack.surfaces import HomePublisher  # noqa: PLC0415
+    from bot.transports.slack.surfaces import HomePublisher  # noqa: PLC0415 (Slack if used)
 
     store = SqlStore.from_url(settings.database_url)
     client = slack_web_client(settings)
-    poster: AlertPoster | None = None
-    if client is not None and settings.alert_channel:
-        poster = SlackAlertPoster(client=client, channel_id=settings.alert_channel)
-    else:
+    poster = alert_poster(settings, client)
+    if poster is None:
         logger.warning("no SLACK_BOT_TOKEN or CREDITS_ALERT_CHANNEL: sweeps run but post nothing")
     homes = (
         HomePublisher(
@@ -202,6 +229,7 @@ def build_clock(
     holder = executor_name()
     return ClockJobs(
         sweeper=build_sweep(settings, store=store, backend=backend, poster=poster, metrics=metrics),
+        watcher=build_watch(settings, store=store, backend=backend, poster=poster),
         expire=lambda: changes.expire_due() + changes.recover_abandoned(),
         remind=changes.remind_due,
         heartbeat=Heartbeat(store, changes),

@@ -15,6 +15,7 @@ run twice.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.adapters.store.lock import SchedulerLock
 from bot.commands.sweep import SweepReport, SweepService
+from bot.commands.watch import AlertWatch
 from bot.config import Settings
 from bot.errors import BotError
 from bot.observability.metrics import NO_METRICS, Metrics
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bot.clock")
 
 SWEEP_JOB = "low-credit-sweep"
+WATCH_JOB = "low-credit-watch"
+WATCH_SECONDS = 5
+# While the watch reads continuously, App Homes are redrawn at most this often.
+HOME_REDRAW_SECONDS = 60
 EXPIRY_JOB = "expire-approvals"
 REMINDER_JOB = "remind-approvers"
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
@@ -53,9 +59,19 @@ class ClockJobs:
         heartbeat: Heartbeat | None = None,
         remind: Callable[[], int] = lambda: 0,
         after_sweep: Callable[[], object] = lambda: None,
+        watcher: AlertWatch | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sweeper = sweeper
+        # Run after balances were read (a sweep, or a watch step that read any): e.g.
+        # redraw the App Homes of recent viewers, at most once per HOME_REDRAW_SECONDS
+        # while the watch reads continuously.
         self.after_sweep = after_sweep
+        # With a watcher, balances are read continuously in order of risk (issue 15)
+        # instead of by cron-triggered full sweeps; `credits-bot sweep` still sweeps.
+        self.watcher = watcher
+        self._monotonic = monotonic
+        self._redrawn_at: float | None = None
         self._expire = expire
         self._remind = remind
         self.heartbeat = heartbeat
@@ -65,9 +81,19 @@ class ClockJobs:
         self.sweeps = 0
 
     def schedule(self, scheduler: BaseScheduler, *, sweep_trigger: Any) -> None:
-        scheduler.add_job(
-            self.run_sweep, sweep_trigger, id=SWEEP_JOB, name=SWEEP_JOB, replace_existing=True
-        )
+        if self.watcher is not None:
+            scheduler.add_job(
+                self.run_watch,
+                "interval",
+                seconds=WATCH_SECONDS,
+                id=WATCH_JOB,
+                name=WATCH_JOB,
+                replace_existing=True,
+            )
+        else:
+            scheduler.add_job(
+                self.run_sweep, sweep_trigger, id=SWEEP_JOB, name=SWEEP_JOB, replace_existing=True
+            )
         scheduler.add_job(
             self.run_expiry,
             "interval",
@@ -109,6 +135,23 @@ class ClockJobs:
         if report is not None:
             self.after_sweep()  # e.g. redraw the App Homes of recent viewers
         return report
+
+    def run_watch(self) -> int:
+        """Read what is due (and ahead, while the budget has room) for up to a step;
+        the job runs again every WATCH_SECONDS (never two at once)."""
+        if self.watcher is None or not self.leading():
+            return 0
+        try:
+            # Within the job's interval, so APScheduler never finds it still running.
+            read = self.watcher.step(budget=timedelta(seconds=WATCH_SECONDS - 1))
+        except BotError:
+            logger.exception("the low-credit watch failed; it goes on at the next step")
+            return 0
+        now = self._monotonic()
+        if read and (self._redrawn_at is None or now - self._redrawn_at >= HOME_REDRAW_SECONDS):
+            self._redrawn_at = now
+            self.after_sweep()
+        return read
 
     def run_expiry(self) -> None:
         if not self.leading():
@@ -161,9 +204,9 @@ def run_clock(clock: ClockJobs, *, cron: str) -> None:
     if clock.heartbeat is not None:
         clock.heartbeat.start()
     logger.info(
-        "clock started: sweep on %r; approval expiry and recovery of stopped instances' "
+        "clock started: %s; approval expiry and recovery of stopped instances' "
         "changes every minute",
-        cron,
+        "balances read continuously by risk" if clock.watcher else f"sweep on {cron!r}",
     )
     try:
         scheduler.start()
@@ -171,6 +214,8 @@ def run_clock(clock: ClockJobs, *, cron: str) -> None:
         if clock.heartbeat is not None:
             clock.heartbeat.stop()
         clock.stop()
+        if clock.watcher is not None:
+            clock.watcher.close()
 
 
 SWEEP_LEASE = timedelta(minutes=30)

@@ -957,3 +957,40 @@ def test_memory_claims_stay_single_when_threads_switch_constantly():
         sys.setswitchinterval(interval)
     assert sorted(wins) == ids
     assert len(store.changes()) == len(ids)
+
+
+def test_a_batch_of_reads_saves_states_with_their_schedule_and_snapshots(
+    store: AnyStore, alerts: AnyAlertStore
+):
+    usage = Usage(900, NOW, 120.0, 30.0)
+    read = AlertState("acme-eu", usage=usage, level=AlertLevel.LOW, due=LATER)
+    alerts.save_reads(
+        [read, AlertState("globex", level=AlertLevel.OK)],
+        [("acme-eu", Balance(False, 900), NOW), ("globex", Balance.no_limit(), LATER)],
+    )
+    found = alerts.states(["acme-eu", "globex"])
+    assert found["acme-eu"] == read
+    due = found["acme-eu"].due
+    assert due is not None
+    assert due.utcoffset() == timedelta(0)
+    assert found["globex"].level is AlertLevel.OK
+    assert snapshot_times(store) == [NOW, LATER]
+    alerts.save_reads([], [])
+
+
+def test_runways_list_the_accounts_needing_attention_most_urgent_first(alerts: AnyAlertStore):
+    alerts.save_states(
+        [
+            AlertState("fine", usage=Usage(90_000, NOW, 10.0), level=AlertLevel.OK),
+            AlertState("slow", usage=Usage(800, NOW, 10.0), level=AlertLevel.LOW),
+            AlertState("fast", usage=Usage(800, NOW, 400.0), level=AlertLevel.LOW),
+            AlertState("unknown", usage=Usage(500, NOW), level=AlertLevel.LOW),
+            AlertState("dry", usage=Usage(0, NOW, 50.0), level=AlertLevel.EXHAUSTED),
+            AlertState("never-read"),
+        ]
+    )
+    found = alerts.runways(limit=10)
+    assert [s.user for s in found] == ["dry", "fast", "slow", "unknown"]
+    assert found[1].runway_hours() == pytest.approx(2.0)
+    assert found[3].runway_hours() is None
+    assert [s.user for s in alerts.runways(limit=2)] == ["dry", "fast"]

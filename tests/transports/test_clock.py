@@ -242,3 +242,116 @@ def test_homes_are_redrawn_after_each_sweep_this_clock_runs(tmp_path: Path):
     finally:
         clock.stop()
         store.close()
+
+
+def test_with_a_watcher_the_clock_reads_continuously_instead_of_sweeping(tmp_path):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from bot.adapters.store.alerts import SqlAlertStore
+    from bot.commands.watch import AlertWatch
+    from bot.domain.alerts import Thresholds
+    from bot.simulator import (
+        DEMO_API_KEY,
+        DEMO_API_USER,
+        SimulatorServer,
+        SimulatorState,
+        load_accounts,
+    )
+    from bot.transports.clock import EXPIRY_JOB, REMINDER_JOB, WATCH_JOB
+    from tests.scenarios.conftest import backend_client
+
+    subusers, customers = load_accounts()
+    state = SimulatorState(
+        api_user=DEMO_API_USER, api_key=DEMO_API_KEY, subusers=subusers, customers=customers
+    )
+    store = SqlStore.from_url(f"sqlite:///{tmp_path / 'clock.sqlite3'}")
+    jobs = Jobs()
+    with SimulatorServer(state).running() as simulator:
+        watcher = AlertWatch(
+            backend=backend_client(simulator, "v2", timeout=5),
+            store=SqlAlertStore(store),
+            poster=None,
+            thresholds=Thresholds(below=1000, percent=10),
+        )
+        first = ClockJobs(
+            sweeper=jobs.sweeper("first"),  # type: ignore[arg-type]
+            expire=jobs.expire("first"),
+            scheduler_lock=SchedulerLock(store.engine, holder="first", advisory=False),
+            sweep_lock=SchedulerLock(store.engine, holder="first", name="sweep", advisory=False),
+            watcher=watcher,
+        )
+        second = ClockJobs(
+            sweeper=jobs.sweeper("second"),  # type: ignore[arg-type]
+            expire=jobs.expire("second"),
+            scheduler_lock=SchedulerLock(store.engine, holder="second", advisory=False),
+            sweep_lock=SchedulerLock(store.engine, holder="second", name="sweep", advisory=False),
+            watcher=watcher,
+        )
+        scheduler = BackgroundScheduler(timezone=UTC)
+        try:
+            first.schedule(scheduler, sweep_trigger="interval")
+            assert {job.id for job in scheduler.get_jobs()} == {WATCH_JOB, EXPIRY_JOB, REMINDER_JOB}
+            assert first.run_watch() == len(subusers)  # every subuser read once, at first
+            assert second.run_watch() == 0  # not leading: no read
+            assert jobs.by("first") == []  # no sweep
+        finally:
+            first.stop()
+            second.stop()
+            watcher.close()
+            store.close()
+
+
+def test_while_the_watch_reads_homes_are_redrawn_at_most_once_a_minute(tmp_path):
+    from bot.adapters.store.alerts import SqlAlertStore
+    from bot.commands.watch import AlertWatch
+    from bot.domain.alerts import Thresholds
+    from bot.simulator import (
+        DEMO_API_KEY,
+        DEMO_API_USER,
+        SimulatorServer,
+        SimulatorState,
+        load_accounts,
+    )
+    from bot.transports.clock import HOME_REDRAW_SECONDS
+
+    start = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    from tests.scenarios.conftest import backend_client
+
+    subusers, customers = load_accounts()
+    state = SimulatorState(
+        api_user=DEMO_API_USER, api_key=DEMO_API_KEY, subusers=subusers, customers=customers
+    )
+    store = SqlStore.from_url(f"sqlite:///{tmp_path / 'clock.sqlite3'}")
+    jobs = Jobs()
+    now = [1000.0]
+    redrawn: list[float] = []
+    with SimulatorServer(state).running() as simulator:
+        watcher = AlertWatch(
+            backend=backend_client(simulator, "v2", timeout=5),
+            store=SqlAlertStore(store),
+            poster=None,
+            thresholds=Thresholds(below=1000, percent=10),
+            clock=lambda: start + timedelta(seconds=now[0]),
+        )
+        clock = ClockJobs(
+            sweeper=jobs.sweeper("a"),  # type: ignore[arg-type]
+            expire=jobs.expire("a"),
+            scheduler_lock=SchedulerLock(store.engine, holder="a", advisory=False),
+            sweep_lock=SchedulerLock(store.engine, holder="a", name="sweep", advisory=False),
+            watcher=watcher,
+            after_sweep=lambda: redrawn.append(now[0]),
+            monotonic=lambda: now[0],
+        )
+        try:
+            assert clock.run_watch() > 0
+            assert redrawn == [1000.0]  # balances were read: the Homes are redrawn
+            now[0] += HOME_REDRAW_SECONDS / 2
+            clock.run_watch()
+            assert redrawn == [1000.0]  # not redrawn again within the minute
+            now[0] += 7 * 3600  # past CREDITS_MAX_STALENESS: every subuser is due again
+            assert clock.run_watch() > 0
+            assert redrawn == [1000.0, now[0]]
+        finally:
+            clock.stop()
+            watcher.close()
+            store.close()

@@ -134,6 +134,43 @@ class SendGridV3Client:
                 return
             offset += len(page)
 
+    def activity(self, day: date) -> dict[str, int]:
+        """Emails requested on `day` so far, per subuser that sent any
+        (`GET /v3/subusers/stats/sums`, sorted by `requests`, paged until the first
+        subuser that sent nothing). See docs/alerts.md for what `requests` is taken to
+        mean for credits, and how fresh it is assumed to be."""
+        found: dict[str, int] = {}
+        offset = 0
+        while True:
+            body = self._call(
+                "GET",
+                "v3/subusers/stats/sums",
+                params={
+                    "start_date": day.isoformat(),
+                    "end_date": day.isoformat(),
+                    "sort_by_metric": "requests",
+                    "sort_by_direction": "desc",
+                    "limit": str(STATS_PAGE),
+                    "offset": str(offset),
+                },
+                write=False,
+            )
+            stats = body.get("stats") if isinstance(body, dict) else None
+            if not isinstance(stats, list):
+                raise BadResponse("the subuser stats are not a list")
+            for item in stats:
+                metrics = item.get("metrics") if isinstance(item, dict) else None
+                name = item.get("name") if isinstance(item, dict) else None
+                sent = metrics.get("requests") if isinstance(metrics, dict) else None
+                if not isinstance(name, str) or not isinstance(sent, int):
+                    raise BadResponse("a subuser stat without a name or requests")
+                if sent <= 0:
+                    return found
+                found[name] = sent
+            if len(stats) < STATS_PAGE:
+                return found
+            offset += len(stats)
+
     def scopes(self) -> frozenset[str]:
         """The API key's scopes (`GET /v3/scopes`), for `credits-bot doctor`."""
         body = self._call("GET", "v3/scopes", write=False)
@@ -206,6 +243,11 @@ class SendGridV3Client:
             return responses.decode_body(status, headers, content, fmt="json")
 
         return self._http.call(f"{method} {path}", send, decode, write=write)
+
+
+# The spec's default page is 5 and it states no maximum; 500 is the page size SendGrid
+# documents for its other stats listings.
+STATS_PAGE = 500
 
 
 def _credits_path(user: str) -> str:

@@ -7,6 +7,7 @@ than a chunk's rows in memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from bot.adapters.store.tables import (
     balance_snapshots,
     digest_messages,
 )
-from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Usage
+from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Usage, attention
 from bot.domain.credits import Balance
 
 CHUNK = 500
@@ -48,36 +49,35 @@ class SqlAlertStore:
         """Insert or update, in bulk: one query, one executemany of each kind per chunk."""
         rows = [{"target": state.user, **_values(state)} for state in states]
         with self._store.transaction() as connection:
-            for start in range(0, len(rows), CHUNK):
-                chunk = rows[start : start + CHUNK]
-                existing = set(
-                    connection.execute(
-                        select(alert_states.c.target).where(
-                            alert_states.c.target.in_([r["target"] for r in chunk])
-                        )
-                    ).scalars()
-                )
-                new = [r for r in chunk if r["target"] not in existing]
-                old = [{**r, "key": r["target"]} for r in chunk if r["target"] in existing]
-                if new:
-                    connection.execute(insert(alert_states), new)
-                if old:
-                    connection.execute(
-                        update(alert_states)
-                        .where(alert_states.c.target == bindparam("key"))
-                        .values({k: bindparam(k) for k in _values(AlertState("-"))}),
-                        old,
-                    )
+            _save_states(connection, rows)
 
     def add_snapshots(self, balances: Iterable[tuple[str, Balance]], *, at: datetime) -> None:
-        rows = [
-            {"target": user, "at": at, "remaining": b.remaining, "unlimited": b.unlimited}
-            for user, b in balances
-        ]
+        rows = _snapshot_rows(balances, at)
         if not rows:
             return
         with self._store.transaction() as connection:
             connection.execute(insert(balance_snapshots), rows)
+
+    def save_reads(
+        self, states: Sequence[AlertState], balances: Sequence[tuple[str, Balance, datetime]]
+    ) -> None:
+        """A batch of reads in one transaction: the states (bulk upsert) and a snapshot of
+        each balance at the moment it was read."""
+        rows = [r for user, b, at in balances for r in _snapshot_rows([(user, b)], at)]
+        with self._store.transaction() as connection:
+            _save_states(connection, [{"target": s.user, **_values(s)} for s in states])
+            if rows:
+                connection.execute(insert(balance_snapshots), rows)
+
+    def runways(self, *, limit: int = 50) -> list[AlertState]:
+        """Accounts needing attention, most urgent first: exhausted, then low, then the
+        shortest runway; from the stored state, without calling SendGrid."""
+        table = alert_states.c
+        with self._store.transaction() as connection:
+            rows = connection.execute(
+                select(alert_states).where(table.level.in_(["low", "exhausted"]))
+            ).all()
+        return attention([_state(row._mapping) for row in rows], limit=limit)
 
     def prune_snapshots(self, *, before: datetime) -> None:
         with self._store.transaction() as connection:
@@ -208,10 +208,38 @@ class SqlAlertStore:
                 select(alert_states).where(alert_states.c.target == user)
             ).one_or_none()
             state = _state(current._mapping) if current else AlertState(user)
-            _upsert_state(
-                connection,
-                AlertState(user, announced=state.announced, snoozed_until=until, usage=state.usage),
+            _upsert_state(connection, replace(state, snoozed_until=until))
+
+
+def _save_states(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert or update, in bulk: one query, one executemany of each kind per chunk."""
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        existing = set(
+            connection.execute(
+                select(alert_states.c.target).where(
+                    alert_states.c.target.in_([r["target"] for r in chunk])
+                )
+            ).scalars()
+        )
+        new = [r for r in chunk if r["target"] not in existing]
+        old = [{**r, "key": r["target"]} for r in chunk if r["target"] in existing]
+        if new:
+            connection.execute(insert(alert_states), new)
+        if old:
+            connection.execute(
+                update(alert_states)
+                .where(alert_states.c.target == bindparam("key"))
+                .values({k: bindparam(k) for k in _values(AlertState("-"))}),
+                old,
             )
+
+
+def _snapshot_rows(balances: Iterable[tuple[str, Balance]], at: datetime) -> list[dict[str, Any]]:
+    return [
+        {"target": user, "at": at, "remaining": b.remaining, "unlimited": b.unlimited}
+        for user, b in balances
+    ]
 
 
 def _values(state: AlertState) -> dict[str, Any]:
@@ -221,6 +249,9 @@ def _values(state: AlertState) -> dict[str, Any]:
         "last_remaining": state.usage.remaining if state.usage else None,
         "last_seen_at": state.usage.at if state.usage else None,
         "per_hour": state.usage.per_hour if state.usage else None,
+        "rate_spread": state.usage.spread if state.usage else None,
+        "level": state.level.value if state.level else None,
+        "due_at": state.due,
     }
 
 
@@ -250,10 +281,12 @@ def _state(m: Any) -> AlertState:
     if m["last_seen_at"] is not None and m["last_remaining"] is not None:
         seen = _utc(m["last_seen_at"])
         assert seen is not None
-        usage = Usage(int(m["last_remaining"]), seen, m["per_hour"])
+        usage = Usage(int(m["last_remaining"]), seen, m["per_hour"], m["rate_spread"])
     return AlertState(
         user=m["target"],
         announced=AlertLevel(m["announced"]),
         snoozed_until=_utc(m["snoozed_until"]),
         usage=usage,
+        level=AlertLevel(m["level"]) if m["level"] else None,
+        due=_utc(m["due_at"]),
     )

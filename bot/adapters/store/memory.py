@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.adapters.store.instances import FORGET_INSTANCES_AFTER, instance_is_live
-from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Usage
+from bot.domain.alerts import AlertLevel, AlertState, Snapshot, Usage, attention
 from bot.domain.approvals import (
     ApprovalRequest,
     AuditAction,
@@ -648,6 +648,20 @@ class MemoryAlertStore:
                 Snapshot(user, _utc(at), b.remaining, b.unlimited) for user, b in balances
             )
 
+    def save_reads(
+        self, states: Sequence[AlertState], balances: Sequence[tuple[str, Balance, datetime]]
+    ) -> None:
+        with self._store.transaction():
+            for state in states:
+                self._store.alert_states[state.user] = _stored_state(state)
+            self._store.balance_snapshots.extend(
+                Snapshot(user, _utc(at), b.remaining, b.unlimited) for user, b, at in balances
+            )
+
+    def runways(self, *, limit: int = 50) -> list[AlertState]:
+        with self._store.transaction():
+            return attention(list(self._store.alert_states.values()), limit=limit)
+
     def prune_snapshots(self, *, before: datetime) -> None:
         with self._store.transaction():
             kept = [s for s in self._store.balance_snapshots if s.at >= _utc(before)]
@@ -741,9 +755,10 @@ def _stored_state(state: AlertState) -> AlertState:
     """As a database row keeps it: times in UTC, usage only with a balance and a time."""
     usage = state.usage
     if usage is not None:
-        usage = Usage(int(usage.remaining), _utc(usage.at), usage.per_hour)
+        usage = Usage(int(usage.remaining), _utc(usage.at), usage.per_hour, usage.spread)
     snoozed = _utc(state.snoozed_until) if state.snoozed_until is not None else None
-    return AlertState(state.user, announced=state.announced, snoozed_until=snoozed, usage=usage)
+    due = _utc(state.due) if state.due is not None else None
+    return replace(state, snoozed_until=snoozed, usage=usage, due=due)
 
 
 def _as_stored(change: CreditChange) -> CreditChange:

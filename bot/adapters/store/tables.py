@@ -80,6 +80,9 @@ alert_states = Table(
     Column("last_remaining", BigInteger),
     Column("last_seen_at", DateTime(timezone=True)),
     Column("per_hour", Float),
+    Column("rate_spread", Float),
+    Column("level", String(16)),
+    Column("due_at", DateTime(timezone=True), index=True),
 )
 
 balance_snapshots = Table(

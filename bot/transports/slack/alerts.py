@@ -81,7 +81,10 @@ def digest_messages(report: SweepReport) -> list[dict[str, Any]]:
         if number == len(pages):
             blocks.extend(_tail_blocks(report))
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=footer)]))
-        out.append({"text": title, "blocks": [b.to_dict() for b in blocks[:MAX_BLOCKS]]})
+        # The fallback (notifications, screen readers) names the accounts of this page.
+        names = ", ".join(a.assessment.user for a in page)
+        text = messages.DIGEST_FALLBACK.format(title=title, names=names) if names else title
+        out.append({"text": _fit(text), "blocks": [b.to_dict() for b in blocks[:MAX_BLOCKS]]})
     return out
 
 
