@@ -31,7 +31,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from bot.adapters.slack_directory import SlackUserGroups
-from bot.adapters.slack_web import build_web_client
+from bot.adapters.slack_web import ResponseUrls, build_web_client
 from bot.adapters.store import SqlStore
 from bot.commands.formatting import digest_note
 from bot.commands.grammar import USAGE, parse_credits, parse_user
@@ -74,9 +74,10 @@ from bot.transports.slack.confirmations import (
 
 # Listener threads only parse Slack's payload and ack; work threads wait on
 # SendGrid (up to its timeout, plus the rate limiter). Sized for a burst of
-# 50 commands in flight at once.
+# 50 commands in flight at once, with room: at 48, two commands of every burst
+# of 50 waited a whole SendGrid call for a thread (their replies + 500 ms).
 LISTENER_WORKERS = 16
-WORK_WORKERS = 48
+WORK_WORKERS = 64
 
 T = TypeVar("T")
 
@@ -191,6 +192,7 @@ def build_slack(
     work = PostAckWork(
         ContextExecutor(max_workers=work_workers, thread_name_prefix="credits-work"),
         metrics,
+        threads=work_workers,
     )
     register_listeners(app, services.commands, work)
     return SlackParts(app=app, services=services, work=work, housekeeping=housekeeping)
@@ -199,11 +201,32 @@ def build_slack(
 class PostAckWork:
     """The pool that runs what follows an ack, and counts it until it is done."""
 
-    def __init__(self, pool: Executor, metrics: Metrics = NO_METRICS) -> None:
+    def __init__(
+        self,
+        pool: Executor,
+        metrics: Metrics = NO_METRICS,
+        replies: ResponseUrls | None = None,
+        *,
+        threads: int | None = None,
+    ) -> None:
+        self.threads = threads  # how many tasks run at once (None: the pool's own)
         self._pool = pool
         self._in_flight = 0
         self._idle = threading.Condition()
         self._metrics = metrics
+        self._replies = replies or ResponseUrls()
+
+    def reply_to(self, respond: Respond) -> Callable[..., Any]:
+        """Bolt's `respond`, posting through this process's pooled connections."""
+        url = respond.response_url
+        if url is None:
+            return respond
+        replies = self._replies
+        return lambda **message: replies.post(url, message)
+
+    def close(self) -> None:
+        """Close the pooled reply connections (the pool's threads end with the process)."""
+        self._replies.close()
 
     def submit(self, task: Callable[[bool], object], what: str, claim: Claim | None = None) -> None:
         """Run `task(replay_checked)` now, in the pool; a failure to deliver the answer
@@ -255,11 +278,13 @@ class _ReplyNotTaken(Exception):
     """The response_url answered 429 or 5xx."""
 
 
-def deliver(respond: Respond, **message: Any) -> None:
+def deliver(respond: Respond | Callable[..., Any], **message: Any) -> None:
     """Post a reply to the response_url, retrying transport failures, 429 and 5xx.
 
     Only the delivery is retried, never the command: a reply posted twice is better
     than one lost, and the change behind it has already been made (or not) once.
+    `respond` is Bolt's, or (in the work pool) `PostAckWork.reply_to(respond)`, which
+    posts through the process's pooled connections.
     """
     for attempt in Retrying(
         stop=stop_after_attempt(4),
@@ -285,7 +310,7 @@ def credits_command(service: CommandService, work: PostAckWork) -> Any:
 
         def answer(checked: bool) -> None:
             reply = service.handle(actor, text, replay_checked=checked)
-            deliver(respond, response_type="ephemeral", **render_message(reply))
+            deliver(work.reply_to(respond), response_type="ephemeral", **render_message(reply))
 
         work.submit(answer, f"/credits from {actor.user_id}", replay_claim(context))
 
@@ -322,7 +347,7 @@ def button_answered_to_clicker(
             else:
                 reply = act(actor, value, checked)
             deliver(
-                respond,
+                work.reply_to(respond),
                 response_type="ephemeral",
                 replace_original=replace_original,
                 **render_message(reply),
@@ -368,7 +393,7 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
                 refusal = service.refusal_to_decide(actor, request_id)
             if refusal is not None:
                 deliver(
-                    respond,
+                    work.reply_to(respond),
                     response_type="ephemeral",
                     replace_original=False,
                     **render_message(refusal),
@@ -450,7 +475,10 @@ def snooze_button(service: CommandService, work: PostAckWork, client: WebClient)
                 if note and digest:
                     edit_digest_line(service, client, digest, user, note, seen=body["message"])
             deliver(
-                respond, response_type="ephemeral", replace_original=False, **render_message(reply)
+                work.reply_to(respond),
+                response_type="ephemeral",
+                replace_original=False,
+                **render_message(reply),
             )
 
         work.submit(answer, f"a Snooze click by {actor.user_id}", replay_claim(context))
@@ -516,7 +544,10 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
             message = render_message(ErrorReply(str(error)))
             work.submit(
                 lambda _checked: deliver(
-                    respond, response_type="ephemeral", replace_original=False, **message
+                    work.reply_to(respond),
+                    response_type="ephemeral",
+                    replace_original=False,
+                    **message,
                 ),
                 "an Add credits click",
                 replay_claim(context),

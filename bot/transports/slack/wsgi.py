@@ -47,7 +47,15 @@ from bot.observability.context import request_scope
 from bot.observability.prometheus import PrometheusMetrics
 from bot.observability.readiness import Readiness, database_check, sendgrid_check, slack_check
 from bot.transports.assembly import stop_gracefully
-from bot.transports.slack.app import REPLAY_CHECKED, REPLAY_CLAIM, SlackParts, build_slack
+from bot.transports.slack.app import (
+    LISTENER_WORKERS,
+    REPLAY_CHECKED,
+    REPLAY_CLAIM,
+    WORK_WORKERS,
+    PostAckWork,
+    SlackParts,
+    build_slack,
+)
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -365,11 +373,20 @@ class ServedApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return self._application(environ, start_response)
 
+    @property
+    def store(self) -> SqlStore:
+        return self._store
+
+    @property
+    def work(self) -> PostAckWork:
+        return self._parts.work
+
     def close(self) -> None:
         """Stop this app's own timer (its heartbeat, recovery and expiry) and close its
         database connections, e.g. when a test is done with it; `shutdown` is the
         process's graceful stop."""
         self._parts.housekeeping.stop()
+        self._parts.work.close()
         self._store.close()
 
     def shutdown(self, timeout: float = DRAIN_SECONDS) -> None:
@@ -387,7 +404,14 @@ def build_wsgi_app(
     settings: Settings, *, clock: Callable[[], float] = time.time, **overrides: Any
 ) -> ServedApp:
     """The HTTP-mode app for these settings (collaborators may be overridden)."""
-    store = SqlStore.from_url(settings.database_url)
+    # Every thread that may hold a connection at once: the work pool, Bolt's
+    # listeners, and the housekeeping timer.
+    threads = (
+        overrides.get("work_workers", WORK_WORKERS)
+        + overrides.get("listener_workers", LISTENER_WORKERS)
+        + 1
+    )
+    store = SqlStore.from_url(settings.database_url, threads=threads)
     secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
     settings.require("SLACK_BOT_TOKEN")
     assert settings.slack_bot_token is not None
