@@ -442,3 +442,4 @@ def test_the_ack_does_not_wait_for_the_replay_record(
         [reply] = fake_slack.state.wait_for_responses(1)
     assert "acme-eu" in str(reply)
     parts.work.wait_idle(5)
+    parts.work.close()
