@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, event, func, select
 
 from bot.adapters.store import SqlStore
-from bot.adapters.store.replay import SeenRequests
+from bot.adapters.store.replay import ReplayClaim, SeenRequests
 from bot.adapters.store.tables import seen_requests
 from bot.errors import StoreError
 from tests.helpers import wait_until
@@ -147,3 +147,26 @@ def test_a_failed_batch_fails_every_claim_in_it(tmp_path: Path):
                 claim.result(timeout=10)
     assert seen.waiting() == 0
     engine.dispose()
+
+
+def test_claims_admitted_before_the_first_work_starts_are_recorded_together(store: SqlStore):
+    """A claim is put in line when its request is admitted; the first work thread to
+    ask records every claim in line by then, in one transaction."""
+    seen = SeenRequests(store.engine)
+    inserts: list[str] = []
+
+    def count(*args: Any) -> None:
+        if str(args[2]).lstrip().upper().startswith("INSERT INTO SEEN_REQUESTS"):
+            inserts.append(str(args[2]))
+
+    claims = [ReplayClaim(seen, f"v0={i}", signed_at=T0, now=T0) for i in range(10)]
+    replay = ReplayClaim(seen, "v0=3", signed_at=T0, now=T0)
+    assert rows(store) == 0  # admitted: nothing written yet
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        assert [c.claim() for c in claims] == [True] * 10
+        assert replay.claim() is False
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert len(inserts) == 1
+    assert rows(store) == 10

@@ -53,7 +53,7 @@ class SeenRequests:
         self._engine = engine
         self._next_prune = datetime.min.replace(tzinfo=UTC)
         self._state = threading.Condition()
-        self._queued: list[_Pending] = []
+        self._queued: list[Queued] = []
         self._recording = False
 
     def first_time(self, signature: str, *, signed_at: datetime, now: datetime) -> bool:
@@ -62,9 +62,21 @@ class SeenRequests:
         Raises StoreError when the database fails, so the caller decides what an
         unchecked request may still do.
         """
-        mine = _Pending(signature[:80], signed_at, now)
+        return self.outcome(self.queue(signature, signed_at=signed_at, now=now))
+
+    def queue(self, signature: str, *, signed_at: datetime, now: datetime) -> Queued:
+        """Put `signature` in line to be recorded, without waiting: the next thread
+        that asks for an outcome records it with its own (`outcome`)."""
+        pending = Queued(signature[:80], signed_at, now)
         with self._state:
-            self._queued.append(mine)
+            self._queued.append(pending)
+        return pending
+
+    def outcome(self, queued: Queued) -> bool:
+        """Whether `queued`'s signature was new: records every signature in line now,
+        unless another thread is recording them (then waits for it)."""
+        mine = queued
+        with self._state:
             while mine.outcome is None and self._recording:
                 self._state.wait()
             if mine.outcome is None:  # nobody is recording: record every queued one
@@ -92,7 +104,7 @@ class SeenRequests:
         with self._state:
             return len(self._queued)
 
-    def _record(self, batch: list[_Pending]) -> None:
+    def _record(self, batch: list[Queued]) -> None:
         """One transaction: insert every new signature of `batch`, and say which were."""
         now = max(pending.now for pending in batch)
         rows: dict[str, datetime] = {}
@@ -133,8 +145,10 @@ def _insert_new(dialect: str) -> Any:
     raise StoreError(f"no replay record for the {dialect} dialect")
 
 
-@dataclass(slots=True)
-class _Pending:
+@dataclass(slots=True, eq=False)
+class Queued:
+    """A signature in line to be recorded, and once recorded, whether it was new."""
+
     signature: str
     signed_at: datetime
     now: datetime
@@ -142,21 +156,22 @@ class _Pending:
 
 
 class ReplayClaim:
-    """One admitted request's claim to run its work, decided when the work starts."""
+    """One admitted request's claim to run its work: put in line when the request is
+    admitted (no waiting, nothing written before the ack), decided when the work
+    starts. The first work thread to ask records every claim in line by then, so a
+    burst's claims go to the database together."""
 
     def __init__(
         self, seen: SeenRequests, signature: str, *, signed_at: datetime, now: datetime
     ) -> None:
         self._seen = seen
-        self._signature = signature
-        self._signed_at = signed_at
-        self._now = now
+        self._queued = seen.queue(signature, signed_at=signed_at, now=now)
 
     def claim(self) -> bool | None:
         """True: the first time, run the work. False: a replay, run nothing.
         None: the database could not say (a replay would go unnoticed: the caller
         may still answer reads, and must refuse changes)."""
         try:
-            return self._seen.first_time(self._signature, signed_at=self._signed_at, now=self._now)
+            return self._seen.outcome(self._queued)
         except StoreError:
             return None
