@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from bot.commands import messages
 from bot.commands.formatting import (
@@ -44,10 +43,8 @@ from bot.domain.approvals import (
     AuditEvent,
     ChangeRecord,
     ChangeState,
-    Refusal,
     ReminderPolicy,
     RequestStatus,
-    Store,
     may_cancel,
     may_decide,
     may_resolve,
@@ -56,7 +53,6 @@ from bot.domain.credits import (
     Balance,
     ChangeResult,
     CreditChange,
-    CreditsBackend,
     apply_change,
     change_arguments,
     check_applicable,
@@ -65,12 +61,13 @@ from bot.domain.credits import (
 from bot.domain.policy import (
     BudgetUse,
     ConfirmWhy,
-    GroupDirectory,
     Limits,
+    Refusal,
     RoleBook,
     drops_recurring_plan,
     needs_two_approvals,
 )
+from bot.domain.ports import ApprovalNotifier, CreditsBackend, GroupDirectory, Store
 from bot.errors import (
     BotError,
     ConfirmationRequired,
@@ -82,7 +79,7 @@ from bot.errors import (
 )
 from bot.observability.metrics import NO_METRICS, Metrics
 
-Clock = Callable[[], datetime]
+UtcClock = Callable[[], datetime]
 CONFIRM_TTL = timedelta(minutes=10)
 NO_LIMITS = Limits()
 SYSTEM = "system"  # the actor of what the bot does on its own (expiry, recovery)
@@ -90,43 +87,6 @@ SYSTEM = "system"  # the actor of what the bot does on its own (expiry, recovery
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class ApprovalNotifier(Protocol):
-    """The port to wherever approvals are shown (Slack). Methods raise NotifyError."""
-
-    def post_request(
-        self,
-        request: ApprovalRequest,
-        *,
-        current: Balance,
-        expected: Balance | None,
-        warning: str | None = None,
-    ) -> tuple[str, str]:
-        """Post the request with Approve/Deny; returns (channel_id, message_ts)."""
-        ...
-
-    def show_progress(self, request: ApprovalRequest) -> None:
-        """Edit the posted request to show the approvals given so far (buttons kept)."""
-        ...
-
-    def show_outcome(self, request: ApprovalRequest) -> None:
-        """Edit the posted request to show what became of it."""
-        ...
-
-    def tell_requester(self, request: ApprovalRequest) -> None: ...
-
-    def tell_user(self, user_id: str, text: str) -> None:
-        """A direct message (e.g. the outcome of a change whose reply was lost)."""
-        ...
-
-    def log(self, text: str) -> None:
-        """Post to the shared log channel (CREDITS_LOG_CHANNEL), if there is one."""
-        ...
-
-    def remind(self, request: ApprovalRequest, text: str) -> None:
-        """Re-announce a pending request in its thread (in the channel if never posted)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +156,7 @@ class ChangeService:
         ttl: timedelta,
         executor: str,
         stopping: threading.Event | None = None,
-        clock: Clock = utc_now,
+        clock: UtcClock = utc_now,
         logger: logging.Logger | None = None,
         metrics: Metrics = NO_METRICS,
         reminders: ReminderPolicy | None = None,
@@ -220,6 +180,22 @@ class ChangeService:
         self._logger = logger or logging.getLogger("bot.changes")
         self.stopping = stopping or threading.Event()
         self.unrecorded = UnrecordedOutcomes(logger=self._logger)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def backend(self) -> CreditsBackend:
+        return self._backend
+
+    @property
+    def roles(self) -> RoleBook:
+        return self._roles
+
+    @property
+    def directory(self) -> GroupDirectory | None:
+        return self._directory
 
     @property
     def executor(self) -> str:
@@ -402,7 +378,7 @@ class ChangeService:
         )
         posted_to, post_error = None, None
         if self._notifier is None:
-            post_error = "no approval channel is configured"
+            post_error = messages.NO_APPROVAL_CHANNEL
         else:
             try:
                 channel_id, ts = self._notifier.post_request(
@@ -532,8 +508,12 @@ class ChangeService:
         request = self._store.get_request(request_id)
         if request is None:
             return ErrorReply(messages.NO_SUCH_REQUEST.format(id=request_id))
-        if may_cancel(actor_id, request) is not None:
-            self._note(request, actor_id, AuditAction.REFUSED, Refusal.NOT_THE_REQUESTER.value)
+        resolved = self._roles.resolve(actor_id, self._directory)
+        refused = may_cancel(actor_id, resolved.role, request)
+        if refused is not None:
+            self._note(request, actor_id, AuditAction.REFUSED, refused.value)
+            if refused is Refusal.NEEDS_ROLE:
+                return ErrorReply(messages.CANCEL_NEEDS.format(role=resolved.role.label))
             return ErrorReply(messages.NOT_YOUR_REQUEST.format(id=request_id))
         if request.status is not RequestStatus.PENDING or request.expired_at(self._clock()):
             return self._already_handled(request)
@@ -564,8 +544,9 @@ class ChangeService:
         if request is None:
             return ErrorReply(messages.NO_SUCH_REQUEST.format(id=request_id))
         resolved = self._roles.resolve(actor_id, self._directory)
-        if may_resolve(resolved.role) is not None:
-            self._note(request, actor_id, AuditAction.REFUSED, Refusal.NOT_AN_APPROVER.value)
+        refused = may_resolve(resolved.role)
+        if refused is not None:
+            self._note(request, actor_id, AuditAction.REFUSED, refused.value)
             return ErrorReply(messages.NOT_AN_APPROVER.format(role=resolved.role.label))
         if request.status is not RequestStatus.UNKNOWN:
             return ErrorReply(

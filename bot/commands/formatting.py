@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from bot.commands import messages
-from bot.commands.grammar import USAGE
 from bot.commands.replies import (
     NO_TICKET_LINKS,
     ApprovalRequestedReply,
@@ -35,7 +34,7 @@ from bot.domain.approvals import (
     RequestStatus,
 )
 from bot.domain.credits import Balance, CreditChange
-from bot.domain.policy import ConfirmWhy, Role, Verb
+from bot.domain.policy import ConfirmWhy, Role
 
 BAR_WIDTH = 20
 
@@ -98,13 +97,13 @@ def usage_bar(balance: Balance, width: int = BAR_WIDTH) -> str | None:
         return None
     shown = max(0.0, min(100.0, percent))
     filled = round(width * shown / 100)
-    return f"`{'▓' * filled}{'░' * (width - filled)}` {percent:.0f}% left"
+    return messages.USAGE_BAR.format(bar=f"{'▓' * filled}{'░' * (width - filled)}", percent=percent)
 
 
 def balance_summary(balance: Balance) -> str:
     if balance.unlimited:
-        return "no limit"
-    return f"{number(balance.remaining)} credits"
+        return messages.NO_LIMIT
+    return messages.CREDITS.format(credits=number(balance.remaining))
 
 
 def layout(reply: Reply) -> Content:
@@ -138,11 +137,11 @@ def layout(reply: Reply) -> Content:
 
 
 def _help(reply: HelpReply) -> Content:
-    verbs = (reply.topic,) if reply.topic in reply.verbs else reply.verbs
+    entries = tuple(e for e in reply.entries if e.name == reply.topic) or reply.entries
     lines = [
-        f"`{USAGE[verb]}` — {messages.HELP_DESCRIPTIONS[verb.value]}"
-        for verb in verbs
-        if verb is not Verb.HELP or len(verbs) == 1
+        f"`{entry.usage}` — {entry.sentence}"
+        for entry in entries
+        if entry.name != "help" or len(entries) == 1
     ]
     notes = []
     if reply.role is Role.NONE:
@@ -164,7 +163,7 @@ def _help(reply: HelpReply) -> Content:
         sections=tuple(sections),
         notes=tuple(notes),
         fallback=reply.notice
-        or f"{messages.HELP_TITLE}: {', '.join(v.value for v in reply.verbs)}",
+        or f"{messages.HELP_TITLE}: {', '.join(e.name for e in reply.entries)}",
         warning=reply.notice is not None,
     )
 
@@ -204,21 +203,27 @@ def _overview(reply: OverviewReply) -> Content:
     o = reply.overview
     billing = f"{o.billing_start} – {o.billing_end}" if o.billing_start and o.billing_end else "—"
     fields = (
-        ("Package", escape(o.package) if o.package else "—"),
-        ("Reputation", f"{o.reputation:g}%" if o.reputation is not None else "—"),
-        ("Credits allowed", number(o.credits_allowed)),
-        ("Credits used", number(o.credits_used)),
-        ("Credits remaining", number(o.credits_remain)),
-        ("Overage", number(o.credits_overage)),
-        ("Requests", number(o.requests)),
-        ("Billing period", billing),
-        ("Billing processed", o.billing_process.isoformat() if o.billing_process else "—"),
+        (messages.OVERVIEW_PACKAGE, escape(o.package) if o.package else "—"),
+        (messages.OVERVIEW_REPUTATION, f"{o.reputation:g}%" if o.reputation is not None else "—"),
+        (messages.OVERVIEW_ALLOWED, number(o.credits_allowed)),
+        (messages.OVERVIEW_USED, number(o.credits_used)),
+        (messages.OVERVIEW_REMAINING, number(o.credits_remain)),
+        (messages.OVERVIEW_OVERAGE, number(o.credits_overage)),
+        (messages.OVERVIEW_REQUESTS, number(o.requests)),
+        (messages.OVERVIEW_BILLING_PERIOD, billing),
+        (
+            messages.OVERVIEW_BILLING_PROCESSED,
+            o.billing_process.isoformat() if o.billing_process else "—",
+        ),
     )
     return Content(
         headline=messages.OVERVIEW_TITLE.format(user=reply.user),
         sections=(Section(fields=fields),),
-        fallback=f"{reply.user}: {escape(o.package or 'no package')}, "
-        f"{number(o.credits_remain)} left",
+        fallback=messages.OVERVIEW_FALLBACK.format(
+            user=reply.user,
+            package=escape(o.package or messages.OVERVIEW_NO_PACKAGE),
+            remaining=number(o.credits_remain),
+        ),
     )
 
 
@@ -235,13 +240,13 @@ def _change(reply: ChangeReply) -> Content:
     if result.outcome_unknown:
         sections.append(Section(messages.CHANGE_UNKNOWN))
     else:
-        done = messages.CHANGE_DONE.format(verb=reply.verb.value.capitalize(), user=user)
+        done = messages.CHANGE_DONE.format(verb=reply.verb.capitalize(), user=user)
         sections.append(Section(f"{done}\n{before_after}"))
     if result.after is not None:
         sections.append(balance_section(result.after))
     notes = []
     if result.outcome_unknown:
-        notes.append(f"Before the change: {balance_summary(result.before)}")
+        notes.append(messages.BEFORE_THE_CHANGE.format(before=balance_summary(result.before)))
     if result.change.reason:
         notes.append(
             messages.REASON_LINE.format(reason=linked_reason(result.change.reason, reply.links))
@@ -254,7 +259,7 @@ def _change(reply: ChangeReply) -> Content:
         headline=user,
         sections=tuple(sections),
         notes=tuple(notes),
-        fallback=f"{reply.verb.value} {user}: {before_after}",
+        fallback=f"{reply.verb} {user}: {before_after}",
         warning=result.outcome_unknown,
     )
 
@@ -281,11 +286,11 @@ def change_summary(change: CreditChange) -> str:
     if change.period:
         parts.append(change.period.value)
     if change.start:
-        parts.append(f"from {change.start.isoformat()}")
+        parts.append(messages.SUMMARY_FROM.format(date=change.start.isoformat()))
     if change.end:
-        parts.append(f"until {change.end.isoformat()}")
+        parts.append(messages.SUMMARY_UNTIL.format(date=change.end.isoformat()))
     if change.initial is not None:
-        parts.append(f"starting at {number(change.initial)}")
+        parts.append(messages.SUMMARY_STARTING_AT.format(credits=number(change.initial)))
     return " ".join(parts)
 
 
@@ -317,7 +322,7 @@ def approval_request_content(
         asks += "\n" + messages.APPROVALS_PROGRESS.format(
             given=len(given),
             needed=request.approvals_needed,
-            who=", ".join(f"<@{who}>" for who in given) or "none yet",
+            who=", ".join(f"<@{who}>" for who in given) or messages.APPROVALS_NONE_YET,
         )
     if warning:
         asks += "\n" + warning
@@ -326,8 +331,11 @@ def approval_request_content(
         sections.append(
             Section(
                 fields=(
-                    ("Balance now", balance_summary(current)),
-                    ("If approved", balance_summary(expected) if expected else "—"),
+                    (messages.APPROVAL_BALANCE_NOW, balance_summary(current)),
+                    (
+                        messages.APPROVAL_IF_APPROVED,
+                        balance_summary(expected) if expected else "—",
+                    ),
                 )
             )
         )
@@ -336,8 +344,8 @@ def approval_request_content(
         headline=messages.APPROVAL_TITLE.format(id=request.id),
         sections=tuple(sections),
         notes=(messages.APPROVAL_EXPIRES.format(when=when),),
-        fallback=(
-            f"Request #{request.id}: {request_summary(request)} (from <@{request.requester_id}>)"
+        fallback=messages.APPROVAL_FALLBACK.format(
+            id=request.id, summary=request_summary(request), requester=request.requester_id
         ),
     )
 
@@ -372,7 +380,9 @@ def approval_outcome_content(
     return Content(
         headline=base.headline,
         sections=(base.sections[0], Section("\n".join(lines))),
-        fallback=f"Request #{request.id}: {messages.STATUS_TEXT[request.status.value]}",
+        fallback=messages.OUTCOME_FALLBACK.format(
+            id=request.id, status=messages.STATUS_TEXT[request.status.value]
+        ),
         warning=request.status in (RequestStatus.FAILED, RequestStatus.UNKNOWN),
     )
 
@@ -420,7 +430,7 @@ def decision_log_line(request: ApprovalRequest) -> str:
         summary=request_summary(request),
         requester=request.requester_id,
         outcome=messages.STATUS_TEXT[request.status.value],
-        by=f" by <@{by}>" if by and by != request.requester_id else "",
+        by=messages.LOG_DECIDED_BY.format(by=by) if by and by != request.requester_id else "",
     )
     if request.before is not None and request.after is not None:
         text += " · " + messages.BEFORE_AFTER.format(
@@ -559,7 +569,7 @@ def _pending(reply: PendingReply) -> Content:
     lines = []
     for request in reply.requests:
         expiry = (
-            f", expires {request.expires_at.strftime('%Y-%m-%d %H:%M')} UTC"
+            messages.PENDING_EXPIRES.format(when=request.expires_at.strftime("%Y-%m-%d %H:%M"))
             if request.status is RequestStatus.PENDING
             else ""
         )
@@ -575,7 +585,7 @@ def _pending(reply: PendingReply) -> Content:
     return Content(
         headline=messages.PENDING_TITLE,
         sections=_chunked(lines),
-        fallback=f"{len(reply.requests)} open request(s)",
+        fallback=messages.PENDING_FALLBACK.format(count=len(reply.requests)),
     )
 
 

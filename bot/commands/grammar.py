@@ -1,4 +1,7 @@
-"""`/credits` text → `Command`. Pure: no I/O, no Slack, no SendGrid.
+"""The words after a subcommand → `Command`. Pure: no I/O, no Slack, no SendGrid.
+
+Each subcommand's record (bot/commands/registry.py) names one of the argument
+parsers below; `registry.parse` finds the record by the first word.
 
 USER arrives as typed (`acme-eu`), as an e-mail, or as Slack escapes it
 (`<mailto:a@b.com|a@b.com>`, `&amp;`). N is a positive whole number, with an
@@ -13,11 +16,14 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 from bot.commands import messages
 from bot.domain.credits import MAX_CREDITS, ChangeKind, CreditChange, Period
-from bot.domain.policy import Verb
 from bot.errors import UserError
+
+if TYPE_CHECKING:
+    from bot.commands.registry import Verb
 
 MAX_TEXT = 500
 MAX_USER = 64
@@ -28,26 +34,6 @@ _OPTION_NAMES = ("start", "end", "initial")
 _OPTION_LIKE = re.compile(r"^[A-Za-z]+=")
 MAX_REASON = 300
 
-USAGE: dict[Verb, str] = {
-    Verb.HELP: "/credits help",
-    Verb.SHOW: "/credits show USER",
-    Verb.OVERVIEW: "/credits overview USER",
-    Verb.ADD: "/credits add USER N [reason]",
-    Verb.REMOVE: "/credits remove USER N [reason]",
-    Verb.SET: "/credits set USER N [reason]",
-    Verb.RECURRING: (
-        "/credits recurring USER N daily|weekly|monthly "
-        "[start=YYYY-MM-DD] [end=YYYY-MM-DD] [initial=N] [reason]"
-    ),
-    Verb.UNLIMIT: "/credits unlimit USER [reason]",
-    Verb.PENDING: "/credits pending",
-    Verb.AUDIT: "/credits audit [USER]",
-    Verb.THRESHOLD: "/credits threshold USER N",
-    Verb.APPROVE: "/credits approve ID",
-    Verb.DENY: "/credits deny ID [reason]",
-    Verb.CANCEL: "/credits cancel ID",
-    Verb.RESOLVE: "/credits resolve ID applied|not-applied",
-}
 RESOLUTIONS = {"applied": True, "not-applied": False}
 MAX_REQUEST_ID = 2**31 - 1
 
@@ -82,8 +68,9 @@ class Command:
         return self.change.credits if self.change else None
 
 
-def parse(text: str) -> Command:
-    """Parse the text after `/credits` (a leading `/credits` is tolerated)."""
+def check_line(text: str) -> list[str]:
+    """The command line as words: one line, not too long, Slack's escapes undone, a
+    leading `/credits` tolerated."""
     if len(text) > MAX_TEXT:
         raise UsageError(messages.TOO_LONG.format(limit=MAX_TEXT))
     if "\n" in text or "\r" in text:
@@ -91,73 +78,86 @@ def parse(text: str) -> Command:
     words = html.unescape(text).split()
     if words and words[0].lower() == "/credits":
         words = words[1:]
-    if not words:
-        return Command(Verb.HELP)
-    name, args = words[0].lower(), words[1:]
-    try:
-        verb = Verb(name)
-    except ValueError:
-        raise _unknown(name) from None
-    if verb is Verb.HELP:
-        return Command(Verb.HELP, topic=_help_topic(args))
-    usage = USAGE[verb]
-    if verb is Verb.PENDING:
-        _arity(args, 0, usage)
-        return Command(Verb.PENDING)
-    if verb is Verb.AUDIT:
-        if len(args) > 1:
-            _arity(args, 1, usage)
-        return Command(Verb.AUDIT, user=parse_user(args[0], usage) if args else None)
-    if verb in (Verb.APPROVE, Verb.DENY, Verb.CANCEL, Verb.RESOLVE):
-        return _decision(verb, args, text, usage)
-    if verb is Verb.UNLIMIT:
-        if not args:
-            raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
-        user = parse_user(args[0], usage)
-        change = CreditChange(ChangeKind.UNLIMIT, user, reason=_reason(args[1:]))
-        return Command(verb, user=user, change=change)
-    if verb in (Verb.SHOW, Verb.OVERVIEW):
+    return words
+
+
+# --- argument parsers: (verb, words after it, the whole line, usage) -> Command ----------
+
+
+def no_arguments(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    _arity(args, 0, usage)
+    return Command(verb)
+
+
+def one_user(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    _arity(args, 1, usage)
+    return Command(verb, user=parse_user(args[0], usage))
+
+
+def optional_user(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    if len(args) > 1:
         _arity(args, 1, usage)
-        return Command(verb, user=parse_user(args[0], usage))
-    if verb is Verb.RECURRING:
-        return _recurring(args, usage)
-    if verb is Verb.THRESHOLD:
-        _arity(args, 2, usage)
-        user = parse_user(args[0], usage)
-        return Command(verb, user=user, amount=parse_credits(args[1], usage, allow_zero=True))
-    # add / remove / set: the rest of the line after N is the reason.
+    return Command(verb, user=parse_user(args[0], usage) if args else None)
+
+
+def user_and_credits(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    """`add`/`remove`/`set USER N [reason…]`: the rest of the line after N is the reason."""
     if len(args) < 2:
         raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
     user = parse_user(args[0], usage)
     credits = parse_credits(args[1], usage)
-    kind = verb.change_kind
-    assert kind is not None
-    return Command(
-        verb, user=user, change=CreditChange(kind, user, credits, reason=_reason(args[2:]))
-    )
+    change = CreditChange(ChangeKind(verb.value), user, credits, reason=_reason(args[2:]))
+    return Command(verb, user=user, change=change)
 
 
-def _decision(verb: Verb, args: list[str], text: str, usage: str) -> Command:
-    """`approve ID`, `deny ID [reason…]`, `cancel ID`, `resolve ID applied|not-applied`."""
+def user_and_reason(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    """`unlimit USER [reason…]`."""
     if not args:
         raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
-    request_id = parse_request_id(args[0], usage)
-    if verb is Verb.DENY:
-        # The reason is the rest of the line as typed (spacing kept), after the id.
-        line = html.unescape(text).strip()
-        if line[:8].lower() == "/credits":
-            line = line[8:]
-        parts = line.split(None, 2)  # verb, id, reason
-        reason = parts[2].strip() if len(parts) > 2 else None
-        return Command(verb, request_id=request_id, reason=reason or None)
-    if verb is Verb.RESOLVE:
-        _arity(args, 2, usage)
-        resolution = args[1].lower()
-        if resolution not in RESOLUTIONS:
-            raise UsageError(messages.BAD_RESOLUTION.format(value=_quote(args[1])), usage=usage)
-        return Command(verb, request_id=request_id, applied=RESOLUTIONS[resolution])
+    user = parse_user(args[0], usage)
+    change = CreditChange(ChangeKind(verb.value), user, reason=_reason(args[1:]))
+    return Command(verb, user=user, change=change)
+
+
+def user_and_amount(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    """`threshold USER N` (N may be 0)."""
+    _arity(args, 2, usage)
+    user = parse_user(args[0], usage)
+    return Command(verb, user=user, amount=parse_credits(args[1], usage, allow_zero=True))
+
+
+def request_id(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    """`approve ID`, `cancel ID`."""
+    if not args:
+        raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
+    number = parse_request_id(args[0], usage)
     _arity(args, 1, usage)
-    return Command(verb, request_id=request_id)
+    return Command(verb, request_id=number)
+
+
+def request_id_and_reason(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    """`deny ID [reason…]`: the reason is the rest of the line as typed (spacing kept)."""
+    if not args:
+        raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
+    number = parse_request_id(args[0], usage)
+    line = html.unescape(text).strip()
+    if line[:8].lower() == "/credits":
+        line = line[8:]
+    parts = line.split(None, 2)  # verb, id, reason
+    reason = parts[2].strip() if len(parts) > 2 else None
+    return Command(verb, request_id=number, reason=reason or None)
+
+
+def request_id_and_outcome(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    """`resolve ID applied|not-applied`."""
+    if not args:
+        raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
+    number = parse_request_id(args[0], usage)
+    _arity(args, 2, usage)
+    resolution = args[1].lower()
+    if resolution not in RESOLUTIONS:
+        raise UsageError(messages.BAD_RESOLUTION.format(value=_quote(args[1])), usage=usage)
+    return Command(verb, request_id=number, applied=RESOLUTIONS[resolution])
 
 
 def parse_request_id(raw: str, usage: str) -> int:
@@ -194,7 +194,8 @@ def parse_credits(raw: str, usage: str, *, allow_zero: bool = False) -> int:
     return value
 
 
-def _recurring(args: list[str], usage: str) -> Command:
+def recurring(verb: Verb, args: list[str], text: str, usage: str) -> Command:
+    """`recurring USER N daily|weekly|monthly [start=…] [end=…] [initial=N] [reason…]`."""
     if len(args) < 3:
         raise UsageError(messages.MISSING_ARGUMENTS, usage=usage)
     user = parse_user(args[0], usage)
@@ -218,7 +219,7 @@ def _recurring(args: list[str], usage: str) -> Command:
     end = _date(options, "end", usage)
     initial = options.get("initial")
     change = CreditChange(
-        kind=Verb.RECURRING.change_kind,  # type: ignore[arg-type]
+        kind=ChangeKind(verb.value),
         user=user,
         credits=credits,
         period=period,
@@ -227,12 +228,17 @@ def _recurring(args: list[str], usage: str) -> Command:
         initial=parse_credits(initial, usage, allow_zero=True) if initial is not None else None,
         reason=_reason(rest),
     )
-    return Command(Verb.RECURRING, user=user, change=change)
+    return Command(verb, user=user, change=change)
 
 
 def _reason(words: list[str]) -> str | None:
     """The rest of the line after a change's arguments: why it is asked."""
-    reason = " ".join(words).strip()
+    return parse_reason(" ".join(words))
+
+
+def parse_reason(text: str | None) -> str | None:
+    """Why a change is asked, on one line (None if empty); at most MAX_REASON characters."""
+    reason = " ".join((text or "").split())
     if len(reason) > MAX_REASON:
         raise UsageError(messages.REASON_TOO_LONG.format(limit=MAX_REASON))
     return reason or None
@@ -260,17 +266,8 @@ def _arity(args: list[str], expected: int, usage: str) -> None:
         raise UsageError(messages.EXTRA_ARGUMENTS.format(extra=_quote(extra)), usage=usage)
 
 
-def _help_topic(args: list[str]) -> Verb | None:
-    if not args:
-        return None
-    try:
-        return Verb(args[0].lower())
-    except ValueError:
-        return None
-
-
-def _unknown(name: str) -> UnknownSubcommand:
-    names = [verb.value for verb in Verb]
+def unknown(name: str, names: list[str]) -> UnknownSubcommand:
+    """`name` is no subcommand: say so, suggesting the closest of `names`."""
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     if close:
         return UnknownSubcommand(

@@ -35,23 +35,37 @@ HELP_NO_ROLE = (
     "You have no role yet, so you can only read this help. "
     "Ask an admin to add your Slack user ID ({user_id}) or one of your user groups."
 )
-HELP_DESCRIPTIONS = {
-    "help": "this help",
-    "show": "balance, allowance and last reset",
-    "overview": "a reseller customer's account overview",
-    "add": "add N credits",
-    "remove": "take N credits away",
-    "set": "set the balance to exactly N",
-    "recurring": "reset the balance to N every day, week or month",
-    "unlimit": "remove the credit limit",
-    "pending": "open approval requests",
-    "audit": "the latest 20 changes and decisions (for one USER, if given)",
-    "threshold": "warn when USER is at or below N credits (instead of the default)",
-    "approve": "approve request ID (as its Approve button does)",
-    "deny": "deny request ID, with an optional reason the requester sees",
-    "cancel": "withdraw your own request ID",
-    "resolve": "after checking the balance, record whether an unconfirmed change was applied",
-}
+# One sentence per subcommand, named in its registry record (bot/commands/registry.py).
+HELP_HELP = "this help"
+HELP_SHOW = "balance, allowance and last reset"
+HELP_OVERVIEW = "a reseller customer's account overview"
+HELP_ADD = "add N credits"
+HELP_REMOVE = "take N credits away"
+HELP_SET = "set the balance to exactly N"
+HELP_RECURRING = "reset the balance to N every day, week or month"
+HELP_UNLIMIT = "remove the credit limit"
+HELP_PENDING = "open approval requests"
+HELP_AUDIT = "the latest 20 changes and decisions (for one USER, if given)"
+HELP_THRESHOLD = "warn when USER is at or below N credits (instead of the default)"
+HELP_APPROVE = "approve request ID (as its Approve button does)"
+HELP_DENY = "deny request ID, with an optional reason the requester sees"
+HELP_CANCEL = "withdraw your own request ID"
+HELP_RESOLVE = "after checking the balance, record whether an unconfirmed change was applied"
+HELP_WHOAMI = "your role, what you may do, and why"
+
+# --- whoami --------------------------------------------------------------------------
+WHOAMI_ROLE = "Your role: *{role}*."
+WHOAMI_BY_USER = "It is granted to your user ID `{id}`."
+WHOAMI_BY_GROUP = "It is granted to the user group <!subteam^{id}> (`{id}`), which you are in."
+WHOAMI_NOTHING = (
+    "No user ID or user group grants you a role. To get one, ask an admin to add your "
+    "Slack user ID (`{user_id}`) or one of your user groups."
+)
+WHOAMI_UNVERIFIED = (
+    "Your user groups could not be checked ({reason}), so only what your user ID "
+    "grants is counted; a group may give you more once Slack answers."
+)
+WHOAMI_MAY = "You may use: {names}."
 HELP_OPERATOR_NOTE = "Changes other than `add` up to {limit:,} credits need an approver."
 HELP_OPERATOR_NOTE_NO_AUTO = "Your changes need an approver."
 
@@ -61,13 +75,8 @@ REFUSED_UNVERIFIED = (
     "`{verb}` needs the *{role}* role. Your user groups could not be checked "
     "({reason}), so to be safe only {current} is assumed."
 )
-NEEDS_APPROVAL_NO_STORE = (
-    "`{verb}` by an operator needs approval, and this bot has no database for approval "
-    "requests. Ask an approver or admin to run it."
-)
-NO_STORE = "This bot runs without a database, so it keeps no requests or audit trail."
-NO_ALERTS = "Low-credit alerts are not set up on this bot."
 SNOOZE_NEEDS = "Snoozing alerts needs the *operator* role; you have {role}."
+CANCEL_NEEDS = "Withdrawing a request needs the *operator* role; you have {role}."
 
 # --- balances and changes -----------------------------------------------------------
 UNLIMITED = "No limit: this account can send without a credit cap."
@@ -85,8 +94,50 @@ CHANGE_UNKNOWN = (
 BALANCE_UNREADABLE = "The balance could not be read back from SendGrid; run `/credits show {user}`."
 BEFORE_AFTER = "{before} → {after}"
 
+NO_LIMIT = "no limit"
+CREDITS = "{credits} credits"
+USAGE_BAR = "`{bar}` {percent:.0f}% left"
+BEFORE_THE_CHANGE = "Before the change: {before}"
+SUMMARY_FROM = "from {date}"
+SUMMARY_UNTIL = "until {date}"
+SUMMARY_STARTING_AT = "starting at {credits}"
+
+# --- credit changes the balance does not allow (bot/domain/credits.py) ---------------
+CHANGE_NEEDS_CREDITS = "`{kind}` needs credits"
+CHANGE_NO_CREDITS = "`{kind}` takes no credits"
+CHANGE_CREDITS_RANGE = "credits must be between 0 and {limit:,}"
+CHANGE_PERIOD_RECURRING_ONLY = "a period goes with `recurring` and only with it"
+CHANGE_OPTIONS_RECURRING_ONLY = "start, end and initial go with `recurring` only"
+CHANGE_END_BEFORE_START = "the end date is before the start date"
+NOTHING_TO_CHANGE = (
+    "{user} has no credit limit, so there is nothing to {kind} to. "
+    "To start limiting it, use `set {user} N`."
+)
+NOT_ENOUGH_TO_REMOVE = (
+    "{user} has only {remaining:,} credits, so {credits:,} cannot be removed; nothing was "
+    "changed. To take what is left: `remove {user} {remaining}`."
+)
+
+# --- why a subuser is (not) low (bot/domain/alerts.py) --------------------------------
+ALERT_NO_LIMIT = "no limit"
+ALERT_EXHAUSTED = "no credits left"
+ALERT_BELOW = "at or below {below:,}"
+ALERT_PERCENT = "{percent:.0f}% of its allowance left"
+ALERT_RUNS_OUT = "runs out in ~{hours} h at the current pace"
+
 # --- overview ------------------------------------------------------------------------
 OVERVIEW_TITLE = "Overview: {user}"
+OVERVIEW_PACKAGE = "Package"
+OVERVIEW_REPUTATION = "Reputation"
+OVERVIEW_ALLOWED = "Credits allowed"
+OVERVIEW_USED = "Credits used"
+OVERVIEW_REMAINING = "Credits remaining"
+OVERVIEW_OVERAGE = "Overage"
+OVERVIEW_REQUESTS = "Requests"
+OVERVIEW_BILLING_PERIOD = "Billing period"
+OVERVIEW_BILLING_PROCESSED = "Billing processed"
+OVERVIEW_NO_PACKAGE = "no package"
+OVERVIEW_FALLBACK = "{user}: {package}, {remaining} left"
 
 # --- errors --------------------------------------------------------------------------
 ERROR_TITLE = "That did not work"
@@ -246,6 +297,7 @@ AUDIT_REFUSALS = {
     "not_an_approver": "refused: only approvers and admins decide requests",
     "own_request": "refused: nobody decides their own request",
     "not_the_requester": "refused: only the requester may cancel",
+    "needs_role": "refused: their role does not allow it",
 }
 AUDIT_NOT_APPLIED = "not applied: {detail}"
 AUDIT_UNCONFIRMED = "SendGrid did not confirm it, verify the balance: {detail}"
@@ -312,4 +364,14 @@ FIRST_APPROVAL = (
     "approver, neither you nor the requester."
 )
 APPROVALS_PROGRESS = "Approvals: {given}/{needed} — {who}"
+APPROVALS_NONE_YET = "none yet"
+APPROVAL_BALANCE_NOW = "Balance now"
+APPROVAL_IF_APPROVED = "If approved"
+APPROVAL_FALLBACK = "Request #{id}: {summary} (from <@{requester}>)"
+OUTCOME_FALLBACK = "Request #{id}: {status}"
+LOG_DECIDED_BY = " by <@{by}>"
+PENDING_EXPIRES = ", expires {when} UTC"
+PENDING_FALLBACK = "{count} open request(s)"
+NOT_A_BUTTON_REQUEST = "That button does not carry a valid request number."
+NO_APPROVAL_CHANNEL = "no approval channel is configured"
 ALREADY_APPROVED = "You already approved this request; the second approval must be someone else's."

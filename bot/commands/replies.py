@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bot.domain.approvals import ApprovalRequest, AuditEvent
 from bot.domain.credits import Balance, ChangeResult, CreditChange, Overview
-from bot.domain.policy import ConfirmWhy, Role, Verb
+from bot.domain.policy import ConfirmWhy, Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,14 +21,23 @@ NO_TICKET_LINKS = ReasonLinks()
 
 
 @dataclass(frozen=True, slots=True)
+class HelpEntry:
+    """One subcommand's line in help, from its registry record."""
+
+    name: str
+    usage: str
+    sentence: str
+
+
+@dataclass(frozen=True, slots=True)
 class HelpReply:
-    """Usage of the subcommands `role` may use (or of one `topic`)."""
+    """Usage of the subcommands `role` may use (`entries`), or of one `topic`."""
 
     role: Role
-    verbs: tuple[Verb, ...]
+    entries: tuple[HelpEntry, ...]
     user_id: str
     auto_approve_max: int
-    topic: Verb | None = None
+    topic: str | None = None
     notice: str | None = None  # e.g. "There is no `shwo` subcommand. Did you mean `show`?"
 
 
@@ -49,7 +58,7 @@ class OverviewReply:
 class ChangeReply:
     """A change that was sent: before → after, or an unknown outcome with a re-read."""
 
-    verb: Verb
+    verb: str  # the subcommand's name
     result: ChangeResult
     auto_approved: bool = False
     auto_approve_max: int = 0
@@ -64,7 +73,6 @@ class ErrorReply:
     message: str
     next_step: str | None = None
     usage: str | None = None
-    error_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

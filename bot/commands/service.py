@@ -10,48 +10,31 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.commands import messages
+from bot.commands import messages, registry
 from bot.commands.changes import ChangeService
+from bot.commands.context import Actor, Call, Context
 from bot.commands.formatting import escape, recent_top_up_note
-from bot.commands.grammar import USAGE, Command, UnknownSubcommand, UsageError, parse
+from bot.commands.grammar import Command, UnknownSubcommand, UsageError, parse_reason
+from bot.commands.reads import help_reply
+from bot.commands.registry import USAGE, Verb
 from bot.commands.replies import (
     ApprovalRequestedReply,
-    BalanceReply,
     ChangeReply,
-    ConfirmReply,
     ErrorReply,
-    HelpReply,
     NoticeReply,
-    OverviewReply,
     Reply,
 )
-from bot.commands.sweep import AlertStore, ForecastCache
-from bot.domain.approvals import AuditAction, AuditEvent, Store
-from bot.domain.credits import Balance, CreditChange, CreditsBackend
-from bot.domain.policy import (
-    DECIDING_VERBS,
-    BudgetUse,
-    ConfirmWhy,
-    Decision,
-    GroupDirectory,
-    Outcome,
-    ResolvedRole,
-    Role,
-    RoleBook,
-    Verb,
-    allowed_verbs,
-    confirmation_needed,
-    decide,
-    may_need_confirmation,
-    over_ceiling,
-)
+from bot.commands.sweep import ForecastCache
+from bot.commands.writes import change_now, limits_refusal
+from bot.domain.approvals import AuditAction
+from bot.domain.credits import ChangeKind, CreditChange
+from bot.domain.policy import Action, Decision, Outcome, ResolvedRole, decide, refusal
+from bot.domain.ports import AlertStore
 from bot.errors import (
     AuthenticationFailed,
     BadResponse,
-    ConfirmationRequired,
     DirectoryError,
     OutcomeUnknown,
     RateLimited,
@@ -63,47 +46,54 @@ from bot.errors import (
 )
 from bot.observability.metrics import NO_METRICS, Metrics
 
+__all__ = ["Actor", "CommandService"]  # Actor is the service's argument; it lives in context
+
 # A top-up this recent is pointed out before someone adds credits again from the digest.
 RECENT_TOP_UP = timedelta(hours=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who is asking: a Slack user ID (never a username)."""
-
-    user_id: str
-
-
 class CommandService:
-    """Parses, authorizes and executes `/credits` commands against a credits backend."""
+    """Parses, authorizes and executes `/credits` commands against a credits backend.
+
+    It shares the change service's collaborators (backend, role book, directory,
+    store) rather than being given them again."""
 
     def __init__(
         self,
         *,
-        backend: CreditsBackend,
-        roles: RoleBook,
-        directory: GroupDirectory | None,
-        changes: ChangeService | None = None,
-        alerts: AlertStore | None = None,
+        changes: ChangeService,
+        alerts: AlertStore,
         auto_approve_max: int = 0,
         logger: logging.Logger | None = None,
         new_error_id: Callable[[], str] = lambda: uuid.uuid4().hex[:10],
-        store: Store | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics = NO_METRICS,
     ) -> None:
         self._metrics = metrics
-        self._backend = backend
-        self._roles = roles
-        self._directory = directory
+        self._backend = changes.backend
+        self._roles = changes.roles
+        self._directory = changes.directory
         self._changes = changes
         self._alerts = alerts
-        self._forecasts = ForecastCache(alerts, clock=clock) if alerts is not None else None
+        self._forecasts = ForecastCache(alerts, clock=clock)
         self._auto_approve_max = auto_approve_max
         self._logger = logger or logging.getLogger("bot.commands")
         self._new_error_id = new_error_id
-        self._store = store
+        self._store = changes.store
         self._clock = clock
+        self._context = Context(
+            backend=changes.backend,
+            roles=changes.roles,
+            directory=changes.directory,
+            changes=changes,
+            alerts=alerts,
+            forecasts=self._forecasts,
+            store=changes.store,
+            auto_approve_max=auto_approve_max,
+            logger=self._logger,
+            clock=clock,
+            subcommands=registry.SUBCOMMANDS,
+        )
 
     def handle(self, actor: Actor, text: str, *, replay_checked: bool = True) -> Reply:
         """Answer one command. Never raises: every failure becomes an ErrorReply.
@@ -111,12 +101,35 @@ class CommandService:
         `replay_checked=False` (the database could not record the request, so a
         replay of it would go unnoticed): reads are answered, changes refused.
         """
+        return self._answer(actor, lambda: registry.parse(text), replay_checked=replay_checked)
+
+    def add_credits(
+        self,
+        actor: Actor,
+        user: str,
+        credits: int,
+        reason: str | None = None,
+        *,
+        replay_checked: bool = True,
+    ) -> Reply:
+        """The Add-credits dialog: `add USER N [reason]`, already parsed, under the same
+        roles, limits and approval rules as the slash command."""
+
+        def command() -> Command:
+            change = CreditChange(ChangeKind.ADD, user, credits, reason=parse_reason(reason))
+            return Command(Verb.ADD, user=user, change=change)
+
+        return self._answer(actor, command, replay_checked=replay_checked)
+
+    def _answer(
+        self, actor: Actor, make_command: Callable[[], Command], *, replay_checked: bool
+    ) -> Reply:
         parsed: list[Command] = []
 
         def run() -> Reply:
-            command = parse(text)
+            command = make_command()
             parsed.append(command)
-            if not replay_checked and command.verb in CHANGING_VERBS:
+            if not replay_checked and registry.BY_VERB[command.verb].changes_state:
                 return _unchecked_change()
             return self._run(actor, command)
 
@@ -136,19 +149,19 @@ class CommandService:
         """An Approve click: execute the request at most once, or say why not."""
         if not replay_checked:
             return _unchecked_change()
-        return self._safely(lambda: self._desk().approve(request_id, actor.user_id), actor)
+        return self._safely(lambda: self._changes.approve(request_id, actor.user_id), actor)
 
     def deny(
         self, actor: Actor, request_id: int, reason: str | None, *, replay_checked: bool = True
     ) -> Reply:
         if not replay_checked:
             return _unchecked_change()
-        return self._safely(lambda: self._desk().deny(request_id, actor.user_id, reason), actor)
+        return self._safely(lambda: self._changes.deny(request_id, actor.user_id, reason), actor)
 
     def refusal_to_decide(self, actor: Actor, request_id: int) -> ErrorReply | None:
         """Before opening the Deny dialog: why this person may not decide, if so."""
         reply = self._safely(
-            lambda: self._desk().refusal(request_id, actor.user_id) or NoticeReply(""), actor
+            lambda: self._changes.refusal(request_id, actor.user_id) or NoticeReply(""), actor
         )
         return reply if isinstance(reply, ErrorReply) else None
 
@@ -161,14 +174,14 @@ class CommandService:
 
         def run() -> Reply:
             resolved = self._roles.resolve(actor.user_id, self._directory)
-            if resolved.role < Role.OPERATOR:
+            if refusal(Action.SNOOZE_ALERTS, resolved.role) is not None:
                 return ErrorReply(messages.SNOOZE_NEEDS.format(role=resolved.role.label))
-            if self._alerts is None:
-                return ErrorReply(messages.NO_ALERTS)
             now = self._clock()
             until = now + timedelta(hours=hours)
             self._alerts.snooze(user, until=until)
-            self._audit(actor, AuditAction.SNOOZED, user, f"until {until:%Y-%m-%d %H:%M} UTC")
+            self._context.audit(
+                actor, AuditAction.SNOOZED, user, f"until {until:%Y-%m-%d %H:%M} UTC"
+            )
             when = f"{until:%Y-%m-%d %H:%M}"
             return NoticeReply(
                 messages.SNOOZED.format(user=user, until=when),
@@ -181,9 +194,7 @@ class CommandService:
         self, channel_id: str, message_ts: str, *, seen: str, edit: Callable[[str], str]
     ) -> str | None:
         """Edit a digest message's content under the database's lock, so two people's
-        edits build on each other; None if there is no alert store or it failed."""
-        if self._alerts is None:
-            return None
+        edits build on each other; None if the database failed."""
         for _ in range(2):  # a first edit racing another first edit is tried again
             try:
                 return self._alerts.edit_digest(
@@ -196,8 +207,6 @@ class CommandService:
 
     def recent_top_up(self, user: str, *, within: timedelta = RECENT_TOP_UP) -> str | None:
         """Before someone adds credits to `user` from the digest: who already did, lately."""
-        if self._store is None:
-            return None
         since = self._clock() - within
         try:
             events = self._store.audit(target=user, limit=20)
@@ -213,23 +222,6 @@ class CommandService:
                 return recent_top_up_note(event, now=self._clock())
         return None
 
-    def _audit(self, actor: Actor, action: AuditAction, user: str, outcome: str) -> None:
-        if self._store is not None:
-            self._store.record(
-                AuditEvent(
-                    at=self._clock(),
-                    actor_id=actor.user_id,
-                    action=action,
-                    target=user,
-                    outcome=outcome,
-                )
-            )
-
-    def _desk(self) -> ChangeService:
-        if self._changes is None:
-            raise UserError(messages.NO_STORE)
-        return self._changes
-
     def _safely(
         self,
         run: Callable[[], Reply],
@@ -237,7 +229,7 @@ class CommandService:
         command: Callable[[], Command | None] = lambda: None,
     ) -> Reply:
         """The one place where failures become replies."""
-        if self._changes is not None and self._changes.stopping.is_set():
+        if self._changes.stopping.is_set():
             return ErrorReply(messages.RESTARTING)
         try:
             return run()
@@ -268,41 +260,26 @@ class CommandService:
             )
 
     def _run(self, actor: Actor, command: Command) -> Reply:
-        if command.verb is Verb.HELP:
-            return self._help(actor, topic=command.topic)
+        """The access filter, the limits every role is held to, then the record's handler."""
+        record = registry.BY_VERB[command.verb]
         resolved = self._roles.resolve(actor.user_id, self._directory)
         decision = decide(
-            command.verb,
+            record.action,
             resolved,
+            change=command.change.kind if command.change else None,
             credits=command.credits,
             auto_approve_max=self._auto_approve_max,
         )
         if decision.outcome is Outcome.REFUSE:
             return _refusal(command, decision, resolved)
         if command.change is not None:
-            refusal = self._policy_refusal(command.change)
-            if refusal is not None:
-                return refusal
+            refused = limits_refusal(self._context, command.change)
+            if refused is not None:
+                return refused
         if decision.outcome is Outcome.NEEDS_APPROVAL:
-            if self._changes is None or command.change is None:
-                return ErrorReply(messages.NEEDS_APPROVAL_NO_STORE.format(verb=command.verb.value))
+            assert command.change is not None  # only changes wait for approval
             return self._changes.request_approval(actor.user_id, command.change)
-        return self._execute(actor, command, decision)
-
-    def _policy_refusal(self, change: CreditChange) -> ErrorReply | None:
-        """The limits that hold for every role: the ceiling, and a required reason."""
-        if self._changes is None:
-            return None
-        limits = self._changes.limits
-        if over_ceiling(change, limits):
-            assert change.credits is not None
-            assert limits.max_change is not None
-            return ErrorReply(
-                messages.OVER_CEILING.format(credits=change.credits, limit=limits.max_change)
-            )
-        if limits.require_reason and not change.reason:
-            return ErrorReply(messages.REASON_REQUIRED)
-        return None
+        return record.handle(self._context, Call(actor, command, resolved, decision))
 
     def confirm(
         self, actor: Actor, confirmation_id: int, *, confirm: bool, replay_checked: bool = True
@@ -313,7 +290,7 @@ class CommandService:
             return _unchecked_change()
 
         def run() -> Reply:
-            taken = self._desk().take_confirmation(confirmation_id, actor.user_id, confirm=confirm)
+            taken = self._changes.take_confirmation(confirmation_id, actor.user_id, confirm=confirm)
             if taken is None:
                 return ErrorReply(messages.CONFIRM_GONE)
             if not confirm:
@@ -322,152 +299,27 @@ class CommandService:
             verb = Verb(change.kind.value)
             resolved = self._roles.resolve(actor.user_id, self._directory)
             decision = decide(
-                verb, resolved, credits=change.credits, auto_approve_max=self._auto_approve_max
+                registry.BY_VERB[verb].action,
+                resolved,
+                change=change.kind,
+                credits=change.credits,
+                auto_approve_max=self._auto_approve_max,
             )
             command = Command(verb, user=change.user, change=change)
             if decision.outcome is Outcome.REFUSE:
                 return _refusal(command, decision, resolved)
-            refusal = self._policy_refusal(change)
-            if refusal is not None:
-                return refusal
+            refused = limits_refusal(self._context, change)
+            if refused is not None:
+                return refused
             if decision.outcome is Outcome.NEEDS_APPROVAL:
-                return self._desk().request_approval(actor.user_id, change)
-            return self._change_now(actor, command, decision, confirmed=True)
+                return self._changes.request_approval(actor.user_id, change)
+            return change_now(self._context, actor, command, decision, confirmed=True)
 
         return self._safely(run, actor)
 
-    def _help(self, actor: Actor, *, topic: Verb | None = None, notice: str | None = None) -> Reply:
+    def _help(self, actor: Actor, *, notice: str | None = None) -> Reply:
         resolved = self._roles.resolve(actor.user_id, self._directory)
-        return HelpReply(
-            role=resolved.role,
-            verbs=tuple(allowed_verbs(resolved.role)),
-            user_id=actor.user_id,
-            auto_approve_max=self._auto_approve_max,
-            topic=topic,
-            notice=notice,
-        )
-
-    def _execute(self, actor: Actor, command: Command, decision: Decision) -> Reply:
-        if command.verb in DECIDING_VERBS:
-            return self._decide(actor, command)
-        if command.verb is Verb.THRESHOLD:
-            assert command.user is not None
-            assert command.amount is not None
-            if self._alerts is None:
-                return ErrorReply(messages.NO_ALERTS)
-            self._alerts.set_threshold(
-                command.user, command.amount, by=actor.user_id, at=self._clock()
-            )
-            self._audit(actor, AuditAction.THRESHOLD, command.user, f"below={command.amount}")
-            return NoticeReply(
-                messages.THRESHOLD_SET.format(user=command.user, below=f"{command.amount:,}")
-            )
-        if command.verb in (Verb.PENDING, Verb.AUDIT):
-            if self._changes is None:
-                return ErrorReply(messages.NO_STORE)
-            if command.verb is Verb.PENDING:
-                return self._changes.pending()
-            return self._changes.audit(command.user)
-        assert command.user is not None  # every other verb names a USER
-        if command.verb is Verb.SHOW:
-            balance = self._backend.get_balance(command.user)
-            hours_left = None
-            if self._forecasts is not None:
-                try:
-                    hours_left = self._forecasts.hours_left(command.user)
-                except StoreError:  # the balance is worth answering without a forecast
-                    self._logger.warning("no forecast for %s: the database failed", command.user)
-            return BalanceReply(command.user, balance, hours_left=hours_left)
-        if command.verb is Verb.OVERVIEW:
-            return OverviewReply(command.user, self._backend.get_overview(command.user))
-        return self._change_now(actor, command, decision, confirmed=False)
-
-    def _change_now(
-        self, actor: Actor, command: Command, decision: Decision, *, confirmed: bool
-    ) -> Reply:
-        """A direct change: held for its author's confirmation when it is large or would
-        end a recurring plan; an auto-approved one becomes a request past the budget."""
-        change = command.change
-        assert change is not None
-        desk = self._desk()
-        limits, keeps = desk.limits, desk.adjustments_keep_recurring
-
-        def hold_if(before: Balance) -> ConfirmWhy | None:
-            return confirmation_needed(change, before, limits, adjustments_keep_recurring=keeps)
-
-        asks = not confirmed and may_need_confirmation(
-            change, limits, adjustments_keep_recurring=keeps
-        )
-        try:
-            outcome = desk.apply_directly(
-                actor.user_id,
-                change,
-                auto_approved=decision.auto_approved,
-                hold_if=hold_if if asks else None,
-            )
-        except ConfirmationRequired as held:
-            confirmation_id = desk.hold_for_confirmation(
-                actor.user_id, change, auto_approved=decision.auto_approved
-            )
-            return ConfirmReply(
-                confirmation_id=confirmation_id,
-                change=change,
-                before=held.before,
-                expected=change.expected_after(held.before),
-                why=held.why,
-                confirm_above=limits.confirm_above,
-                links=desk.links,
-            )
-        if isinstance(outcome, BudgetUse):
-            why_text = messages.BUDGET_SPENT.format(
-                budget=desk.limits.auto_approve_budget,
-                by_actor=outcome.by_actor,
-                on_target=outcome.on_target,
-                user=change.user,
-            )
-            self._logger.info(
-                "auto-approve budget: %s by %s becomes a request", change.user, actor.user_id
-            )
-            return desk.request_approval(actor.user_id, change, why=why_text)
-        result, recorded = outcome
-        if result.outcome_unknown:
-            self._logger.warning(
-                "outcome unknown: %s %s for %s; re-read balance %s",
-                command.verb,
-                change.credits,
-                command.user,
-                result.after,
-            )
-        return ChangeReply(
-            verb=command.verb,
-            result=result,
-            auto_approved=decision.auto_approved,
-            auto_approve_max=self._auto_approve_max,
-            recorded=recorded,
-            links=desk.links,
-        )
-
-    def _decide(self, actor: Actor, command: Command) -> Reply:
-        """`approve`/`deny`/`cancel`/`resolve ID`: the same calls the buttons make, so a
-        command racing a click still executes once (one conditional update wins)."""
-        assert command.request_id is not None
-        desk = self._desk()
-        match command.verb:
-            case Verb.APPROVE:
-                return desk.approve(command.request_id, actor.user_id)
-            case Verb.DENY:
-                return desk.deny(command.request_id, actor.user_id, command.reason)
-            case Verb.CANCEL:
-                return desk.cancel(command.request_id, actor.user_id)
-            case _:
-                assert command.applied is not None
-                return desk.resolve(command.request_id, actor.user_id, applied=command.applied)
-
-
-# What a request whose replay could not be checked may not do.
-CHANGING_VERBS = frozenset(
-    {Verb.ADD, Verb.REMOVE, Verb.SET, Verb.RECURRING, Verb.UNLIMIT, Verb.THRESHOLD} | DECIDING_VERBS
-)
+        return help_reply(self._context, actor.user_id, resolved.role, notice=notice)
 
 
 def _unchecked_change() -> ErrorReply:

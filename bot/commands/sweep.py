@@ -30,40 +30,13 @@ from bot.domain.alerts import (
     forecast,
     observe,
 )
-from bot.domain.credits import Balance, CreditsBackend
+from bot.domain.credits import Balance
+from bot.domain.ports import AlertStore, CreditsBackend
 from bot.errors import NotifyError, SendGridError
 from bot.observability.metrics import NO_METRICS, Metrics
 
 CHUNK = 500
 SNAPSHOT_DAYS = 7
-
-
-class AlertStore(Protocol):
-    def states(self, users: Sequence[str]) -> dict[str, AlertState]: ...
-
-    def save_states(self, states: Sequence[AlertState]) -> None: ...
-
-    def add_snapshots(self, balances: Sequence[tuple[str, Balance]], *, at: datetime) -> None: ...
-
-    def prune_snapshots(self, *, before: datetime) -> None: ...
-
-    def thresholds(self) -> dict[str, int]: ...
-
-    def set_threshold(self, user: str, below: int, *, by: str, at: datetime) -> None: ...
-
-    def snooze(self, user: str, *, until: datetime) -> None: ...
-
-    def edit_digest(
-        self,
-        channel_id: str,
-        message_ts: str,
-        *,
-        seen: str,
-        edit: Callable[[str], str],
-        now: datetime,
-    ) -> str:
-        """Edit a posted digest's content (opaque to the store) under a lock."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

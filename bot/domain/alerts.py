@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from bot.commands import messages  # wording only: a leaf module that imports nothing
 from bot.domain.credits import Balance
 
 
@@ -103,24 +104,25 @@ def assess(
 ) -> Assessment:
     """The level of `balance`: thresholds first, then the forecast's early warning."""
     if balance.unlimited or balance.remaining is None:
-        return Assessment(user, balance, AlertLevel.OK, "no limit")
+        return Assessment(user, balance, AlertLevel.OK, messages.ALERT_NO_LIMIT)
     remaining = balance.remaining
     if remaining <= 0:
-        return Assessment(user, balance, AlertLevel.EXHAUSTED, "no credits left", outlook)
+        return Assessment(user, balance, AlertLevel.EXHAUSTED, messages.ALERT_EXHAUSTED, outlook)
     below = override if override is not None else thresholds.below
     if remaining <= below:
-        return Assessment(user, balance, AlertLevel.LOW, f"at or below {below:,}", outlook)
+        reason = messages.ALERT_BELOW.format(below=below)
+        return Assessment(user, balance, AlertLevel.LOW, reason, outlook)
     percent = balance.percent_of_allowance()
     if percent is not None and thresholds.percent and percent <= thresholds.percent:
         return Assessment(
-            user, balance, AlertLevel.LOW, f"{percent:.0f}% of its allowance left", outlook
+            user, balance, AlertLevel.LOW, messages.ALERT_PERCENT.format(percent=percent), outlook
         )
     if outlook is not None and horizon_hours is not None and outlook.hours_left <= horizon_hours:
         return Assessment(
             user,
             balance,
             AlertLevel.LOW,
-            f"runs out in ~{max(1, round(outlook.hours_left))} h at the current pace",
+            messages.ALERT_RUNS_OUT.format(hours=max(1, round(outlook.hours_left))),
             outlook,
         )
     return Assessment(user, balance, AlertLevel.OK, "ok", outlook)
@@ -170,7 +172,3 @@ def announcement(
     if level.rank < state.announced.rank:  # exhausted → low: quietly note it
         return None, replace(state, announced=level)
     return None, state
-
-
-def snooze(state: AlertState, *, until: datetime) -> AlertState:
-    return replace(state, snoozed_until=until)

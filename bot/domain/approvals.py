@@ -24,10 +24,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from bot.domain.credits import Balance, CreditChange
-from bot.domain.policy import BudgetUse, Role
+from bot.domain.policy import Action, Refusal, Role, refusal
 
 
 class RequestStatus(enum.StrEnum):
@@ -165,37 +165,22 @@ class ChangeRecord:
     detail: str | None = None
 
 
-class Refusal(enum.Enum):
-    """Why someone may not decide a request."""
-
-    NOT_AN_APPROVER = "not_an_approver"
-    OWN_REQUEST = "own_request"
-    ALREADY_APPROVED = "already_approved"  # the first of two approvers, again
-    NOT_THE_REQUESTER = "not_the_requester"
-
-
-def may_cancel(actor_id: str, request: ApprovalRequest) -> Refusal | None:
-    """Only the person who asked may withdraw a request."""
-    return None if actor_id == request.requester_id else Refusal.NOT_THE_REQUESTER
+def may_cancel(actor_id: str, role: Role, request: ApprovalRequest) -> Refusal | None:
+    """Operators and up withdraw a request, and only the person who asked."""
+    return refusal(Action.CANCEL_REQUEST, role, actor_id=actor_id, request=request)
 
 
 def may_resolve(role: Role) -> Refusal | None:
     """Approvers and admins record what became of an unconfirmed change (after
     re-reading the balance); the requester too, if they are an approver: there is
     nothing left to approve, only a fact to record."""
-    return None if role >= Role.APPROVER else Refusal.NOT_AN_APPROVER
+    return refusal(Action.RESOLVE_REQUEST, role)
 
 
 def may_decide(actor_id: str, role: Role, request: ApprovalRequest) -> Refusal | None:
     """Approvers and admins decide others' requests; nobody decides their own, and
     of two approvals, nobody gives both."""
-    if role < Role.APPROVER:
-        return Refusal.NOT_AN_APPROVER
-    if actor_id == request.requester_id:
-        return Refusal.OWN_REQUEST
-    if request.first_approver is not None and actor_id == request.first_approver:
-        return Refusal.ALREADY_APPROVED
-    return None
+    return refusal(Action.DECIDE_REQUEST, role, actor_id=actor_id, request=request)
 
 
 class AuditAction(enum.StrEnum):
@@ -230,169 +215,3 @@ class AuditEvent:
     before: Balance | None = None
     after: Balance | None = None
     id: int | None = None
-
-
-class Store(Protocol):
-    """The port to durable state: approval requests and the audit trail."""
-
-    def create_request(
-        self,
-        change: CreditChange,
-        *,
-        requester_id: str,
-        now: datetime,
-        expires_at: datetime,
-        approvals_needed: int = 1,
-    ) -> ApprovalRequest: ...
-
-    def approve_first(
-        self, request_id: int, *, approver_id: str, now: datetime
-    ) -> ApprovalRequest | None:
-        """Record the first of two approvals (pending, unexpired, none yet); None if not."""
-        ...
-
-    def begin_budgeted_change(
-        self,
-        change: CreditChange,
-        *,
-        actor_id: str,
-        owner: str,
-        now: datetime,
-        audit: AuditEvent,
-        budget: int,
-        window: timedelta,
-    ) -> ChangeRecord | BudgetUse:
-        """An auto-approved change's `intent` if it fits the budget (checked and recorded
-        atomically across instances); otherwise what was already used."""
-        ...
-
-    def create_confirmation(
-        self,
-        change: CreditChange,
-        *,
-        actor_id: str,
-        auto_approved: bool,
-        now: datetime,
-        expires_at: datetime,
-    ) -> int: ...
-
-    def take_confirmation(
-        self, confirmation_id: int, *, actor_id: str, now: datetime, confirm: bool
-    ) -> tuple[CreditChange, bool] | None:
-        """`pending → confirmed|cancelled` once, by its author, before it expires."""
-        ...
-
-    def attach_message(self, request_id: int, *, channel_id: str, message_ts: str) -> None: ...
-
-    def get_request(self, request_id: int) -> ApprovalRequest | None: ...
-
-    def claim(
-        self, request_id: int, *, approver_id: str, now: datetime, executor: str
-    ) -> tuple[ApprovalRequest, ChangeRecord] | None:
-        """`pending → executing` if still pending and unexpired, and its change recorded
-        as `intent` in the same transaction; None if someone else won."""
-        ...
-
-    # --- the change lifecycle (see ChangeState) ---
-
-    def begin_change(
-        self, change: CreditChange, *, actor_id: str, owner: str, now: datetime, audit: AuditEvent
-    ) -> ChangeRecord:
-        """A direct change's `intent`, and its audit event, in one transaction."""
-        ...
-
-    def mark_sent(self, change_id: int, *, owner: str, before: Balance, now: datetime) -> bool:
-        """`intent → sent` if still `intent` and owned by `owner`."""
-        ...
-
-    def still_sending(self, change_id: int, *, owner: str) -> bool:
-        """Whether the change is still `sent` and `owner`'s: checked right before each
-        attempt of its write leaves (see `bot.domain.credits.write_guard`)."""
-        ...
-
-    def settle(
-        self,
-        record: ChangeRecord,
-        *,
-        state: ChangeState,
-        before: Balance | None,
-        after: Balance | None,
-        detail: str,
-        now: datetime,
-        note: AuditEvent | None = None,
-    ) -> tuple[bool, ApprovalRequest | None]:
-        """Record the final state of a change still owned by `record.owner`, in one
-        transaction with its audit trail (the direct change's event completed, `note`
-        appended) and its request's status. (False, None) if it was already final."""
-        ...
-
-    def abandoned_changes(self, now: datetime) -> list[ChangeRecord]:
-        """Unfinished changes whose owner has stopped or is gone."""
-        ...
-
-    def unfinished_changes(self, owner: str) -> list[ChangeRecord]: ...
-
-    # --- live instances ---
-
-    def register_instance(self, instance_id: str, *, kind: str, now: datetime) -> None: ...
-
-    def heartbeat(self, instance_id: str, *, now: datetime) -> None: ...
-
-    def stop_instance(self, instance_id: str, *, now: datetime) -> None: ...
-
-    def deny(
-        self, request_id: int, *, approver_id: str, reason: str | None, now: datetime
-    ) -> ApprovalRequest | None:
-        """`pending → denied`; None if it was no longer pending."""
-        ...
-
-    def cancel(
-        self, request_id: int, *, requester_id: str, now: datetime
-    ) -> ApprovalRequest | None:
-        """`pending → cancelled` by its requester; None if it was no longer pending."""
-        ...
-
-    def resolve(
-        self,
-        request_id: int,
-        *,
-        approver_id: str,
-        applied: bool,
-        detail: str,
-        after: Balance,
-        now: datetime,
-    ) -> ApprovalRequest | None:
-        """`unknown → approved | failed`; None if it was no longer unknown."""
-        ...
-
-    def expire_due(self, now: datetime) -> list[ApprovalRequest]: ...
-
-    def mark_reminded(self, reminder: Reminder, *, now: datetime) -> ApprovalRequest | None:
-        """Record a reminder if nobody recorded it first and the request is still
-        pending (one conditional update); None otherwise."""
-        ...
-
-    def orphans_to_unknown(self, *, now: datetime) -> list[ApprovalRequest]:
-        """Requests left `executing` with no change record (before the lifecycle was
-        recorded) by a process that is gone → `unknown`."""
-        ...
-
-    def open_requests(self) -> list[ApprovalRequest]: ...
-
-    def record(self, event: AuditEvent) -> int:
-        """Append an event; returns its id."""
-        ...
-
-    def complete(
-        self,
-        event_id: int,
-        *,
-        action: AuditAction,
-        outcome: str,
-        before: Balance | None,
-        after: Balance | None,
-    ) -> None:
-        """Fill in the outcome of an event written before a SendGrid call."""
-        ...
-
-    def audit(self, *, target: str | None = None, limit: int = 20) -> list[AuditEvent]: ...

@@ -7,13 +7,17 @@ and `apply_change` is the one way a change is made: read, write once, re-read.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from bot.commands import messages  # wording only: a leaf module that imports nothing
 from bot.errors import OutcomeUnknown, SendGridError, UserError
+
+if TYPE_CHECKING:  # the port is only named in annotations here
+    from bot.domain.ports import CreditsBackend
 
 # SendGrid documents `credits` as an unsigned integer; 32-bit unsigned is the
 # largest value its v2 endpoints can store.
@@ -114,16 +118,19 @@ class CreditChange:
     def __post_init__(self) -> None:
         needs_credits = self.kind is not ChangeKind.UNLIMIT
         if needs_credits != (self.credits is not None):
-            raise UserError(f"`{self.kind}` {'needs' if needs_credits else 'takes no'} credits")
+            template = (
+                messages.CHANGE_NEEDS_CREDITS if needs_credits else messages.CHANGE_NO_CREDITS
+            )
+            raise UserError(template.format(kind=self.kind))
         for value in (self.credits, self.initial):
             if value is not None and not 0 <= value <= MAX_CREDITS:
-                raise UserError(f"credits must be between 0 and {MAX_CREDITS:,}")
+                raise UserError(messages.CHANGE_CREDITS_RANGE.format(limit=MAX_CREDITS))
         if (self.kind is ChangeKind.RECURRING) != (self.period is not None):
-            raise UserError("a period goes with `recurring` and only with it")
+            raise UserError(messages.CHANGE_PERIOD_RECURRING_ONLY)
         if self.kind is not ChangeKind.RECURRING and (self.start or self.end or self.initial):
-            raise UserError("start, end and initial go with `recurring` only")
+            raise UserError(messages.CHANGE_OPTIONS_RECURRING_ONLY)
         if self.start and self.end and self.end < self.start:
-            raise UserError("the end date is before the start date")
+            raise UserError(messages.CHANGE_END_BEFORE_START)
 
     def expected_after(self, before: Balance) -> Balance | None:
         """The balance this change should produce from `before`, if predictable."""
@@ -160,51 +167,6 @@ class ChangeResult:
     error: SendGridError | None = None
 
 
-class CreditsBackend(Protocol):
-    """The port to SendGrid: what the domain needs from a credits API.
-
-    `adjustments_keep_recurring`: whether add/remove keep a recurring allowance
-    (v3) or turn it into a one-off balance (v2).
-    """
-
-    adjustments_keep_recurring: bool
-
-    def check_supported(self, change: CreditChange) -> None:
-        """Raise UserError if this API cannot make `change` (before anything is sent)."""
-        ...
-
-    def get_balance(self, user: str) -> Balance: ...
-
-    def get_overview(self, user: str) -> Overview: ...
-
-    def list_accounts(self) -> Iterator[Account]: ...
-
-    def increment_credits(self, user: str, credits: int) -> None: ...
-
-    def decrement_credits(self, user: str, credits: int) -> None: ...
-
-    def set_total_credits(self, user: str, credits: int) -> None: ...
-
-    def set_recurring_credits(
-        self,
-        user: str,
-        credits: int,
-        period: Period,
-        *,
-        start: date | None = None,
-        end: date | None = None,
-        initial: int | None = None,
-    ) -> None: ...
-
-    def remove_limit(self, user: str) -> None: ...
-
-
-# The owner of a change being sent sets this while its write may leave: the SendGrid
-# client calls it right before every attempt of a write goes out, and it raises (so
-# nothing is sent) once the change is no longer the caller's to send — recovered as
-# abandoned by a peer that took its process for gone, or given up at a graceful stop
-# while the write waited (a 429's Retry-After, the rate budget). A write is then
-# never sent after anyone was told to verify.
 write_guard: ContextVar[Callable[[], None] | None] = ContextVar("write_guard", default=None)
 
 
@@ -212,17 +174,14 @@ def check_applicable(change: CreditChange, before: Balance) -> None:
     """Refuse a change that makes no sense on this balance (UserError)."""
     if before.unlimited and change.kind in (ChangeKind.ADD, ChangeKind.REMOVE):
         # Adding to "no limit" would silently start limiting the account.
-        raise UserError(
-            f"{change.user} has no credit limit, so there is nothing to {change.kind} to. "
-            f"To start limiting it, use `set {change.user} N`."
-        )
+        raise UserError(messages.NOTHING_TO_CHANGE.format(user=change.user, kind=change.kind))
     remaining, credits = before.remaining, change.credits
     # Clamping to 0 would report "done" for less than was asked.
     if change.kind is ChangeKind.REMOVE and remaining is not None and (credits or 0) > remaining:
         raise UserError(
-            f"{change.user} has only {remaining:,} credits, so {credits:,} cannot "
-            f"be removed; nothing was changed. To take what is left: "
-            f"`remove {change.user} {remaining}`."
+            messages.NOT_ENOUGH_TO_REMOVE.format(
+                user=change.user, remaining=remaining, credits=credits
+            )
         )
 
 

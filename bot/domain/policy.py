@@ -12,13 +12,16 @@ keeps only the roles that could be proven without it, and the refusal says so.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.domain.credits import Balance, ChangeKind, CreditChange
 from bot.errors import DirectoryError
+
+if TYPE_CHECKING:  # the port is only named in annotations here
+    from bot.domain.ports import GroupDirectory
 
 
 class Role(enum.IntEnum):
@@ -33,61 +36,106 @@ class Role(enum.IntEnum):
         return "no role" if self is Role.NONE else self.name.lower()
 
 
-class Verb(enum.StrEnum):
-    """The `/credits` subcommands."""
+class Action(enum.StrEnum):
+    """What someone asks to do. Every subcommand names one (bot/commands/registry.py),
+    and so does every button and dialog; `REQUIRED_ROLE` says who may."""
 
-    HELP = "help"
-    SHOW = "show"
-    OVERVIEW = "overview"
-    ADD = "add"
-    REMOVE = "remove"
-    SET = "set"
-    RECURRING = "recurring"
-    UNLIMIT = "unlimit"
-    PENDING = "pending"
-    AUDIT = "audit"
-    THRESHOLD = "threshold"
-    APPROVE = "approve"
-    DENY = "deny"
-    CANCEL = "cancel"
-    RESOLVE = "resolve"
-
-    @property
-    def change_kind(self) -> ChangeKind | None:
-        try:
-            return ChangeKind(self.value)
-        except ValueError:
-            return None
+    READ_HELP = "read_help"  # help, whoami: what the bot does and what you may do
+    READ_BALANCES = "read_balances"  # show, overview
+    READ_RECORDS = "read_records"  # pending, audit
+    CHANGE_CREDITS = "change_credits"  # add … unlimit, the Add-credits dialog, Confirm
+    SET_THRESHOLD = "set_threshold"  # threshold
+    DECIDE_REQUEST = "decide_request"  # approve, deny: commands, buttons, the Deny dialog
+    CANCEL_REQUEST = "cancel_request"  # cancel: withdraw your own request
+    RESOLVE_REQUEST = "resolve_request"  # resolve: record what became of an unknown outcome
+    SNOOZE_ALERTS = "snooze_alerts"  # the digest's Snooze button
 
 
-REQUIRED_ROLE: dict[Verb, Role] = {
-    Verb.HELP: Role.NONE,
-    Verb.SHOW: Role.VIEWER,
-    Verb.OVERVIEW: Role.VIEWER,
-    Verb.ADD: Role.OPERATOR,
-    Verb.REMOVE: Role.OPERATOR,
-    Verb.SET: Role.OPERATOR,
-    Verb.RECURRING: Role.OPERATOR,
-    Verb.UNLIMIT: Role.OPERATOR,
-    Verb.PENDING: Role.VIEWER,
-    Verb.AUDIT: Role.VIEWER,
-    Verb.THRESHOLD: Role.APPROVER,
-    # Deciding by command: who may decide *this* request is checked by the change
-    # service, exactly as for the buttons (the requester may only cancel).
-    Verb.APPROVE: Role.APPROVER,
-    Verb.DENY: Role.APPROVER,
-    Verb.CANCEL: Role.OPERATOR,
-    Verb.RESOLVE: Role.APPROVER,
+# The one Role x Action table. Roles are ordered, so each row is the least role that
+# may act; `allows(role, action)` reads it as the full matrix:
+#
+#                      none  viewer  operator  approver  admin
+#   read_help           x      x        x         x        x
+#   read_balances              x        x         x        x
+#   read_records               x        x         x        x
+#   change_credits                      x*        x        x     * within limits, else asks
+#   cancel_request                      x°        x°       x°    ° only your own request
+#   snooze_alerts                       x         x        x
+#   set_threshold                                 x        x
+#   decide_request                                x†       x†    † not your own request, and
+#   resolve_request                               x        x       not both of two approvals
+REQUIRED_ROLE: dict[Action, Role] = {
+    Action.READ_HELP: Role.NONE,
+    Action.READ_BALANCES: Role.VIEWER,
+    Action.READ_RECORDS: Role.VIEWER,
+    Action.CHANGE_CREDITS: Role.OPERATOR,
+    Action.CANCEL_REQUEST: Role.OPERATOR,
+    Action.SNOOZE_ALERTS: Role.OPERATOR,
+    Action.SET_THRESHOLD: Role.APPROVER,
+    Action.DECIDE_REQUEST: Role.APPROVER,
+    Action.RESOLVE_REQUEST: Role.APPROVER,
 }
 
-# Verbs that decide an existing request rather than ask for a change.
-DECIDING_VERBS = frozenset({Verb.APPROVE, Verb.DENY, Verb.CANCEL, Verb.RESOLVE})
+
+def allows(role: Role, action: Action) -> bool:
+    """Whether `role` may take `action` at all (per-request rules come on top)."""
+    return role >= REQUIRED_ROLE[action]
 
 
-class GroupDirectory(Protocol):
-    """Port: the members of a Slack user group. Raises DirectoryError when unknown."""
+class Refusal(enum.Enum):
+    """Why the access filter said no (the value is what the audit trail records)."""
 
-    def members(self, group_id: str) -> frozenset[str]: ...
+    NEEDS_ROLE = "needs_role"  # below the table's role for an action below approver
+    NOT_AN_APPROVER = "not_an_approver"
+    OWN_REQUEST = "own_request"
+    ALREADY_APPROVED = "already_approved"  # the first of two approvers, again
+    NOT_THE_REQUESTER = "not_the_requester"
+
+
+class RequestFacts(Protocol):
+    """What the per-request rules read of an approval request."""
+
+    @property
+    def requester_id(self) -> str: ...
+
+    @property
+    def first_approver(self) -> str | None: ...
+
+
+def _not_own_request(actor_id: str, request: RequestFacts) -> Refusal | None:
+    return Refusal.OWN_REQUEST if actor_id == request.requester_id else None
+
+
+def _not_both_approvals(actor_id: str, request: RequestFacts) -> Refusal | None:
+    first = request.first_approver
+    return Refusal.ALREADY_APPROVED if first is not None and actor_id == first else None
+
+
+def _requester_only(actor_id: str, request: RequestFacts) -> Refusal | None:
+    return None if actor_id == request.requester_id else Refusal.NOT_THE_REQUESTER
+
+
+# Facts about one request that the table cannot hold, evaluated by the same filter.
+REQUEST_RULES: dict[Action, tuple[Callable[[str, RequestFacts], Refusal | None], ...]] = {
+    Action.DECIDE_REQUEST: (_not_own_request, _not_both_approvals),
+    Action.CANCEL_REQUEST: (_requester_only,),
+}
+
+
+def refusal(
+    action: Action, role: Role, *, actor_id: str = "", request: RequestFacts | None = None
+) -> Refusal | None:
+    """The one access filter: None if `role` (as `actor_id`, on `request` when the
+    action is about one) may take `action`, else why not."""
+    if not allows(role, action):
+        required = REQUIRED_ROLE[action]
+        return Refusal.NOT_AN_APPROVER if required >= Role.APPROVER else Refusal.NEEDS_ROLE
+    if request is not None:
+        for rule in REQUEST_RULES.get(action, ()):
+            why = rule(actor_id, request)
+            if why is not None:
+                return why
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +144,20 @@ class ResolvedRole:
 
     role: Role
     unverified: DirectoryError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A resolved role and why: the user or group ID that granted it (None: nothing
+    did), and why a higher role could not be checked."""
+
+    role: Role
+    granted_by: str | None = None
+    unverified: DirectoryError | None = None
+
+    @property
+    def resolved(self) -> ResolvedRole:
+        return ResolvedRole(self.role, unverified=self.unverified)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +176,15 @@ class RoleBook:
         yield Role.VIEWER, self.viewers
 
     def resolve(self, user_id: str, directory: GroupDirectory | None) -> ResolvedRole:
-        """The user's highest role. Direct grants need no lookup; groups are asked
-        highest role first, and a failed lookup stops the climb (fail closed)."""
+        """The user's highest role (see `explain`)."""
+        return self.explain(user_id, directory).resolved
+
+    def explain(self, user_id: str, directory: GroupDirectory | None) -> Grant:
+        """The user's highest role and the ID that granted it. Direct grants need no
+        lookup; groups are asked highest role first, and a failed lookup stops the
+        climb (fail closed)."""
         direct = max((role for role, ids in self.grants() if user_id in ids), default=Role.NONE)
+        granted = Grant(direct, granted_by=user_id if direct > Role.NONE else None)
         for role, ids in self.grants():  # highest first
             if role <= direct:
                 break
@@ -126,13 +194,13 @@ class RoleBook:
                         "user groups cannot be checked without a Slack connection",
                         reason="no_directory",
                     )
-                    return ResolvedRole(direct, unverified=error)
+                    return replace(granted, unverified=error)
                 try:
                     if user_id in directory.members(group_id):
-                        return ResolvedRole(role)
+                        return Grant(role, granted_by=group_id)
                 except DirectoryError as error:
-                    return ResolvedRole(direct, unverified=error)
-        return ResolvedRole(direct)
+                    return replace(granted, unverified=error)
+        return granted
 
 
 class Outcome(enum.Enum):
@@ -150,28 +218,28 @@ class Decision:
 
 
 def decide(
-    verb: Verb, resolved: ResolvedRole, *, credits: int | None, auto_approve_max: int
+    action: Action,
+    resolved: ResolvedRole,
+    *,
+    change: ChangeKind | None = None,
+    credits: int | None = None,
+    auto_approve_max: int = 0,
 ) -> Decision:
-    """May this role run this subcommand now, only with approval, or not at all?
+    """May this role take this action now, only with approval, or not at all?
 
     Approvers and admins apply their own changes at once; an operator's `add` of
     at most `auto_approve_max` credits applies at once, any other change of
     theirs needs approval.
     """
-    required = REQUIRED_ROLE[verb]
+    required = REQUIRED_ROLE[action]
     role = resolved.role
-    if role < required:
+    if not allows(role, action):
         return Decision(Outcome.REFUSE, required, unverified=resolved.unverified)
-    if verb.change_kind is None or role >= Role.APPROVER:
+    if action is not Action.CHANGE_CREDITS or role >= Role.APPROVER:
         return Decision(Outcome.ALLOW, required)
-    if verb is Verb.ADD and credits is not None and credits <= auto_approve_max:
+    if change is ChangeKind.ADD and credits is not None and credits <= auto_approve_max:
         return Decision(Outcome.ALLOW, required, auto_approved=True)
     return Decision(Outcome.NEEDS_APPROVAL, required)
-
-
-def allowed_verbs(role: Role) -> list[Verb]:
-    """The subcommands a role may use (for help)."""
-    return [verb for verb, required in REQUIRED_ROLE.items() if role >= required]
 
 
 # --- money policy: limits that hold for every role -------------------------------------

@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from bot.adapters.store.sql import MIGRATIONS
-from bot.domain.credits import CreditsBackend
+from bot.domain.ports import CreditsBackend
 from bot.errors import AuthenticationFailed, RequestRejected, SendGridError
 
 OK_TTL = 300.0

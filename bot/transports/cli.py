@@ -275,18 +275,22 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
     import logging as logging_module
     import tempfile
 
+    from bot.services import build_services
     from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer, sample_state
-    from bot.transports.assembly import build_services
     from bot.transports.console import run_console
 
     def chat(chat_settings: Settings) -> int:
-        return run_console(
-            build_services(chat_settings, kind="console").commands,
-            user_id=args.user_id,
-            stdin=sys.stdin,
-            stdout=sys.stdout,
-            interactive=sys.stdin.isatty(),
-        )
+        services = build_services(chat_settings, kind="console", slack=False)
+        try:
+            return run_console(
+                services.commands,
+                user_id=args.user_id,
+                stdin=sys.stdin,
+                stdout=sys.stdout,
+                interactive=sys.stdin.isatty(),
+            )
+        finally:
+            services.close()
 
     if not args.demo:
         return chat(settings)
@@ -334,12 +338,20 @@ def _run_socket(args: argparse.Namespace, settings: Settings) -> int:
     _check_before_start(settings, app_token=True)
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.transports.slack.app import create_app
+    from bot.services import build_services
+    from bot.transports.assembly import Upkeep
+    from bot.transports.slack.app import DATABASE_THREADS, create_app
 
     assert settings.slack_app_token is not None
-    app = create_app(settings, socket_mode=True)
+    services = build_services(settings, kind="socket", database_threads=DATABASE_THREADS)
+    app = create_app(services, socket_mode=True)
+    upkeep = Upkeep(services.database, services.changes).start()  # this process's own timer
     logger.info("connecting to Slack in Socket Mode")
-    SocketModeHandler(app, settings.slack_app_token.reveal()).start()  # type: ignore[no-untyped-call]
+    try:
+        SocketModeHandler(app, settings.slack_app_token.reveal()).start()  # type: ignore[no-untyped-call]
+    finally:
+        upkeep.stop()
+        services.close()
     return 0
 
 

@@ -40,7 +40,7 @@ REMINDER_JOB = "remind-approvers"
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
 
 
-class Clock:
+class ClockJobs:
     """Jobs guarded by the scheduler lock."""
 
     def __init__(
@@ -148,7 +148,7 @@ def sweep_once(
         sweep_lock.release()
 
 
-def run_clock(clock: Clock, *, cron: str) -> None:
+def run_clock(clock: ClockJobs, *, cron: str) -> None:
     """The `clock` process: a BlockingScheduler until stopped."""
     scheduler = BlockingScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
     clock.schedule(scheduler, sweep_trigger=CronTrigger.from_crontab(cron, timezone=UTC))

@@ -10,9 +10,10 @@ import re
 from typing import TextIO
 
 from bot.commands import messages
+from bot.commands.context import Actor
 from bot.commands.formatting import Content, layout
 from bot.commands.replies import ConfirmReply, Reply
-from bot.commands.service import Actor, CommandService
+from bot.commands.service import CommandService
 
 PROMPT = "credits> "
 _MARKUP = re.compile(r"[*`]")

@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.adapters.sendgrid import SendGridV2Client, SendGridV3Client, build_backend
 from bot.adapters.sendgrid.v3 import REQUIRED_SCOPES as SENDGRID_V3_SCOPES
-from bot.adapters.slack_web import build_web_client, failure_reason
+from bot.adapters.slack.web import build_web_client, failure_reason
 from bot.adapters.store import create_store_engine
 from bot.adapters.store.sql import MIGRATIONS, database_location, describe_failure
 from bot.config import Settings

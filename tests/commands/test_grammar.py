@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.commands.grammar import Command, UnknownSubcommand, UsageError, parse
+from bot.commands.grammar import Command, UnknownSubcommand, UsageError
+from bot.commands.registry import Verb, parse
 from bot.domain.credits import ChangeKind, CreditChange, Period
-from bot.domain.policy import Verb
 from bot.errors import UserError
 
 GOOD = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.commands.formatting import linked_reason
-from bot.commands.grammar import UsageError, parse
+from bot.commands.grammar import UsageError
+from bot.commands.registry import parse
 from bot.commands.replies import ReasonLinks
 from bot.domain.credits import change_arguments, change_from_arguments
 

@@ -5,7 +5,7 @@ a reply; anything unexpected is logged and answered with an id."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from bot.commands.service import Actor, CommandService
 from bot.domain.alerts import AlertState, Usage
 from bot.domain.approvals import AuditAction
 from bot.domain.policy import RoleBook
+from bot.domain.ports import AlertStore
 from bot.errors import StoreError
 from bot.simulator import SimulatorState
 from tests.conftest import ClientFactory
@@ -30,7 +31,13 @@ ROLES = RoleBook(admins=frozenset({ADMIN}))
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def build_service(client: SendGridV2Client, store: MemoryStore) -> CommandService:
+def build_service(
+    client: SendGridV2Client,
+    store: MemoryStore,
+    *,
+    alerts: AlertStore | None = None,
+    clock: Callable[[], datetime] = lambda: NOW,
+) -> CommandService:
     changes = ChangeService(
         store=store,
         backend=client,
@@ -39,17 +46,13 @@ def build_service(client: SendGridV2Client, store: MemoryStore) -> CommandServic
         notifier=None,
         ttl=timedelta(hours=24),
         executor="test:1:service",
-        clock=lambda: NOW,
+        clock=clock,
     )
     return CommandService(
-        backend=client,
-        roles=ROLES,
-        directory=None,
         changes=changes,
-        alerts=MemoryAlertStore(store),
-        store=store,
+        alerts=alerts or MemoryAlertStore(store),
         new_error_id=lambda: "err-0042",
-        clock=lambda: NOW,
+        clock=clock,
     )
 
 
@@ -156,9 +159,7 @@ def test_show_reads_the_forecast_state_once_a_minute_not_once_per_command(
 ):
     now = [datetime(2026, 11, 23, 10, 0, tzinfo=UTC)]
     alerts = CountingAlerts()
-    service = CommandService(
-        backend=make_client(), roles=ROLES, directory=None, alerts=alerts, clock=lambda: now[0]
-    )
+    service = build_service(make_client(), MemoryStore(), alerts=alerts, clock=lambda: now[0])
     for _ in range(5):
         assert isinstance(service.handle(Actor(ADMIN), "show acme-eu"), BalanceReply)
     assert alerts.reads == 1
@@ -173,9 +174,7 @@ def test_a_failed_forecast_read_is_not_remembered(make_client: ClientFactory):
     now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     alerts = CountingAlerts()
     alerts.failing = True
-    service = CommandService(
-        backend=make_client(), roles=ROLES, directory=None, alerts=alerts, clock=lambda: now
-    )
+    service = build_service(make_client(), MemoryStore(), alerts=alerts, clock=lambda: now)
     assert isinstance(service.handle(Actor(ADMIN), "show acme-eu"), BalanceReply)
     service.handle(Actor(ADMIN), "show acme-eu")
     assert alerts.reads == 2

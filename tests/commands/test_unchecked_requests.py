@@ -4,10 +4,13 @@ every way of changing something is refused with one sentence; reads still answer
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
+from bot.adapters.store.memory import MemoryAlertStore, MemoryStore
 from bot.commands import messages
+from bot.commands.changes import ChangeService
 from bot.commands.replies import BalanceReply, ErrorReply, HelpReply, Reply
 from bot.commands.service import Actor, CommandService
 from bot.domain.policy import RoleBook
@@ -31,9 +34,21 @@ CHANGES: dict[str, Callable[[CommandService], Reply]] = {
 
 @pytest.fixture
 def service(make_client: ClientFactory) -> CommandService:
-    return CommandService(
-        backend=make_client(), roles=RoleBook(admins=frozenset({ADMIN.user_id})), directory=None
+    store, backend, roles = (
+        MemoryStore(),
+        make_client(),
+        RoleBook(admins=frozenset({ADMIN.user_id})),
     )
+    changes = ChangeService(
+        store=store,
+        backend=backend,
+        roles=roles,
+        directory=None,
+        notifier=None,
+        ttl=timedelta(hours=24),
+        executor="test:1:unchecked",
+    )
+    return CommandService(changes=changes, alerts=MemoryAlertStore(store))
 
 
 @pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())

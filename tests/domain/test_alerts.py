@@ -15,7 +15,6 @@ from bot.domain.alerts import (
     assess,
     forecast,
     observe,
-    snooze,
 )
 from bot.domain.credits import Balance
 
@@ -111,7 +110,7 @@ def test_only_changes_are_announced(announced, level, change, stored):
 
 
 def test_snooze_silences_then_reminds_once():
-    state = snooze(AlertState("x", announced=AlertLevel.LOW), until=hours(24))
+    state = AlertState("x", announced=AlertLevel.LOW, snoozed_until=hours(24))
     said, state = announcement(state, AlertLevel.EXHAUSTED, now=hours(12))
     assert said is None
     said, state = announcement(state, AlertLevel.EXHAUSTED, now=hours(25))
@@ -121,6 +120,6 @@ def test_snooze_silences_then_reminds_once():
 
 
 def test_recovery_during_snooze_is_announced_when_it_ends():
-    state = snooze(AlertState("x", announced=AlertLevel.LOW), until=hours(24))
+    state = AlertState("x", announced=AlertLevel.LOW, snoozed_until=hours(24))
     said, _ = announcement(state, AlertLevel.OK, now=hours(25))
     assert said is Change.RECOVERED

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
+from bot.commands.registry import BY_VERB, Verb, allowed
+from bot.domain.credits import ChangeKind
 from bot.domain.policy import (
-    GroupDirectory,
+    REQUIRED_ROLE,
+    Action,
+    Grant,
     Outcome,
+    Refusal,
     ResolvedRole,
     Role,
     RoleBook,
-    Verb,
-    allowed_verbs,
     decide,
+    refusal,
 )
+from bot.domain.ports import GroupDirectory
 from bot.errors import DirectoryError
 
 A, R, Q = Outcome.ALLOW, Outcome.REFUSE, Outcome.NEEDS_APPROVAL  # Q: queued for approval
@@ -41,21 +48,33 @@ CASES = [
 @pytest.mark.parametrize("role", list(Role))
 def test_decision_table(role: Role):
     outcomes = tuple(
-        decide(verb, ResolvedRole(role), credits=credits, auto_approve_max=100).outcome
+        _decide(verb, ResolvedRole(role), credits=credits, auto_approve_max=100).outcome
         for verb, credits in CASES
     )
     assert outcomes == TABLE[role]
 
 
+def _decide(verb: Verb, resolved: ResolvedRole, *, credits: int | None, auto_approve_max: int):
+    """The decision for a subcommand: its record's action, and the change it asks for."""
+    kind = ChangeKind(verb.value) if verb.value in set(ChangeKind) else None
+    return decide(
+        BY_VERB[verb].action,
+        resolved,
+        change=kind,
+        credits=credits,
+        auto_approve_max=auto_approve_max,
+    )
+
+
 def test_auto_approved_add_is_marked():
-    decision = decide(Verb.ADD, ResolvedRole(Role.OPERATOR), credits=100, auto_approve_max=100)
+    decision = _decide(Verb.ADD, ResolvedRole(Role.OPERATOR), credits=100, auto_approve_max=100)
     assert decision.auto_approved
-    admin = decide(Verb.ADD, ResolvedRole(Role.ADMIN), credits=100, auto_approve_max=100)
+    admin = _decide(Verb.ADD, ResolvedRole(Role.ADMIN), credits=100, auto_approve_max=100)
     assert not admin.auto_approved
 
 
 def test_refusal_names_the_role_needed():
-    decision = decide(Verb.SET, ResolvedRole(Role.VIEWER), credits=1, auto_approve_max=0)
+    decision = _decide(Verb.SET, ResolvedRole(Role.VIEWER), credits=1, auto_approve_max=0)
     assert (decision.outcome, decision.required) == (Outcome.REFUSE, Role.OPERATOR)
 
 
@@ -111,10 +130,92 @@ def test_no_directory_means_groups_cannot_grant():
     assert resolved.unverified is not None
 
 
+def allowed_verbs(role: Role) -> list[Verb]:
+    return [record.verb for record in allowed(role)]
+
+
 def test_help_lists_by_role():
-    assert allowed_verbs(Role.NONE) == [Verb.HELP]
+    assert allowed_verbs(Role.NONE) == [Verb.HELP, Verb.WHOAMI]
     assert Verb.SHOW in allowed_verbs(Role.VIEWER)
     assert Verb.ADD not in allowed_verbs(Role.VIEWER)
     approver_only = {Verb.THRESHOLD, Verb.APPROVE, Verb.DENY, Verb.RESOLVE}
     assert allowed_verbs(Role.OPERATOR) == [v for v in Verb if v not in approver_only]
     assert allowed_verbs(Role.APPROVER) == list(Verb)
+
+
+# --- the one access filter: Role x Action, plus the per-request rules --------------------
+
+Y, N = True, False
+# role -> (read_help, read_balances, read_records, change_credits, cancel_request,
+#          snooze_alerts, set_threshold, decide_request, resolve_request)
+ACCESS = {
+    Role.NONE: (Y, N, N, N, N, N, N, N, N),
+    Role.VIEWER: (Y, Y, Y, N, N, N, N, N, N),
+    Role.OPERATOR: (Y, Y, Y, Y, Y, Y, N, N, N),
+    Role.APPROVER: (Y, Y, Y, Y, Y, Y, Y, Y, Y),
+    Role.ADMIN: (Y, Y, Y, Y, Y, Y, Y, Y, Y),
+}
+ACTIONS = (
+    Action.READ_HELP,
+    Action.READ_BALANCES,
+    Action.READ_RECORDS,
+    Action.CHANGE_CREDITS,
+    Action.CANCEL_REQUEST,
+    Action.SNOOZE_ALERTS,
+    Action.SET_THRESHOLD,
+    Action.DECIDE_REQUEST,
+    Action.RESOLVE_REQUEST,
+)
+
+
+def test_the_table_covers_every_action():
+    assert set(ACTIONS) == set(Action) == set(REQUIRED_ROLE)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_access_table(role: Role):
+    assert tuple(refusal(action, role) is None for action in ACTIONS) == ACCESS[role]
+
+
+@dataclass(frozen=True)
+class Asked:
+    requester_id: str
+    first_approver: str | None = None
+
+
+@pytest.mark.parametrize(
+    ("action", "actor", "asked", "expected"),
+    [
+        (Action.DECIDE_REQUEST, "U1", Asked("U1"), Refusal.OWN_REQUEST),
+        (Action.DECIDE_REQUEST, "U2", Asked("U1", first_approver="U2"), Refusal.ALREADY_APPROVED),
+        (Action.DECIDE_REQUEST, "U3", Asked("U1", first_approver="U2"), None),
+        (Action.CANCEL_REQUEST, "U1", Asked("U1"), None),
+        (Action.CANCEL_REQUEST, "U2", Asked("U1"), Refusal.NOT_THE_REQUESTER),
+    ],
+)
+def test_per_request_rules(action: Action, actor: str, asked: Asked, expected: Refusal | None):
+    assert refusal(action, Role.ADMIN, actor_id=actor, request=asked) is expected
+
+
+def test_the_role_is_checked_before_the_request():
+    assert refusal(Action.DECIDE_REQUEST, Role.OPERATOR, actor_id="U2", request=Asked("U1")) is (
+        Refusal.NOT_AN_APPROVER
+    )
+    assert refusal(Action.CANCEL_REQUEST, Role.VIEWER, actor_id="U1", request=Asked("U1")) is (
+        Refusal.NEEDS_ROLE
+    )
+
+
+def test_explain_names_the_granting_id():
+    groups = Groups({"SADMINS": frozenset(), "SONCALL": frozenset({"UOPS"})})
+    assert BOOK.explain("UADMIN", groups) == Grant(Role.ADMIN, granted_by="UADMIN")
+    assert BOOK.explain("UOPS", groups) == Grant(Role.APPROVER, granted_by="SONCALL")
+    failing = Groups({"SADMINS": "ratelimited"})
+    grant = BOOK.explain("UOPS", failing)
+    assert (grant.role, grant.granted_by) == (Role.OPERATOR, "UOPS")
+    assert grant.unverified is not None
+    nobody = BOOK.explain(
+        "USTRANGER",
+        Groups({"SADMINS": frozenset(), "SONCALL": frozenset(), "SSUPPORT": frozenset()}),
+    )
+    assert nobody == Grant(Role.NONE)

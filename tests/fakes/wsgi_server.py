@@ -41,4 +41,4 @@ def serving(app: WSGIApplication) -> Iterator[str]:
         server.server_close()
         close = getattr(app, "close", None)
         if callable(close):
-            close()  # the app's own timers (the bot's housekeeping thread)
+            close()  # the process's own timer (the instance's upkeep) and its database

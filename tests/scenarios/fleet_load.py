@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bot.commands.service import Actor
 from bot.config import load_settings
-from bot.transports.assembly import build_services
+from bot.services import build_services
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("users", nargs="+")
     args = parser.parse_args(argv)
 
-    services = build_services(load_settings(dotenv_path=None))
+    services = build_services(load_settings(dotenv_path=None), slack=False)
     actor = Actor(user_id=args.user_id)
 
     def show(index: int) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.slack_web import build_web_client
+from bot.adapters.slack.web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.commands.sweep import SweepService
@@ -179,3 +179,23 @@ def test_show_tells_when_credits_run_out(bot, sweeps):
     bot.simulator.state.subusers["acme-us"].credit_remain = 8_000
     sweeps.run(hours=1)  # 2,000 an hour
     assert "Runs out in ~4 h at the recent pace" in bot.command("show acme-us").text
+
+
+def test_the_add_dialogs_amount_and_reason_are_used_as_parsed(bot, sweeps):
+    """The dialog's amount is parsed once, in the dialog; it is not written back into
+    command text and parsed again, so the reason is kept exactly as typed."""
+    values = {
+        "amount": {"amount_input": {"type": "plain_text_input", "value": "1,500"}},
+        "reason": {"reason_input": {"type": "plain_text_input", "value": "R&amp;D  budget"}},
+    }
+    body = view_submission_body(
+        user_id=ADMIN,
+        callback_id="alert_add_credits_amount",
+        private_metadata="acme-us",
+        values=values,
+    )
+    assert post_signed(bot.events_url, SIGNING_SECRET, body).status_code == 200
+    wait_until(lambda: bot.simulator.state.writes(user="acme-us"))
+    [event] = wait_until(lambda: sweeps.store.audit(target="acme-us"))
+    assert (event.arguments or {}).get("reason") == "R&amp;D budget"
+    assert [w.params["credits"] for w in bot.simulator.state.writes()] == ["1500"]

@@ -13,7 +13,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.adapters.sendgrid import SendGridV2Client, SendGridV3Client
-from bot.adapters.slack_web import build_web_client
+from bot.adapters.slack.web import build_web_client
 from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.lock import SchedulerLock
@@ -27,7 +27,7 @@ from bot.simulator import (
     SimulatorServer,
     SimulatorState,
 )
-from bot.transports.clock import Clock
+from bot.transports.clock import ClockJobs
 from bot.transports.slack.alerts import SlackAlertPoster
 from tests.fakes.slack_api import FakeSlack
 from tests.helpers import wait_until
@@ -265,7 +265,7 @@ def test_two_clocks_on_one_database_only_one_runs_the_job(
         url = pg
     stores = [SqlStore.from_url(url), SqlStore.from_url(url)]
     clocks = [
-        Clock(
+        ClockJobs(
             sweeper=make_sweeper(backend_for(simulator), slack, store, Timeline()),
             expire=lambda: 0,
             scheduler_lock=SchedulerLock(store.engine, holder=f"clock-{n}"),

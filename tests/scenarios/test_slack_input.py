@@ -23,8 +23,9 @@ import pytest
 import requests
 
 from bot.config import load_settings
+from bot.services import build_services
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer
-from bot.transports.slack.app import build_slack
+from bot.transports.slack.app import create_app, post_ack_work
 from bot.transports.slack.approvals import APPROVE_ACTION
 from bot.transports.slack.wsgi import SlackGate, build_wsgi_app, create_wsgi_app
 from tests.fakes.processes import clean_env
@@ -430,10 +431,12 @@ def test_the_ack_does_not_wait_for_the_replay_record(
     simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
 ):
     settings = bot_settings(simulator, fake_slack, f"sqlite:///{tmp_path / 'bot.sqlite3'}")
-    parts = build_slack(settings, verified_upstream=True)
+    services = build_services(settings)
+    work = post_ack_work()
+    app = create_app(services, work=work, verified_upstream=True)
     seen = HeldSeenRequests()
     gate = SlackGate(signing_secret=SIGNING_SECRET, seen=seen)  # type: ignore[arg-type]
-    with serving(create_wsgi_app(parts.app, gate=gate)) as url:
+    with serving(create_wsgi_app(app, gate=gate)) as url:
         body = slash_command_body(
             text="show acme-eu", user_id=USERS["viewer"], response_url=fake_slack.response_url()
         )
@@ -444,5 +447,6 @@ def test_the_ack_does_not_wait_for_the_replay_record(
         seen.answer.set()
         [reply] = fake_slack.state.wait_for_responses(1)
     assert "acme-eu" in str(reply)
-    parts.work.wait_idle(5)
-    parts.work.close()
+    work.wait_idle(5)
+    work.close()
+    services.close()

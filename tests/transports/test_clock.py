@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from bot.adapters.store import SqlStore
 from bot.adapters.store.lock import SchedulerLock
 from bot.commands.sweep import SweepReport
-from bot.transports.clock import Clock
+from bot.transports.clock import ClockJobs
 from tests.helpers import wait_until
 
 STEP_DOWN = "lost the scheduler lock; stepping down"
@@ -65,8 +65,8 @@ class _Sweeper:
         return SweepReport(started=datetime.now(UTC))
 
 
-def make_clock(store: SqlStore, name: str, jobs: Jobs, **lock_options) -> Clock:
-    return Clock(
+def make_clock(store: SqlStore, name: str, jobs: Jobs, **lock_options) -> ClockJobs:
+    return ClockJobs(
         sweeper=jobs.sweeper(name),  # type: ignore[arg-type]
         expire=jobs.expire(name),
         scheduler_lock=SchedulerLock(store.engine, holder=name, **lock_options),
@@ -80,8 +80,8 @@ class TwoClocks:
 
     url: str
     jobs: Jobs
-    first: Clock
-    second: Clock
+    first: ClockJobs
+    second: ClockJobs
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ from typing import Protocol
 
 from bot.errors import StoreError
 
-Clock = Callable[[], float]
+MonotonicClock = Callable[[], float]
 Sleep = Callable[[float], None]
 
 # Waits shorter than this are rounded up: a deficit of 1e-12 s would not move the clock.
@@ -99,7 +99,7 @@ class RateBudget(Protocol):
 class MemoryRateBudget:
     """A `RateBudget` for one process (tests, benchmarks, a bot without a database)."""
 
-    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+    def __init__(self, *, clock: MonotonicClock = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._grants: deque[float] = deque()
@@ -148,7 +148,7 @@ class SlidingWindowLimiter:
         budget: RateBudget | None = None,
         priority: Priority = Priority.INTERACTIVE,
         reserve: float = 0.2,
-        clock: Clock = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
         sleep: Sleep = time.sleep,
         logger: logging.Logger | None = None,
     ) -> None:

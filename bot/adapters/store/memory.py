@@ -586,18 +586,6 @@ class MemoryStore:
         with self.transaction():
             return self._insert_event(event)
 
-    def complete(
-        self,
-        event_id: int,
-        *,
-        action: AuditAction,
-        outcome: str,
-        before: Balance | None,
-        after: Balance | None,
-    ) -> None:
-        with self.transaction():
-            self._complete(event_id, action=action, outcome=outcome, before=before, after=after)
-
     def audit(self, *, target: str | None = None, limit: int = 20) -> list[AuditEvent]:
         with self.transaction():
             newest_first = (self._events[i] for i in sorted(self._events, reverse=True))

@@ -867,30 +867,6 @@ class SqlStore:
         ledger.seal(connection, [row])
         return int(row.id)
 
-    def complete(
-        self,
-        event_id: int,
-        *,
-        action: AuditAction,
-        outcome: str,
-        before: Balance | None,
-        after: Balance | None,
-    ) -> None:
-        """Fill in what SendGrid answered on an event written before the call."""
-        with self.transaction() as connection:
-            rows = connection.execute(
-                update(audit_events)
-                .where(audit_events.c.id == event_id)
-                .values(
-                    action=action.value,
-                    outcome=outcome,
-                    before_balance=_balance_json(before),
-                    after_balance=_balance_json(after),
-                )
-                .returning(audit_events)
-            ).all()
-            ledger.seal(connection, rows)
-
     def audit(self, *, target: str | None = None, limit: int = 20) -> list[AuditEvent]:
         statement = select(audit_events).order_by(desc(audit_events.c.id)).limit(limit)
         if target is not None:

@@ -7,13 +7,11 @@ alerts channel are paced at one per second, Slack's per-channel posting rate.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.blocks import (
     ActionsBlock,
     ButtonElement,
@@ -27,12 +25,11 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.adapters.slack_web import failure_reason
+from bot.adapters.slack.poster import SlackDigestPoster
 from bot.commands import messages
 from bot.commands.formatting import balance_summary
 from bot.commands.sweep import Announcement, SweepReport
 from bot.domain.alerts import AlertLevel, Change
-from bot.errors import NotifyError
 
 ADD_ACTION = "alert_add_credits"
 SNOOZE_ACTION = "alert_snooze"
@@ -43,7 +40,6 @@ ADD_REASON_BLOCK = "reason"
 ADD_REASON_INPUT = "reason_input"
 MAX_BLOCKS = 50
 PER_MESSAGE = 23  # 2 blocks each, plus header and footer, within 50
-SECONDS_BETWEEN_POSTS = 1.1
 
 _ICONS = {AlertLevel.EXHAUSTED: ":red_circle:", AlertLevel.LOW: ":large_orange_circle:"}
 
@@ -212,31 +208,13 @@ def add_reason_from(view: dict[str, Any]) -> str:
     return " ".join(str(raw).split())
 
 
-class SlackAlertPoster:
-    """`AlertPoster`: posts the digest to the alerts channel, one message a second."""
-
-    def __init__(
-        self,
-        *,
-        client: WebClient,
-        channel_id: str,
-        sleep: Callable[[float], None] = time.sleep,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        self._client = client
-        self._channel_id = channel_id
-        self._sleep = sleep
-        self._logger = logger or logging.getLogger("bot.slack.alerts")
-
-    def post_digest(self, report: SweepReport) -> None:
-        """Post every page of the digest; raises NotifyError if Slack does not take one."""
-        for index, message in enumerate(digest_messages(report)):
-            if index:
-                self._sleep(SECONDS_BETWEEN_POSTS)
-            try:
-                self._client.chat_postMessage(channel=self._channel_id, **message)
-            except SlackApiError as error:
-                raise NotifyError("digest not posted", reason=failure_reason(error)) from None
-            except (SlackRequestError, OSError) as error:
-                self._logger.warning("digest not posted: %r", error)
-                raise NotifyError("digest not posted", reason="slack_unreachable") from None
+def SlackAlertPoster(
+    *,
+    client: WebClient,
+    channel_id: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SlackDigestPoster[SweepReport]:
+    """The Slack adapter that posts this transport's digest pages (`digest_messages`)."""
+    return SlackDigestPoster(
+        client=client, channel_id=channel_id, render=digest_messages, sleep=sleep
+    )

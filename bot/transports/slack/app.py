@@ -1,4 +1,4 @@
-"""The Bolt app: `create_app(settings)` builds it, `register_listeners` routes it.
+"""The Bolt app: `create_app(services)` builds it, `register_listeners` routes it.
 
 Slack needs an answer within 3 seconds. Every listener acks first and hands
 the SendGrid work to a separate work pool; the reply goes back through
@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from slack_bolt import Ack, App, BoltContext, Respond
@@ -30,20 +29,17 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from bot.adapters.slack_directory import SlackUserGroups
-from bot.adapters.slack_web import ResponseUrls, build_web_client
-from bot.adapters.store import SqlStore
+from bot.adapters.slack.web import ResponseUrls
+from bot.commands.context import Actor
 from bot.commands.formatting import digest_note
-from bot.commands.grammar import USAGE, parse_credits, parse_user
+from bot.commands.grammar import parse_credits, parse_user
+from bot.commands.registry import USAGE, Verb
 from bot.commands.replies import ErrorReply, Reply
-from bot.commands.service import Actor, CommandService
-from bot.config import Settings
-from bot.domain.credits import CreditsBackend
-from bot.domain.policy import Verb
+from bot.commands.service import CommandService
 from bot.errors import UserError
 from bot.observability.context import ContextExecutor, current_request
 from bot.observability.metrics import NO_METRICS, Metrics
-from bot.transports.assembly import Housekeeping, Services, build_services, reason_links
+from bot.services import Services
 from bot.transports.slack.alerts import (
     ADD_ACTION,
     ADD_VIEW,
@@ -60,7 +56,6 @@ from bot.transports.slack.approvals import (
     DENY_ACTION,
     DENY_VIEW,
     REASON_BLOCK,
-    SlackApprovalNotifier,
     deny_dialog,
     reason_from,
     request_id_from,
@@ -78,6 +73,9 @@ from bot.transports.slack.confirmations import (
 # of 50 waited a whole SendGrid call for a thread (their replies + 500 ms).
 LISTENER_WORKERS = 16
 WORK_WORKERS = 64
+# Every thread of a `serve` or `socket` process that may hold a database connection at
+# once: the work pool, Bolt's listeners, and the upkeep timer.
+DATABASE_THREADS = WORK_WORKERS + LISTENER_WORKERS + 1
 
 T = TypeVar("T")
 
@@ -113,74 +111,31 @@ class _TokenFromEnvironmentWarning(logging.Filter):
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
-@dataclass(frozen=True)
-class SlackParts:
-    """The Bolt app and what the process around it needs to run and stop it."""
-
-    app: App
-    services: Services
-    work: PostAckWork
-    housekeeping: Housekeeping
-
-
-def create_app(settings: Settings, **options: Any) -> App:
-    """Build the Bolt app and everything behind it from settings (see `build_slack`)."""
-    return build_slack(settings, **options).app
-
-
-def build_slack(
-    settings: Settings,
+def create_app(
+    services: Services,
     *,
-    backend: CreditsBackend | None = None,
-    web_client: WebClient | None = None,
+    work: PostAckWork | None = None,
     socket_mode: bool = False,
-    listener_workers: int = LISTENER_WORKERS,
-    work_workers: int = WORK_WORKERS,
-    housekeeping_interval: float = 60.0,
-    store: SqlStore | None = None,
     verified_upstream: bool = False,
-    metrics: Metrics = NO_METRICS,
-) -> SlackParts:
-    """Build the Bolt app and everything behind it from settings.
+    listener_workers: int = LISTENER_WORKERS,
+) -> App:
+    """The Bolt app over `services`: it registers the listeners and starts nothing.
 
     HTTP mode needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; Socket Mode needs
     SLACK_BOT_TOKEN (and SLACK_APP_TOKEN, checked by the socket runner).
     `verified_upstream`: the WSGI app checks every signature, so Bolt does not.
+    `work`: the pool that runs what follows each ack (give one to drain it at a stop).
     """
+    settings = services.settings
     settings.require("SLACK_BOT_TOKEN")
     if not socket_mode:
         settings.require("SLACK_SIGNING_SECRET")
-    assert settings.slack_bot_token is not None
-    client = web_client or build_web_client(
-        token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url
-    )
-    notifier = (
-        SlackApprovalNotifier(
-            client=client,
-            channel_id=settings.approval_channel,
-            log_channel_id=settings.log_channel,
-            links=reason_links(settings),
-        )
-        if settings.approval_channel
-        else None
-    )
-    services = build_services(
-        settings,
-        backend=backend,
-        directory=SlackUserGroups(client=client),
-        notifier=notifier,
-        store=store,
-        kind="socket" if socket_mode else "serve",
-        metrics=metrics,
-    )
-    housekeeping = Housekeeping(
-        services.store, services.changes, interval=housekeeping_interval
-    ).start()
+    assert services.web_client is not None  # built whenever there is a bot token
     signing_secret = settings.slack_signing_secret
     if not any(isinstance(f, _TokenFromEnvironmentWarning) for f in logger.filters):
         logger.addFilter(_TokenFromEnvironmentWarning())
     app = App(
-        client=client,
+        client=services.web_client,
         signing_secret=signing_secret.reveal() if signing_secret else "",
         request_verification_enabled=not (socket_mode or verified_upstream),
         process_before_response=False,
@@ -189,13 +144,17 @@ def build_slack(
         ),
         logger=logger,
     )
-    work = PostAckWork(
-        ContextExecutor(max_workers=work_workers, thread_name_prefix="credits-work"),
+    register_listeners(app, services.commands, work or post_ack_work(services.metrics))
+    return app
+
+
+def post_ack_work(metrics: Metrics = NO_METRICS, *, workers: int = WORK_WORKERS) -> PostAckWork:
+    """The pool for work after acks (its threads start with the first task)."""
+    return PostAckWork(
+        ContextExecutor(max_workers=workers, thread_name_prefix="credits-work"),
         metrics,
-        threads=work_workers,
+        threads=workers,
     )
-    register_listeners(app, services.commands, work)
-    return SlackParts(app=app, services=services, work=work, housekeeping=housekeeping)
 
 
 class PostAckWork:
@@ -580,8 +539,9 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
 
 
 def add_credits_submitted(service: CommandService, work: PostAckWork, client: WebClient) -> Any:
-    """The Add credits dialog: a bad amount is shown in the dialog; the rest is `add USER N`,
-    under the same roles and approval rules as the slash command; the answer comes as a DM."""
+    """The Add credits dialog: a bad amount is shown in the dialog; the rest is `add USER N`
+    as parsed here (never turned back into text), under the same roles and approval rules
+    as the slash command; the answer comes as a DM."""
 
     def handle_add_submission(
         ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
@@ -599,8 +559,7 @@ def add_credits_submitted(service: CommandService, work: PostAckWork, client: We
         reason = add_reason_from(view)
 
         def answer(checked: bool) -> None:
-            text = f"add {user} {credits} {reason}".strip()
-            reply = service.handle(actor, text, replay_checked=checked)
+            reply = service.add_credits(actor, user, credits, reason, replay_checked=checked)
             note = digest_note(reply, actor.user_id)
             if note and digest:
                 edit_digest_line(service, client, digest, user, note)

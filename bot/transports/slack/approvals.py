@@ -7,11 +7,9 @@ whether the request is still pending — is decided on the server.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.blocks import (
     InputBlock,
     PlainTextInputElement,
@@ -19,7 +17,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.adapters.slack_web import failure_reason
+from bot.adapters.slack.notifier import SlackApprovalNotifier
 from bot.commands import messages
 from bot.commands.formatting import (
     approval_outcome_content,
@@ -29,19 +27,20 @@ from bot.commands.formatting import (
 from bot.commands.replies import NO_TICKET_LINKS, ReasonLinks
 from bot.domain.approvals import ApprovalRequest
 from bot.domain.credits import Balance
-from bot.errors import NotifyError, UserError
+from bot.errors import UserError
 from bot.transports.slack.blocks import APPROVE_ACTION, DENY_ACTION, blocks_for, decision_buttons
 
 __all__ = [
     "APPROVE_ACTION",
     "DENY_ACTION",
     "DENY_VIEW",
-    "SlackApprovalNotifier",
+    "SlackApprovalMessages",
     "approval_message",
     "deny_dialog",
     "outcome_message",
     "reason_from",
     "request_id_from",
+    "slack_approval_notifier",
 ]
 
 DENY_VIEW = "approval_deny_reason"
@@ -54,7 +53,7 @@ def request_id_from(value: object) -> int:
     """The request id carried by a button or a dialog; anything else is refused."""
     text = str(value or "")
     if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_REQUEST_ID:
-        raise UserError("That button does not carry a valid request number.")
+        raise UserError(messages.NOT_A_BUTTON_REQUEST)
     return int(text)
 
 
@@ -108,87 +107,43 @@ def reason_from(view: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-class SlackApprovalNotifier:
-    """`ApprovalNotifier` over the Web API: post, edit with chat.update, DM the requester."""
+class SlackApprovalMessages:
+    """`ApprovalMessages`: the approval card, its outcome and the requester's notice in
+    Block Kit, with ticket ids linked as `links` says."""
 
-    def __init__(
-        self,
-        *,
-        client: WebClient,
-        channel_id: str,
-        log_channel_id: str | None = None,
-        logger: logging.Logger | None = None,
-        links: ReasonLinks = NO_TICKET_LINKS,
-    ) -> None:
-        self._client = client
-        self._channel_id = channel_id
-        self._log_channel_id = log_channel_id
+    def __init__(self, links: ReasonLinks = NO_TICKET_LINKS) -> None:
         self._links = links
-        self._logger = logger or logging.getLogger("bot.slack.approvals")
 
-    def post_request(
+    def request(
         self,
         request: ApprovalRequest,
         *,
-        current: Balance,
+        current: Balance | None,
         expected: Balance | None,
         warning: str | None = None,
-    ) -> tuple[str, str]:
-        message = approval_message(
+    ) -> dict[str, Any]:
+        return approval_message(
             request, current=current, expected=expected, links=self._links, warning=warning
         )
-        response = self._call("chat.postMessage", channel=self._channel_id, **message)
-        return str(response["channel"]), str(response["ts"])
 
-    def show_progress(self, request: ApprovalRequest) -> None:
-        """1 of 2 approvals: the card shows who approved, and keeps its buttons."""
-        if not request.channel_id or not request.message_ts:
-            return
-        message = approval_message(request, current=None, expected=None, links=self._links)
-        self._call("chat.update", channel=request.channel_id, ts=request.message_ts, **message)
+    def outcome(self, request: ApprovalRequest) -> dict[str, Any]:
+        return outcome_message(request, self._links)
 
-    def show_outcome(self, request: ApprovalRequest) -> None:
-        if not request.channel_id or not request.message_ts:
-            return
-        self._call(
-            "chat.update",
-            channel=request.channel_id,
-            ts=request.message_ts,
-            **outcome_message(request, self._links),
-        )
+    def requester_notice(self, request: ApprovalRequest) -> str:
+        return requester_notice(request, self._links)
 
-    def tell_requester(self, request: ApprovalRequest) -> None:
-        self._call(
-            "chat.postMessage",
-            channel=request.requester_id,
-            text=requester_notice(request, self._links),
-        )
 
-    def tell_user(self, user_id: str, text: str) -> None:
-        self._call("chat.postMessage", channel=user_id, text=text)
-
-    def log(self, text: str) -> None:
-        if self._log_channel_id:
-            self._call("chat.postMessage", channel=self._log_channel_id, text=text)
-
-    def remind(self, request: ApprovalRequest, text: str) -> None:
-        if request.channel_id and request.message_ts:
-            self._call(
-                "chat.postMessage",
-                channel=request.channel_id,
-                thread_ts=request.message_ts,
-                text=text,
-            )
-        else:  # never posted (the channel failed then): post it now, on its own
-            self._call("chat.postMessage", channel=self._channel_id, text=text)
-
-    def _call(self, method: str, **arguments: Any) -> Any:
-        try:
-            return self._client.api_call(method, json=arguments)
-        except SlackApiError as error:
-            raise NotifyError(f"Slack refused {method}", reason=failure_reason(error)) from None
-        except (SlackRequestError, OSError) as error:
-            self._logger.warning("%s failed: %r", method, error)
-            raise NotifyError(
-                f"Slack could not be reached for {method}", reason="slack_unreachable"
-            ) from None
+def slack_approval_notifier(
+    *,
+    client: WebClient,
+    channel_id: str,
+    log_channel_id: str | None = None,
+    links: ReasonLinks = NO_TICKET_LINKS,
+) -> SlackApprovalNotifier:
+    """The Slack adapter, sending this transport's approval messages."""
+    return SlackApprovalNotifier(
+        client=client,
+        channel_id=channel_id,
+        log_channel_id=log_channel_id,
+        messages=SlackApprovalMessages(links),
+    )

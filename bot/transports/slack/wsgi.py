@@ -34,27 +34,26 @@ from urllib.parse import parse_qsl
 
 from slack_bolt import App, BoltRequest
 from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
+from slack_sdk import WebClient
 
-from bot.adapters.sendgrid import build_backend
-from bot.adapters.slack_web import build_web_client
 from bot.adapters.store import SqlStore
-from bot.adapters.store.ratelimit import SqlRateBudget
 from bot.adapters.store.replay import ReplayClaim, SeenRequests
 from bot.config import Settings, load_settings
+from bot.domain.ports import CreditsBackend
 from bot.errors import ConfigError
 from bot.logs import configure_logging
 from bot.observability.context import request_scope
 from bot.observability.prometheus import PrometheusMetrics
 from bot.observability.readiness import Readiness, database_check, sendgrid_check, slack_check
-from bot.transports.assembly import stop_gracefully
+from bot.services import Services, build_services
+from bot.transports.assembly import Upkeep, stop_gracefully
 from bot.transports.slack.app import (
-    LISTENER_WORKERS,
+    DATABASE_THREADS,
     REPLAY_CHECKED,
     REPLAY_CLAIM,
-    WORK_WORKERS,
     PostAckWork,
-    SlackParts,
-    build_slack,
+    create_app,
+    post_ack_work,
 )
 
 if TYPE_CHECKING:
@@ -365,79 +364,85 @@ def _answer(
 class ServedApp:
     """The WSGI app of one `serve` process, with what its process needs to stop well."""
 
-    def __init__(self, application: WSGIApplication, parts: SlackParts, store: SqlStore) -> None:
+    def __init__(
+        self,
+        application: WSGIApplication,
+        *,
+        services: Services,
+        work: PostAckWork,
+        upkeep: Upkeep,
+    ) -> None:
         self._application = application
-        self._parts = parts
-        self._store = store
+        self._services = services
+        self._work = work
+        self._upkeep = upkeep
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return self._application(environ, start_response)
 
     @property
     def store(self) -> SqlStore:
-        return self._store
+        return self._services.database
 
     @property
     def work(self) -> PostAckWork:
-        return self._parts.work
+        return self._work
 
     def close(self) -> None:
-        """Stop this app's own timer (its heartbeat, recovery and expiry) and close its
-        database connections, e.g. when a test is done with it; `shutdown` is the
-        process's graceful stop."""
-        self._parts.housekeeping.stop()
-        self._parts.work.close()
-        self._store.close()
+        """Stop this app's upkeep (its heartbeat and recovery) and close its database
+        connections, e.g. when a test is done with it; `shutdown` is the process's
+        graceful stop."""
+        self._upkeep.stop()
+        self._work.close()
+        self._services.close()
 
     def shutdown(self, timeout: float = DRAIN_SECONDS) -> None:
         """SIGTERM (gunicorn's `worker_exit`): finish or record the work in flight."""
         stop_gracefully(
-            self._store,
-            self._parts.services.changes,
-            wait_idle=self._parts.work.wait_idle,
+            self._services.database,
+            self._services.changes,
+            wait_idle=self._work.wait_idle,
             timeout=timeout,
         )
-        self._parts.housekeeping.stop()
+        self._upkeep.stop()
 
 
 def build_wsgi_app(
-    settings: Settings, *, clock: Callable[[], float] = time.time, **overrides: Any
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    backend: CreditsBackend | None = None,
+    web_client: WebClient | None = None,
 ) -> ServedApp:
-    """The HTTP-mode app for these settings (collaborators may be overridden)."""
-    # Every thread that may hold a connection at once: the work pool, Bolt's
-    # listeners, and the housekeeping timer.
-    threads = (
-        overrides.get("work_workers", WORK_WORKERS)
-        + overrides.get("listener_workers", LISTENER_WORKERS)
-        + 1
-    )
-    store = SqlStore.from_url(settings.database_url, threads=threads)
-    secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
+    """The HTTP-mode app of one `serve` worker process: its services, the Bolt app over
+    them, the WSGI edge, and this instance's upkeep, started here (the process's entry
+    point; the app factory starts nothing)."""
     settings.require("SLACK_BOT_TOKEN")
-    assert settings.slack_bot_token is not None
+    secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
     metrics = PrometheusMetrics(multiprocess_dir=settings.metrics_dir)
-    # The fleet's one SendGrid budget, in the shared database (as build_services does).
-    backend = overrides.pop("backend", None) or build_backend(
-        settings, budget=SqlRateBudget(store.engine), metrics=metrics
-    )
-    client = overrides.pop("web_client", None) or build_web_client(
-        token=settings.slack_bot_token.reveal(), base_url=settings.slack_api_url
-    )
-    readiness = Readiness(
-        [database_check(settings.database_url), sendgrid_check(backend), slack_check(client)]
-    )
-    parts = build_slack(
+    services = build_services(
         settings,
-        store=store,
         backend=backend,
-        web_client=client,
+        web_client=web_client,
         metrics=metrics,
-        verified_upstream=True,
-        **overrides,
+        database_threads=DATABASE_THREADS,
     )
-    gate = SlackGate(signing_secret=secret, seen=SeenRequests(store.engine), clock=clock)
-    application = create_wsgi_app(parts.app, gate=gate, metrics=metrics, readiness=readiness)
-    return ServedApp(application, parts, store)
+    assert services.web_client is not None
+    readiness = Readiness(
+        [
+            database_check(settings.database_url),
+            sendgrid_check(services.backend),
+            slack_check(services.web_client),
+        ]
+    )
+    work = post_ack_work(metrics)
+    app = create_app(services, work=work, verified_upstream=True)
+    gate = SlackGate(
+        signing_secret=secret, seen=SeenRequests(services.database.engine), clock=clock
+    )
+    application = create_wsgi_app(app, gate=gate, metrics=metrics, readiness=readiness)
+    upkeep = Upkeep(services.database, services.changes).start()
+    return ServedApp(application, services=services, work=work, upkeep=upkeep)
 
 
 def application_from_environment() -> WSGIApplication:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.adapters.slack_web import failure_reason
+from bot.adapters.slack.web import failure_reason
 from bot.errors import DirectoryError
 
 
