@@ -187,6 +187,10 @@ def loadavg() -> str:
         return "n/a"
 
 
+def shapes(args: argparse.Namespace) -> tuple[tuple[str, bool], ...]:
+    return tuple(s for s in SHAPES if args.shape in (None, s[0]))
+
+
 def one_run(args: argparse.Namespace, base_env: dict[str, str], number: int) -> bool:
     """Both apps, both shapes, one fresh database; prints the run's lines; True if met."""
     scratch = tempfile.mkdtemp(prefix="ack-latency-")
@@ -222,7 +226,7 @@ def one_run(args: argparse.Namespace, base_env: dict[str, str], number: int) -> 
         for name, factory, answers in APPS:
             process, base = start_gunicorn(factory, env)
             try:
-                for shape, settle in SHAPES:
+                for shape, settle in shapes(args):
                     results[name, shape] = measure(
                         base,
                         replies,
@@ -261,7 +265,7 @@ def one_run(args: argparse.Namespace, base_env: dict[str, str], number: int) -> 
     )
     print(f"  {'':28}{'p50':>9}{'p99':>9}{'max':>9}")
     verdict = True
-    for shape, _ in SHAPES:
+    for shape, _ in shapes(args):
         bot, bare = results["credits-bot", shape], results["bare Bolt ack", shape]
         for name, samples in (("ack credits-bot", bot), ("ack bare Bolt", bare)):
             print(f"  {shape:10}{name:18}{_row(samples)}")
@@ -307,6 +311,9 @@ def main() -> int:
             "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
         help="a PostgreSQL server; each run creates its own database there and drops it",
+    )
+    parser.add_argument(
+        "--shape", choices=[name for name, _ in SHAPES], help="one load shape only (default: both)"
     )
     parser.add_argument("--sqlite", action="store_true", help="a scratch SQLite file instead")
     args = parser.parse_args()

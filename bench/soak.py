@@ -102,6 +102,13 @@ def click_body(user: str, request_id: int, response_url: str) -> str:
     return urlencode({"payload": json.dumps(payload)})
 
 
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=4.0, help="how long to send (default 4)")
@@ -123,6 +130,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["TEST_DATABASE_URL"] = normalize_database_url(args.server)
     database = create_database("credits_soak_")
+    args.load_before = loadavg()
 
     simulator, sim_url = helper(
         [
@@ -322,7 +330,7 @@ def report(*, args, issued, ack_ms, replies, calls, database, sent_at, kinds, ki
         f"(PostgreSQL), SendGrid limit {args.limit}/min shared, {args.latency} ms a call, "
         f"1% SendGrid faults; one serve "
         f"SIGKILLed at {killed[0] - min(sent_at.values()):.0f} s and back "
-        f"{killed[1] - killed[0]:.1f} s later"
+        f"{killed[1] - killed[0]:.1f} s later; loadavg {args.load_before} → {loadavg()}"
     )
     print(f"  issued (kind, HTTP status): {dict(sorted(issued.items()))}")
     q = statistics.quantiles(ack_ms, n=100)

@@ -8,6 +8,7 @@ line naming the variable and what it expects. Secrets are `Secret` objects whose
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -118,7 +120,9 @@ class Settings:
             self.slack_app_token,
             self.sendgrid_api_key,
         )
-        return tuple(s.reveal() for s in candidates if s)
+        urls = (self.sendgrid_proxy, self.database_url, self.slack_api_url, self.sendgrid_api_url)
+        in_urls = (secret for url in urls if url for secret in url_credentials(url))
+        return (*(s.reveal() for s in candidates if s), *in_urls)
 
     @property
     def effective_auto_approve_budget(self) -> int:
@@ -132,6 +136,19 @@ class Settings:
         for name in names:
             if not getattr(self, _ATTRIBUTE_OF[name]):
                 raise ConfigError(f"{name} is required for this command and is not set")
+
+
+def url_credentials(url: str) -> tuple[str, ...]:
+    """The password in a URL's `user:password@`, in the forms a log line or an echo may
+    give it: as written (percent-encoded), decoded, as `user:password`, and base64 of
+    that (a proxy's `Proxy-Authorization: Basic …` header). Empty without a password."""
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not (at and colon and password):
+        return ()
+    pair = f"{unquote(user)}:{unquote(password)}"
+    encoded = base64.b64encode(pair.encode()).decode()
+    return tuple(dict.fromkeys((password, unquote(password), userinfo, pair, encoded)))
 
 
 DEFAULT_SENDGRID_URLS = {

@@ -28,6 +28,7 @@ from bot.adapters.store import SqlStore
 from bot.adapters.store.alerts import SqlAlertStore
 from bot.adapters.store.instances import this_host
 from bot.adapters.store.ratelimit import SqlRateBudget
+from bot.adapters.store.sql import DEFAULT_THREADS
 from bot.commands.changes import ChangeService
 from bot.commands.home import HomeService
 from bot.commands.replies import ReasonLinks
@@ -77,6 +78,7 @@ def build_services(
     web_client: WebClient | None = None,
     metrics: Metrics = NO_METRICS,
     clock: Callable[[], datetime] | None = None,
+    database_threads: int = DEFAULT_THREADS,
 ) -> Services:
     """The services of a `kind` process (`serve`, `socket`, `console`) for these settings.
 
@@ -84,8 +86,10 @@ def build_services(
     that); the process is registered as a live instance, the owner of the changes it
     executes. `slack=False` (the console): no Web API client, so no user-group roles
     and no approval posts. `backend` and `web_client` may be given (tests, benches).
+    `database_threads`: how many of the process's threads may hold a connection at once
+    (the pool keeps that many open once opened).
     """
-    database = SqlStore.from_url(settings.database_url)
+    database = SqlStore.from_url(settings.database_url, threads=database_threads)
     backend = backend or interactive_backend(settings, database, metrics=metrics)
     web_client = web_client or (slack_web_client(settings) if slack else None)
     directory = SlackUserGroups(client=web_client) if web_client is not None else None

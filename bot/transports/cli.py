@@ -371,10 +371,10 @@ def _run_socket(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.services import build_services
     from bot.transports.assembly import Upkeep
-    from bot.transports.slack.app import create_app
+    from bot.transports.slack.app import DATABASE_THREADS, create_app
 
     assert settings.slack_app_token is not None
-    services = build_services(settings, kind="socket")
+    services = build_services(settings, kind="socket", database_threads=DATABASE_THREADS)
     app = create_app(services, socket_mode=True)
     upkeep = Upkeep(services.database, services.changes).start()  # this process's own timer
     logger.info("connecting to Slack in Socket Mode")

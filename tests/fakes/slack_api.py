@@ -80,6 +80,9 @@ class FakeSlackState:
     calls: list[SlackCall] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, UploadedFile] = field(default_factory=dict)
+    # Each response_url post's TCP connection (the client's address and port): how
+    # many connections the bot opened to deliver its replies.
+    response_connections: list[tuple[str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     condition: threading.Condition = field(init=False)
     ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -151,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
             if failing:
                 self._send(500, "internal_error", "text/plain")
                 return
+            with state.lock:
+                state.response_connections.append(self.client_address[:2])
             state.record(response={**payload, "_path": url.path, "_received_at": time.time()})
             self._send(200, "ok", "text/plain")
             return

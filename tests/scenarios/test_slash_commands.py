@@ -372,3 +372,12 @@ def test_a_reply_the_response_url_refuses_once_is_delivered_and_the_change_made_
     reply = bot.command("add acme-us 500")
     assert "Add done for *acme-us*" in reply.text
     assert len(bot.simulator.state.writes()) == 1
+
+
+def test_replies_to_response_urls_share_one_connection(bot: BotUnderTest):
+    """Each reply used to open (and for https, handshake) a connection of its own;
+    replies posted one after another now reuse one kept-alive connection."""
+    for _ in range(3):
+        assert "credits" in bot.command("help").text.lower()
+    assert len(bot.slack.state.response_connections) == 3
+    assert len(set(bot.slack.state.response_connections)) == 1

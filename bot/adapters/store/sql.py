@@ -78,12 +78,32 @@ _MIGRATION_LOCK = 7_284_113_001
 _BUDGET_LOCK = 7_284_113_006  # serialises auto-approval budget checks across instances
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for `url` (already normalised by config), tuned for threads."""
+# Connections a process keeps open when it does not say how many threads use them
+# (the CLI, the clock): as many as the pool used to allow at most.
+DEFAULT_THREADS = 30
+# Above one per thread, for a thread that holds two at once (a lock and a grant).
+SPARE_CONNECTIONS = 10
+
+
+def create_store_engine(url: str, *, threads: int = DEFAULT_THREADS) -> Engine:
+    """An engine for `url` (already normalised by config), tuned for `threads` threads
+    that may each hold a connection at once.
+
+    The pool keeps one connection per thread once opened (`pool_size`), opened only
+    when needed. It used to keep 10 and allow 20 more that were closed on return: a
+    burst of 50 commands opened and closed some 18 PostgreSQL connections every time
+    (a new server process each, on the replies' path), and 50 work threads queued
+    for 30 connections.
+    """
     if url.startswith("sqlite"):
         # Wait for the write lock instead of failing at once when threads contend.
-        return create_engine(url, connect_args={"timeout": 30})
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(
+            url,
+            connect_args={"timeout": 30},
+            pool_size=threads,
+            max_overflow=SPARE_CONNECTIONS,
+        )
+    return create_engine(url, pool_pre_ping=True, pool_size=threads, max_overflow=SPARE_CONNECTIONS)
 
 
 @functools.cache
@@ -158,8 +178,11 @@ class SqlStore:
             event.listen(engine, "connect", lambda *_: self._recheck_schema.set())
 
     @classmethod
-    def from_url(cls, url: str, *, run_migrations: bool = True) -> SqlStore:
-        engine = create_store_engine(url)
+    def from_url(
+        cls, url: str, *, run_migrations: bool = True, threads: int = DEFAULT_THREADS
+    ) -> SqlStore:
+        """`threads`: how many of the process's threads may use the database at once."""
+        engine = create_store_engine(url, threads=threads)
         if run_migrations:
             migrate(engine)
         return cls(engine, migrated=run_migrations)

@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
+from bot.adapters.slack.web import ResponseUrls
 from bot.commands import messages
 from bot.commands.context import Actor
 from bot.commands.form import FieldError, command_from_fields
@@ -86,9 +87,13 @@ from bot.transports.slack.surfaces import (
 
 # Listener threads only parse Slack's payload and ack; work threads wait on
 # SendGrid (up to its timeout, plus the rate limiter). Sized for a burst of
-# 50 commands in flight at once.
+# 50 commands in flight at once, with room: at 48, two commands of every burst
+# of 50 waited a whole SendGrid call for a thread (their replies + 500 ms).
 LISTENER_WORKERS = 16
-WORK_WORKERS = 48
+WORK_WORKERS = 64
+# Every thread of a `serve` or `socket` process that may hold a database connection at
+# once: the work pool, Bolt's listeners, and the upkeep timer.
+DATABASE_THREADS = WORK_WORKERS + LISTENER_WORKERS + 1
 # A /credits answer that takes longer than this is announced first ("Looking up …").
 FEEDBACK_AFTER = 1.0
 # The commands whose answer waits on SendGrid.
@@ -186,18 +191,41 @@ def create_app(
 def post_ack_work(metrics: Metrics = NO_METRICS, *, workers: int = WORK_WORKERS) -> PostAckWork:
     """The pool for work after acks (its threads start with the first task)."""
     return PostAckWork(
-        ContextExecutor(max_workers=workers, thread_name_prefix="credits-work"), metrics
+        ContextExecutor(max_workers=workers, thread_name_prefix="credits-work"),
+        metrics,
+        threads=workers,
     )
 
 
 class PostAckWork:
     """The pool that runs what follows an ack, and counts it until it is done."""
 
-    def __init__(self, pool: Executor, metrics: Metrics = NO_METRICS) -> None:
+    def __init__(
+        self,
+        pool: Executor,
+        metrics: Metrics = NO_METRICS,
+        replies: ResponseUrls | None = None,
+        *,
+        threads: int | None = None,
+    ) -> None:
+        self.threads = threads  # how many tasks run at once (None: the pool's own)
         self._pool = pool
         self._in_flight = 0
         self._idle = threading.Condition()
         self._metrics = metrics
+        self._replies = replies or ResponseUrls()
+
+    def reply_to(self, respond: Respond) -> Callable[..., Any]:
+        """Bolt's `respond`, posting through this process's pooled connections."""
+        url = respond.response_url
+        if url is None:
+            return respond
+        replies = self._replies
+        return lambda **message: replies.post(url, message)
+
+    def close(self) -> None:
+        """Close the pooled reply connections (the pool's threads end with the process)."""
+        self._replies.close()
 
     def submit(
         self,
@@ -259,11 +287,13 @@ class _ReplyNotTaken(Exception):
     """The response_url answered 429 or 5xx."""
 
 
-def deliver(respond: Respond, **message: Any) -> None:
+def deliver(respond: Respond | Callable[..., Any], **message: Any) -> None:
     """Post a reply to the response_url, retrying transport failures, 429 and 5xx.
 
     Only the delivery is retried, never the command: a reply posted twice is better
     than one lost, and the change behind it has already been made (or not) once.
+    `respond` is Bolt's, or (in the work pool) `PostAckWork.reply_to(respond)`, which
+    posts through the process's pooled connections.
     """
     for attempt in Retrying(
         stop=stop_after_attempt(4),
@@ -298,14 +328,15 @@ def credits_command(
         text = command.get("text") or ""
 
         def answer(checked: bool) -> None:
+            reply_to = work.reply_to(respond)
             parsed = _parsed(text)
             slow = parsed is not None and parsed.verb in SENDGRID_VERBS
-            with SlowFeedback(respond, parsed, after=feedback_after if slow else None) as shown:
+            with SlowFeedback(reply_to, parsed, after=feedback_after if slow else None) as shown:
                 reply = service.handle(actor, text, replay_checked=checked)
             if isinstance(reply, HistoryReply) and client is not None:
                 reply = post_history_chart(client, reply, channel_id=command.get("channel_id"))
             deliver(
-                respond,
+                reply_to,
                 response_type="ephemeral",
                 replace_original=shown.posted,
                 **render_message(reply),
@@ -337,7 +368,9 @@ class SlowFeedback:
     than `after` seconds (None: never). `posted` says whether it did, so the answer
     replaces it. The answer is never overtaken: it waits while the notice is posted."""
 
-    def __init__(self, respond: Respond, command: Command | None, *, after: float | None) -> None:
+    def __init__(
+        self, respond: Callable[..., Any], command: Command | None, *, after: float | None
+    ) -> None:
         self._respond = respond
         self._after = after
         user = command.user if command is not None else None
@@ -407,7 +440,7 @@ def button_answered_to_clicker(
                 _direct_message(client, actor, reply)
             else:
                 deliver(
-                    respond,
+                    work.reply_to(respond),
                     response_type="ephemeral",
                     replace_original=replace_original,
                     **render_message(reply),
@@ -475,7 +508,7 @@ def deny_button(service: CommandService, work: PostAckWork, client: WebClient) -
                     _direct_message(client, actor, refusal)
                     return
                 deliver(
-                    respond,
+                    work.reply_to(respond),
                     response_type="ephemeral",
                     replace_original=False,
                     **render_message(refusal),
@@ -564,7 +597,10 @@ def snooze_button(service: CommandService, work: PostAckWork, client: WebClient)
                 if note and digest:
                     edit_digest_line(service, client, digest, user, note, seen=body["message"])
             deliver(
-                respond, response_type="ephemeral", replace_original=False, **render_message(reply)
+                work.reply_to(respond),
+                response_type="ephemeral",
+                replace_original=False,
+                **render_message(reply),
             )
 
         work.submit(answer, f"a Snooze click by {actor.user_id}", replay_claim(context))
@@ -630,7 +666,10 @@ def add_credits_button(service: CommandService, work: PostAckWork, client: WebCl
             message = render_message(ErrorReply(str(error)))
             work.submit(
                 lambda _checked: deliver(
-                    respond, response_type="ephemeral", replace_original=False, **message
+                    work.reply_to(respond),
+                    response_type="ephemeral",
+                    replace_original=False,
+                    **message,
                 ),
                 "an Add credits click",
                 replay_claim(context),

@@ -36,6 +36,7 @@ from slack_bolt import App, BoltRequest
 from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from slack_sdk import WebClient
 
+from bot.adapters.store import SqlStore
 from bot.adapters.store.replay import ReplayClaim, SeenRequests
 from bot.config import Settings, load_settings
 from bot.domain.ports import CreditsBackend
@@ -47,6 +48,7 @@ from bot.observability.readiness import Readiness, database_check, sendgrid_chec
 from bot.services import Services, build_services
 from bot.transports.assembly import Upkeep, stop_gracefully
 from bot.transports.slack.app import (
+    DATABASE_THREADS,
     REPLAY_CHECKED,
     REPLAY_CLAIM,
     PostAckWork,
@@ -378,11 +380,20 @@ class ServedApp:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return self._application(environ, start_response)
 
+    @property
+    def store(self) -> SqlStore:
+        return self._services.database
+
+    @property
+    def work(self) -> PostAckWork:
+        return self._work
+
     def close(self) -> None:
         """Stop this app's upkeep (its heartbeat and recovery) and close its database
         connections, e.g. when a test is done with it; `shutdown` is the process's
         graceful stop."""
         self._upkeep.stop()
+        self._work.close()
         self._services.close()
 
     def shutdown(self, timeout: float = DRAIN_SECONDS) -> None:
@@ -409,7 +420,13 @@ def build_wsgi_app(
     settings.require("SLACK_BOT_TOKEN")
     secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else ""
     metrics = PrometheusMetrics(multiprocess_dir=settings.metrics_dir)
-    services = build_services(settings, backend=backend, web_client=web_client, metrics=metrics)
+    services = build_services(
+        settings,
+        backend=backend,
+        web_client=web_client,
+        metrics=metrics,
+        database_threads=DATABASE_THREADS,
+    )
     assert services.web_client is not None
     readiness = Readiness(
         [
