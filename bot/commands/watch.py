@@ -34,6 +34,7 @@ from typing import Protocol
 
 from bot.commands.sweep import AlertPoster, Announcement, SweepReport
 from bot.domain.alerts import (
+    RESET_READ_DELAY,
     AlertLevel,
     AlertState,
     Thresholds,
@@ -42,6 +43,7 @@ from bot.domain.alerts import (
     forecast,
     low_line,
     next_read,
+    next_reset,
     observe,
 )
 from bot.domain.credits import Balance
@@ -338,6 +340,18 @@ class AlertWatch:
                 max_staleness=self.settings.max_staleness,
             )
             due = (usage.at if usage else at) + wait
+            # A reset to an allowance at or below the line is a crossing no burn rate or
+            # stats scan foresees (nothing is sent): read just after the plan's next one.
+            reset = (
+                next_reset(balance, at)
+                if assessment.level is AlertLevel.OK
+                and line is not None
+                and balance.allowance is not None
+                and balance.allowance <= line
+                else None
+            )
+            if reset is not None:
+                due = min(due, reset + RESET_READ_DELAY)
             with self._lock:
                 self._sent_since_read.pop(user, None)
                 self._last_read[user] = at

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from bot.commands import messages  # wording only: a leaf module that imports nothing
-from bot.domain.credits import Balance
+from bot.domain.credits import Balance, Period
 
 
 class AlertLevel(enum.StrEnum):
@@ -158,6 +158,42 @@ def next_read(
         to_horizon = usage.remaining / rate - horizon_hours
         wait = timedelta(hours=max(0.0, min(to_line, to_horizon)))
     return min(max(wait, min_interval), max_staleness)
+
+
+# A read this long after a foreseen reset sees the new balance.
+RESET_READ_DELAY = timedelta(minutes=1)
+
+
+def next_reset(balance: Balance, now: datetime) -> datetime | None:
+    """When SendGrid next resets this recurring allowance, as far as the balance tells:
+    every `period` after `last_reset`, at 00:00 UTC (SendGrid gives only the date; the
+    time of day is an assumption). v3 reports the period but not the date, so only a
+    daily reset (next midnight) is known there; v2 reports the date but not the period,
+    so none is. None when it cannot be told."""
+    if balance.allowance is None or balance.period is None:
+        return None
+    if balance.last_reset is None:
+        if balance.period is not Period.DAILY:
+            return None
+        return datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), UTC)
+    day = balance.last_reset
+    while (at := datetime.combine(day, time(), UTC)) <= now:
+        day = _after(day, balance.period)
+    return at
+
+
+def _after(day: date, period: Period) -> date:
+    if period is Period.DAILY:
+        return day + timedelta(days=1)
+    if period is Period.WEEKLY:
+        return day + timedelta(days=7)
+    year, month = day.year + (day.month == 12), day.month % 12 + 1
+    for last in (31, 30, 29, 28):  # the same day next month, or that month's last
+        try:
+            return date(year, month, min(day.day, last))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def usage_from(snapshots: list[Snapshot]) -> Usage | None:

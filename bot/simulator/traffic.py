@@ -7,7 +7,10 @@ a plan made up front from a seed:
 - a base burn rate (credits per hour), steady (±10%) or varying (a log-normal
   factor drawn every `segment`), or idle;
 - abrupt drops: a campaign spends thousands of credits within minutes;
-- top-ups (credits added) and resets of a recurring allowance.
+- top-ups (credits added) and resets of a recurring allowance, on the plan's
+  schedule as SendGrid does it: every `period` (daily, weekly, monthly) from the
+  account's `last_reset`, at 00:00 UTC (the time of day is an assumption: SendGrid
+  reports only the date), not at random moments.
 
 Time is the injected `clock` (seconds, the same clock the bot's scheduler and
 limiter use in the bench), so hours of traffic run in seconds. Balances are
@@ -117,7 +120,7 @@ class TrafficModel:
         rng = random.Random(seed)
         self._plans: dict[str, Plan] = {}
         for account in self.accounts.values():
-            plan = _plan(account, rng, shape, start, hours, line(account))
+            plan = _plan(account, rng, shape, start, hours, line(account), epoch)
             if rates is not None and account.username in rates:
                 plan.pieces = [Piece(start, rates[account.username] / 3600)]
                 plan.jumps = []
@@ -181,6 +184,8 @@ class TrafficModel:
             t = nxt
             if jump is not None and t >= jump.at:
                 plan.jump += 1
+                if jump.reset:  # what v2's `last_reset` reports from now on
+                    account.last_reset = (self.epoch + timedelta(seconds=t)).date().isoformat()
                 plan.remain = float(account.credit) if jump.reset else plan.remain + jump.credits
                 if plan.line is not None and plan.remain > plan.line:
                     plan.above = True
@@ -216,6 +221,7 @@ def _plan(  # noqa: PLR0917 (one private helper of the constructor)
     start: float,
     hours: float,
     line: int | None,
+    epoch: datetime,
 ) -> Plan:
     end = start + hours * 3600
     kind = rng.random()
@@ -245,10 +251,11 @@ def _plan(  # noqa: PLR0917 (one private helper of the constructor)
         for _ in range(_poisson(rng, shape.topups_per_hour * hours))
     ]
     if account.credit and account.period:
-        jumps += [
-            Jump(rng.uniform(start, end), reset=True)
-            for _ in range(_poisson(rng, shape.resets_per_hour * hours))
-        ]
+        # Resets follow the plan (below). The draws that used to place them at random
+        # are still made, so every other subuser's plan stays what it was.
+        for _ in range(_poisson(rng, shape.resets_per_hour * hours)):
+            rng.uniform(start, end)
+        jumps += [Jump(at, reset=True) for at in reset_times(account, epoch, start, end)]
     jumps.sort(key=lambda j: j.at)
     remain = float(account.credit_remain)
     return Plan(
@@ -260,6 +267,39 @@ def _plan(  # noqa: PLR0917 (one private helper of the constructor)
         history=deque([(start, 0.0)]),
         above=line is None or remain > line,
     )
+
+
+def reset_times(
+    account: SimulatedAccount, epoch: datetime, start: float, end: float
+) -> list[float]:
+    """When the recurring allowance resets between `start` and `end` (seconds after
+    `epoch`): every `account.period` after `account.last_reset`, at 00:00 UTC."""
+    if not account.period:
+        return []
+    day = date.fromisoformat(account.last_reset)
+    times: list[float] = []
+    while True:
+        day = _after(day, account.period)
+        at = (datetime.combine(day, datetime.min.time()) - epoch).total_seconds()
+        if at > end:
+            return times
+        if at > start:
+            times.append(at)
+
+
+def _after(day: date, period: str) -> date:
+    if period == "daily":
+        return day + timedelta(days=1)
+    if period == "weekly":
+        return day + timedelta(days=7)
+    month = day.month % 12 + 1
+    year = day.year + (day.month == 12)
+    for last in (day.day, 30, 29, 28):  # the same day next month, or that month's last
+        try:
+            return date(year, month, min(day.day, last))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
 
 
 def _overlay(pieces: list[Piece], start: float, end: float, extra: float) -> list[Piece]:

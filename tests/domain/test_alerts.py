@@ -14,9 +14,10 @@ from bot.domain.alerts import (
     announcement,
     assess,
     forecast,
+    next_reset,
     observe,
 )
-from bot.domain.credits import Balance
+from bot.domain.credits import Balance, Period
 
 T0 = datetime(2026, 11, 22, tzinfo=UTC)
 LIMITS = Thresholds(below=1000, percent=10)
@@ -123,3 +124,42 @@ def test_recovery_during_snooze_is_announced_when_it_ends():
     state = AlertState("x", announced=AlertLevel.LOW, snoozed_until=hours(24))
     said, _ = announcement(state, AlertLevel.OK, now=hours(25))
     assert said is Change.RECOVERED
+
+
+# --- when a recurring allowance next resets (issue 15: resets to a small allowance) -----
+
+
+def test_the_next_reset_follows_the_period_from_the_last_reset():
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    monthly = Balance(
+        unlimited=False,
+        remaining=900,
+        allowance=500,
+        period=Period.MONTHLY,
+        last_reset=datetime(2026, 11, 1).date(),
+    )
+    assert next_reset(monthly, now) == datetime(2026, 12, 1, tzinfo=UTC)
+    weekly = Balance(
+        unlimited=False,
+        remaining=900,
+        allowance=500,
+        period=Period.WEEKLY,
+        last_reset=datetime(2026, 11, 1).date(),
+    )
+    assert next_reset(weekly, now) == datetime(2026, 11, 29, tzinfo=UTC)
+
+
+def test_a_daily_reset_is_next_midnight_even_without_its_date():
+    now = datetime(2026, 11, 23, 23, 0, tzinfo=UTC)
+    daily = Balance(unlimited=False, remaining=900, allowance=500, period=Period.DAILY)
+    assert next_reset(daily, now) == datetime(2026, 11, 24, tzinfo=UTC)
+
+
+def test_no_reset_is_foreseen_without_its_period():
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    # v2 reports the last reset but not how often; v3 the period but not the date.
+    v2 = Balance(
+        unlimited=False, remaining=900, allowance=500, last_reset=datetime(2026, 11, 1).date()
+    )
+    assert next_reset(v2, now) is None
+    assert next_reset(Balance(unlimited=False, remaining=900), now) is None

@@ -25,7 +25,7 @@ from bot.simulator import (
     SimulatorServer,
     SimulatorState,
 )
-from bot.simulator.traffic import TrafficModel
+from bot.simulator.traffic import TrafficModel, TrafficShape
 from bot.transports.slack.alerts import SlackAlertPoster
 from tests.fakes.slack_api import FakeSlack
 from tests.scenarios.conftest import USERS, BotFactory, backend_client
@@ -262,3 +262,42 @@ def test_a_show_that_finds_a_crossing_alerts_without_another_call(
         )
         == 1
     )
+
+
+def test_a_reset_to_an_allowance_below_the_line_is_alerted_just_after_it(slack, store):
+    """A daily plan of 500 credits (line 1,000), topped up to 5,000 and not sending: at
+    midnight SendGrid resets it to 500. Nothing is spent, so no forecast or stats scan
+    sees it coming; the plan's period does. On v3 (the period is in the balance)."""
+    clock = SharedClock()
+    clock.seconds = 14 * 3600  # 23:00
+    daily = SimulatedAccount(
+        "daily",
+        "daily@example.com",
+        credit=500,
+        credit_remain=5_000,
+        period="daily",
+        last_reset="2026-11-23",
+    )
+    state = SimulatorState(
+        api_user=DEMO_API_USER, api_key=DEMO_API_KEY, subusers=[daily], rate_limit=None
+    )
+    state.traffic = TrafficModel(
+        [daily],
+        clock=clock.monotonic,
+        hours=6,
+        line=lambda _account: 1000,
+        epoch=EPOCH.replace(tzinfo=None),
+        stats_lag=0,
+        shape=TrafficShape(idle_share=1.0, campaigns_per_hour=0, topups_per_hour=0),
+    )
+    with SimulatorServer(state).running() as simulator:
+        backend = backend_client(simulator, "v3", timeout=5)
+        watch = make_watch(backend, slack, store, clock, horizon=timedelta(0))
+        try:
+            run_for(watch, clock, hours=1 + 5 / 60)  # to 00:05
+        finally:
+            watch.close()
+    [digest] = digests(slack)
+    assert "daily" in digest["text"]
+    assert [c.at for c in state.traffic.crossings] == [15 * 3600]  # the reset, at 00:00
+    assert SqlAlertStore(store).states(["daily"])["daily"].announced is AlertLevel.LOW
