@@ -193,17 +193,20 @@ def _burst(limiter: SlidingWindowLimiter | NoLimit, *, reads: int, server: Simul
 
 @pytest.mark.slow
 def test_burst_of_500_reads_stays_under_the_rate_with_zero_429s():
-    # Both sides allow 100 requests per 1-second window: the same rule as
+    # Both sides allow 200 requests per 2-second window: the same rule as
     # SendGrid's 600/minute, scaled so the burst takes seconds, not minutes,
     # and well below what client and simulator manage unthrottled (~170/s).
-    state = sample_state(rate_limit=100, rate_window=1.0)
+    # The window is 2 s, not 1 s, so the limiter's margin (a tenth of the window)
+    # covers the time between a grant and the request reaching the simulator on a
+    # loaded machine: at 1 s (100 ms margin) a busy CI machine saw one 429 in 500.
+    state = sample_state(rate_limit=200, rate_window=2.0)
     with SimulatorServer(state).running() as server:
-        limited = _burst(SlidingWindowLimiter(limit=100, window=1.0), reads=500, server=server)
+        limited = _burst(SlidingWindowLimiter(limit=200, window=2.0), reads=500, server=server)
     calls = state.calls()
     assert limited == 0
     assert len(calls) == 500
     assert [c for c in calls if c.status == 429] == []
-    assert busiest(sorted(c.at for c in calls), 1.0) <= 100
+    assert busiest(sorted(c.at for c in calls), 2.0) <= 200
 
 
 @pytest.mark.slow
