@@ -34,7 +34,7 @@ from bot.commands.home import HomeService
 from bot.commands.replies import ReasonLinks
 from bot.commands.service import CommandService
 from bot.commands.sweep import AlertPoster
-from bot.commands.watch import AlertWatch, WatchSettings
+from bot.commands.watch import AlertWatch, BackgroundFeed, WatchSettings
 from bot.config import Settings
 from bot.domain.alerts import Thresholds
 from bot.domain.approvals import ReminderPolicy
@@ -130,7 +130,7 @@ def build_services(
         # show and low judge a balance as the digest does
         thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
         horizon=sweep_horizon(settings.alert_schedule),
-        balances_seen=seen.observe,
+        balances_seen=BackgroundFeed(seen.observe, logger=logging.getLogger("bot.watch")),
     )
     return Services(
         settings=settings,

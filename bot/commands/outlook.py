@@ -9,7 +9,10 @@ subusers there are. Judging a balance is the digest's own `assess`.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +36,10 @@ from bot.domain.ports import AlertStore
 LOW_CANDIDATES = 2_000
 LOW_SHOWN = 40  # lines in one reply (Block Kit: 50 blocks, 3,000 characters a section)
 SUGGEST_CUTOFF = 0.6
+# show's stored extras (threshold overrides, a week of snapshots): read at most this
+# often, in seconds, per process; at most this many subusers' weeks are kept.
+OUTLOOK_TTL = 60.0
+OUTLOOK_USERS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +60,45 @@ class AccountOutlook:
         *,
         thresholds: Thresholds | None,
         horizon_hours: float | None,
+        ttl: float = OUTLOOK_TTL,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._alerts = alerts
         self._thresholds = thresholds
         self._horizon_hours = horizon_hours
+        # `show` is on a person's reply path: the threshold overrides and each subuser's
+        # week of snapshots are read at most once per `ttl` seconds per process (the
+        # balance itself, and the mark for it, are always fresh). A failed read is not
+        # remembered.
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._overrides: tuple[float, dict[str, int]] | None = None
+        self._weeks: OrderedDict[str, tuple[float, list[Snapshot]]] = OrderedDict()
+
+    def _override(self, user: str) -> int | None:
+        now = self._monotonic()
+        with self._lock:
+            cached = self._overrides
+        if cached is None or now - cached[0] >= self._ttl:
+            cached = (now, self._alerts.thresholds())
+            with self._lock:
+                self._overrides = cached
+        return cached[1].get(user)
+
+    def _week(self, user: str, *, since: datetime) -> list[Snapshot]:
+        now = self._monotonic()
+        with self._lock:
+            entry = self._weeks.get(user)
+        if entry is not None and now - entry[0] < self._ttl:
+            return [s for s in entry[1] if s.at >= since]
+        seen = self._alerts.snapshot_history(user, since=since)
+        with self._lock:
+            self._weeks[user] = (now, seen)
+            self._weeks.move_to_end(user)
+            while len(self._weeks) > OUTLOOK_USERS:
+                self._weeks.popitem(last=False)
+        return seen
 
     def of(
         self, user: str, balance: Balance, *, hours_left: float | None, now: datetime
@@ -69,12 +111,12 @@ class AccountOutlook:
                 user,
                 balance,
                 self._thresholds,
-                override=self._alerts.thresholds().get(user),
+                override=self._override(user),
                 outlook=outlook,
                 horizon_hours=self._horizon_hours,
             )
             level, reason = assessment.level, assessment.reason
-        seen = self._alerts.snapshot_history(user, since=now - timedelta(days=TREND_DAYS))
+        seen = self._week(user, since=now - timedelta(days=TREND_DAYS))
         trend = sparkline([*seen, Snapshot(user, now, balance.remaining, False)], now=now)
         return Outlook(level, reason, trend)
 

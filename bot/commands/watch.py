@@ -474,3 +474,50 @@ class AlertWatch:
                 for user, state in states.items()
             ]
         )
+
+
+class BackgroundFeed:
+    """Balances commands read, handed to `observe` off the reply's path.
+
+    A `show` must not wait for the alert decision (two reads, a write and maybe a
+    digest post, serialized across every command by the watch's lock): the reply
+    goes out first, and the balances of every command answered meanwhile are decided
+    on together, in one batch, by one thread (started with the first balance, as the
+    post-ack pool's are). A failure is logged; the clock's watch reads the subuser
+    again when it is due."""
+
+    def __init__(
+        self,
+        observe: Callable[[list[tuple[str, Balance]]], None],
+        *,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._observe = observe
+        self._logger = logger or logging.getLogger("bot.watch")
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, Balance]] = []
+        self._draining = False
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-feed")
+
+    def __call__(self, reads: list[tuple[str, Balance]]) -> None:
+        with self._lock:
+            self._pending.extend(reads)
+            if self._draining or not self._pending:
+                return
+            self._draining = True
+        self._pool.submit(self._drain)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._draining = False
+                    return
+            try:
+                self._observe(batch)
+            except Exception:
+                self._logger.exception("low-credit state not updated from %d reads", len(batch))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
