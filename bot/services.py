@@ -62,10 +62,13 @@ class Services:
     changes: ChangeService
     commands: CommandService
     home: HomeService
+    alert_feed: BackgroundFeed
     metrics: Metrics
 
     def close(self) -> None:
-        """Close the database's connections (nothing else holds any)."""
+        """Let the alert feed finish what commands read, then close the database's
+        connections (nothing else holds any)."""
+        self.alert_feed.close()
         self.database.close()
 
 
@@ -121,6 +124,7 @@ def build_services(
         clock=clock or (lambda: datetime.now(UTC)),
         logger=logging.getLogger("bot.watch"),
     )
+    alert_feed = BackgroundFeed(seen.observe, logger=logging.getLogger("bot.watch"))
     commands = CommandService(
         changes=changes,
         alerts=alerts,
@@ -130,7 +134,7 @@ def build_services(
         # show and low judge a balance as the digest does
         thresholds=Thresholds(below=settings.alert_below, percent=settings.alert_percent),
         horizon=sweep_horizon(settings.alert_schedule),
-        balances_seen=BackgroundFeed(seen.observe, logger=logging.getLogger("bot.watch")),
+        balances_seen=alert_feed,
     )
     return Services(
         settings=settings,
@@ -142,6 +146,7 @@ def build_services(
         changes=changes,
         commands=commands,
         home=build_home(settings, database=database, alerts=alerts, directory=directory),
+        alert_feed=alert_feed,
         metrics=metrics,
     )
 

@@ -497,10 +497,13 @@ class BackgroundFeed:
         self._lock = threading.Lock()
         self._pending: list[tuple[str, Balance]] = []
         self._draining = False
+        self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alert-feed")
 
     def __call__(self, reads: list[tuple[str, Balance]]) -> None:
         with self._lock:
+            if self._closed:  # the process is stopping: the watch reads it when due
+                return
             self._pending.extend(reads)
             if self._draining or not self._pending:
                 return
