@@ -203,20 +203,8 @@ class CommandService:
         the access filter and the limits every role is held to. No SendGrid call."""
 
         def run() -> Reply:
-            record = registry.BY_VERB[command.verb]
-            resolved = self._roles.resolve(actor.user_id, self._directory)
-            decision = decide(
-                record.action,
-                resolved,
-                change=command.change.kind if command.change else None,
-                credits=command.credits,
-                auto_approve_max=self._auto_approve_max,
-            )
-            if decision.outcome is Outcome.REFUSE:
-                return _refusal(command, decision, resolved)
-            if command.change is not None:
-                return limits_refusal(self._context, command.change) or NoticeReply("")
-            return NoticeReply("")
+            refused, _, _ = self._checked(actor, command)
+            return refused or NoticeReply("")
 
         reply = self._safely(run, actor, lambda: command)
         return reply if isinstance(reply, ErrorReply) else None
@@ -330,23 +318,30 @@ class CommandService:
                 messages.UNEXPECTED, next_step=messages.UNEXPECTED_NEXT.format(error_id=error_id)
             )
 
-    def _run(self, actor: Actor, command: Command) -> Reply:
-        """The access filter, the limits every role is held to, then the record's handler."""
-        record = registry.BY_VERB[command.verb]
+    def _checked(
+        self, actor: Actor, command: Command
+    ) -> tuple[ErrorReply | None, Decision, ResolvedRole]:
+        """The access filter, then the limits every role is held to: why not, if not."""
         resolved = self._roles.resolve(actor.user_id, self._directory)
         decision = decide(
-            record.action,
+            registry.BY_VERB[command.verb].action,
             resolved,
             change=command.change.kind if command.change else None,
             credits=command.credits,
             auto_approve_max=self._auto_approve_max,
         )
         if decision.outcome is Outcome.REFUSE:
-            return _refusal(command, decision, resolved)
+            return _refusal(command, decision, resolved), decision, resolved
         if command.change is not None:
-            refused = limits_refusal(self._context, command.change)
-            if refused is not None:
-                return refused
+            return limits_refusal(self._context, command.change), decision, resolved
+        return None, decision, resolved
+
+    def _run(self, actor: Actor, command: Command) -> Reply:
+        """The access filter, the limits every role is held to, then the record's handler."""
+        record = registry.BY_VERB[command.verb]
+        refused, decision, resolved = self._checked(actor, command)
+        if refused is not None:
+            return refused
         if decision.outcome is Outcome.NEEDS_APPROVAL:
             assert command.change is not None  # only changes wait for approval
             return self._changes.request_approval(actor.user_id, command.change)
