@@ -1,11 +1,12 @@
 """How fast does a person get an answer while SendGrid is slow: the ack and the reply.
 
 Bursts of 50 concurrent signed `/credits show` commands against credits-bot
-under gunicorn (the Procfile's `web:` factory), with the SendGrid simulator
+as production runs it (`python -m bot serve`, the Procfile's `web:`: gunicorn,
+one worker per CPU, at most 4, unless WEB_CONCURRENCY), with the SendGrid simulator
 answering every call after 500 ms and the bot at SendGrid's real rate limit
 (600/min, the fleet budget in its own scratch SQLite database); then the same
-against a bare Bolt app that only acks, under the same gunicorn settings, in the
-same run. Two load shapes:
+against a bare Bolt app that only acks, under the same gunicorn settings (workers,
+threads), in the same run. Two load shapes:
 
 - burst: each burst of 50 starts once the previous burst's replies have all
   reached the response_url (the issue's scenario, repeated for percentiles);
@@ -18,6 +19,7 @@ Replies: seconds from sending the request to the reply's arrival at the fake
 Slack's response_url (its `_received_at`, same machine clock), bot only.
 
     python bench/ack_latency.py [--runs 3] [--rounds 6] [--concurrency 50] [--latency-ms 500]
+                                [--workers N]   (both apps; default: what `serve` uses here)
 
 Targets (issue 16), burst shape: reply p50 ≤ latency + 100 ms, reply p99 ≤
 latency + 300 ms; ack p99 ≤ 1.5 × bare Bolt's in the same run.
@@ -46,18 +48,15 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.config import normalize_database_url  # noqa: E402
+from bot.config import Settings, normalize_database_url  # noqa: E402
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER  # noqa: E402
+from bot.transports.slack.server import GUNICORN_OPTIONS, serve_workers  # noqa: E402
 from tests.fakes.slack_requests import post_signed, slash_command_body  # noqa: E402
 from tests.pg import create_database, drop_database  # noqa: E402
 
 SECRET = "bench-signing-secret"
 VIEWER = "U0BENCHVW"
-GUNICORN = ["--worker-class", "gthread", "--workers", "1", "--threads", "32", "--timeout", "60"]
-APPS = (
-    ("credits-bot", "bot.transports.slack.wsgi:application_from_environment()", True),
-    ("bare Bolt ack", "bench.bare_bolt_app:application()", False),
-)
+APPS = (("credits-bot", None, True), ("bare Bolt ack", "bench.bare_bolt_app:application()", False))
 SHAPES = (("burst", True), ("sustained", False))
 
 
@@ -83,10 +82,19 @@ def start_helper(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen
     return process, url.removesuffix("/apiv2/").rstrip("/")
 
 
-def start_gunicorn(factory: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def start_gunicorn(
+    factory: str | None, env: dict[str, str], workers: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m bot serve` (factory None), or `factory` under the same gunicorn options."""
     port = free_port()
+    if factory is None:
+        command = ["-m", "bot", "serve", "--port", str(port)]
+        env = {**env, "WEB_CONCURRENCY": str(workers)}
+    else:
+        command = ["-m", "gunicorn", *gunicorn_flags(), f"--workers={workers}"]
+        command += ["--bind", f"127.0.0.1:{port}", factory]
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}", factory],
+        [sys.executable, *command],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -102,6 +110,15 @@ def start_gunicorn(factory: str, env: dict[str, str]) -> tuple[subprocess.Popen[
             time.sleep(0.1)
     process.kill()
     raise SystemExit(f"{factory} did not start")
+
+
+def gunicorn_flags() -> list[str]:
+    """`serve`'s gunicorn options as command-line flags."""
+    flags = {"worker_class": "--worker-class", "keepalive": "--keep-alive"}
+    return [
+        f"{flags.get(key, '--' + key.replace('_', '-'))}={value}"
+        for key, value in GUNICORN_OPTIONS.items()
+    ]
 
 
 class Replies:
@@ -224,7 +241,7 @@ def one_run(args: argparse.Namespace, base_env: dict[str, str], number: int) -> 
     delivered = ""
     try:
         for name, factory, answers in APPS:
-            process, base = start_gunicorn(factory, env)
+            process, base = start_gunicorn(factory, env, args.workers)
             try:
                 for shape, settle in shapes(args):
                     results[name, shape] = measure(
@@ -260,7 +277,8 @@ def one_run(args: argparse.Namespace, base_env: dict[str, str], number: int) -> 
         f"run {number}: bursts of {args.concurrency} concurrent signed /credits show, "
         f"{args.rounds} bursts (+1 warm-up) per shape, SendGrid simulator {args.latency_ms} ms, "
         f"rate limit {args.rate_limit}/min, {'SQLite' if args.sqlite else 'PostgreSQL'}, "
-        "1 gunicorn gthread worker × 32 threads; "
+        f"gunicorn: {args.workers} worker(s) × {GUNICORN_OPTIONS['threads']} threads each, "
+        f"{len(os.sched_getaffinity(0))} CPUs; "
         f"loadavg {load_before} → {loadavg()}"
     )
     print(f"  {'':28}{'p50':>9}{'p99':>9}{'max':>9}")
@@ -316,6 +334,12 @@ def main() -> int:
         "--shape", choices=[name for name, _ in SHAPES], help="one load shape only (default: both)"
     )
     parser.add_argument("--sqlite", action="store_true", help="a scratch SQLite file instead")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=serve_workers(Settings()),
+        help="gunicorn workers for both apps (default: what `credits-bot serve` uses here)",
+    )
     args = parser.parse_args()
     os.environ["TEST_DATABASE_URL"] = normalize_database_url(args.server)
     base_env = {

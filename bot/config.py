@@ -105,6 +105,8 @@ class Settings:
     watch: tuple[str, ...] = ()
 
     port: int = 3000
+    # `serve`'s gunicorn worker processes; None: one per CPU this process may use, at most 4.
+    web_concurrency: int | None = None
     log_level: str = "INFO"
     log_format: str = "text"
     # prometheus_client's multi-process directory (gunicorn workers add up there).
@@ -235,6 +237,7 @@ def load_settings(
         max_staleness=env.duration("CREDITS_MAX_STALENESS", timedelta(hours=6)),
         watch=env.names("CREDITS_WATCH"),
         port=env.integer("PORT", 3000, minimum=1, maximum=65535),
+        web_concurrency=env.optional_integer("WEB_CONCURRENCY", minimum=1, maximum=64),
         log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         log_format=env.choice("LOG_FORMAT", ("text", "json"), "text"),
         metrics_dir=env.text("PROMETHEUS_MULTIPROC_DIR"),

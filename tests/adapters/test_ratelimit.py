@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bot.adapters.sendgrid import Priority, RetryPolicy, SendGridV2Client, SlidingWindowLimiter
-from bot.adapters.sendgrid.ratelimit import MemoryRateBudget, NoLimit
+from bot.adapters.sendgrid.ratelimit import LEASE_MAX, MemoryRateBudget, NoLimit
 from bot.errors import RateLimited
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER, SimulatorServer, sample_state
 from tests.helpers import wait_until
@@ -95,7 +96,9 @@ def test_threads_waiting_together_are_granted_in_one_transaction():
         for future in [first, *rest]:
             future.result(timeout=10)
     assert budget.asked[0] == 1
-    assert budget.asked[1:] == [49]  # everyone who queued behind the first, at once
+    # Everyone who queued behind the first, at once, and one spare grant leased for
+    # the demand of the last second (the first grant).
+    assert budget.asked[1:] == [49 + 1]
     assert limit.waiting() == 0
 
 
@@ -116,7 +119,7 @@ def test_a_batch_never_grants_past_the_limit():
         budget.release.set()
         sent = sorted(future.result(timeout=10) for future in [first, *rest])
     assert busiest(sent, 61.0) == 10
-    assert max(budget.asked) <= 24
+    assert budget.asked[:2] == [1, 24 + 1]  # the 24 waiting, and one spare (demand: 1)
 
 
 def test_a_burst_that_fits_the_window_is_not_delayed():
@@ -217,3 +220,108 @@ def test_without_the_limiter_the_same_burst_is_throttled():
         limited = _burst(NoLimit(), reads=300, server=server)
     assert limited > 0
     assert len([c for c in state.calls() if c.status == 429]) == limited
+
+
+class CountingBudget:
+    """A memory budget that records how many grants each transaction asked for."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.inner = MemoryRateBudget(clock=clock)
+        self.asked: list[int] = []
+        self.granted = 0
+
+    def take(self, *, limit: int, window: float) -> float:
+        granted, delay = self.take_many(1, limit=limit, window=window)
+        return 0.0 if granted else delay
+
+    def take_many(self, count: int, *, limit: int, window: float) -> tuple[int, float]:
+        self.asked.append(count)
+        granted, delay = self.inner.take_many(count, limit=limit, window=window)
+        self.granted += granted
+        return granted, delay
+
+    def pause(self, seconds: float) -> None:
+        self.inner.pause(seconds)
+
+
+def test_a_burst_leases_grants_ahead_instead_of_asking_the_budget_for_each():
+    """50 commands arriving one after another in the same moment: a handful of budget
+    transactions (each leasing as many spare grants as were handed out in the last
+    second, at most LEASE_MAX), not 50 in a row."""
+    clock = FakeClock()
+    budget = CountingBudget(clock)
+    limit = limiter(clock, budget)  # type: ignore[arg-type]
+    assert [limit.acquire() for _ in range(50)] == [0.0] * 50
+    assert len(budget.asked) <= 7, budget.asked
+    assert max(budget.asked) <= LEASE_MAX + 1
+    # What was leased and not used is bounded by the last lease.
+    assert 50 <= budget.granted <= 50 + LEASE_MAX
+
+
+def test_a_single_command_leases_nothing_ahead():
+    clock = FakeClock()
+    budget = CountingBudget(clock)
+    limit = limiter(clock, budget)  # type: ignore[arg-type]
+    for _ in range(5):
+        limit.acquire()
+        clock.now += 2.0  # one command every two seconds: no recent demand
+    assert budget.asked == [1] * 5
+    assert budget.granted == 5
+
+
+def test_leased_grants_expire_within_half_the_margin():
+    """A leased grant is used within margin/2 of being recorded, or dropped: the
+    window of the budget (window + margin) still covers the request's real send."""
+    clock = FakeClock()
+    budget = CountingBudget(clock)
+    limit = limiter(clock, budget)  # type: ignore[arg-type]
+    limit.acquire()
+    limit.acquire()  # demand 1 in the last second: asks for 2, one is kept
+    assert budget.asked == [1, 2]
+    clock.now += limit.margin / 2 - 0.01
+    limit.acquire()  # the kept one, still fresh
+    assert budget.asked == [1, 2]
+    limit.acquire()  # demand 3: asks for 4, keeps 3
+    clock.now += limit.margin / 2 + 0.01
+    limit.acquire()  # the kept ones are stale: asks again
+    assert len(budget.asked) == 4
+
+
+def test_no_grants_are_leased_ahead_once_the_window_is_nearly_full():
+    clock = FakeClock()
+    budget = CountingBudget(clock)
+    limit = limiter(clock, budget, limit=10)  # type: ignore[arg-type]
+    for _ in range(10):
+        limit.acquire()
+    # Leases of 1, 3 and 7 spares for the demand: the last ask got 3 of its 8.
+    assert budget.asked == [1, 2, 4, 8]
+    assert budget.granted == 10
+    # Once an ask got less than it asked for, the next is for the caller only (the
+    # 10 handed out in the last second would otherwise make it ask for 11).
+    assert limit.acquire() == pytest.approx(61.0, abs=0.01)
+    assert budget.asked[4] == 1
+
+
+def test_a_pause_drops_the_leased_grants():
+    clock = FakeClock()
+    budget = CountingBudget(clock)
+    limit = limiter(clock, budget)  # type: ignore[arg-type]
+    limit.acquire()
+    limit.acquire()  # leases one ahead
+    limit.pause_for(5.0)  # SendGrid said 429
+    assert limit.acquire() == pytest.approx(5.0)
+
+
+def test_leased_grants_never_let_a_window_hold_more_than_the_limit():
+    """Commands at uneven intervals (bursts, pauses, leases kept and dropped): no
+    60-second window of *sends* (the moment each caller got its grant) holds more
+    than the limit."""
+    chooser = random.Random(16)
+    clock = FakeClock()
+    limit = limiter(clock, limit=100)
+    sent = []
+    for _ in range(3_000):
+        limit.acquire()
+        sent.append(clock.now)
+        clock.now += chooser.choice((0.0, 0.0, 0.0, 0.01, 0.2, 0.3, 0.6, 2.0))
+    assert busiest(sent, 60.0) <= 100

@@ -450,3 +450,91 @@ def test_the_ack_does_not_wait_for_the_replay_record(
     work.wait_idle(5)
     work.close()
     services.close()
+
+
+class DecidedLaterSeenRequests(HeldSeenRequests):
+    """A replay record that answers `first` (True: new, False: a replay) when released."""
+
+    def __init__(self, first: bool) -> None:
+        super().__init__()
+        self.first = first
+
+    def outcome(self, queued: str) -> bool:
+        super().outcome(queued)
+        return self.first
+
+
+@contextlib.contextmanager
+def held_record_app(
+    simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path, seen: HeldSeenRequests
+) -> Iterator[str]:
+    settings = bot_settings(simulator, fake_slack, f"sqlite:///{tmp_path / 'bot.sqlite3'}")
+    services = build_services(settings)
+    work = post_ack_work()
+    app = create_app(services, work=work, verified_upstream=True)
+    gate = SlackGate(signing_secret=SIGNING_SECRET, seen=seen)  # type: ignore[arg-type]
+    try:
+        with serving(create_wsgi_app(app, gate=gate)) as url:
+            yield url + "/slack/events"
+            seen.answer.set()
+            work.wait_idle(10)
+    finally:
+        work.close()
+        services.close()
+
+
+def test_a_read_asks_sendgrid_while_its_replay_record_is_made_and_answers_after(
+    simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
+):
+    """A read's only effect is its reply: its SendGrid call goes out at once, beside
+    the replay record, and the reply waits for the record (issue 16)."""
+    seen = DecidedLaterSeenRequests(first=True)
+    with held_record_app(simulator, fake_slack, tmp_path, seen) as url:
+        body = slash_command_body(
+            text="show acme-eu", user_id=USERS["viewer"], response_url=fake_slack.response_url()
+        )
+        assert post_signed(url, SIGNING_SECRET, body, timeout=5).status_code == 200
+        wait_until(lambda: any(c.user == "acme-eu" for c in simulator.state.calls()))
+        assert not seen.answer.is_set()
+        time.sleep(0.2)
+        assert fake_slack.state.responses == []  # not answered before the record says "new"
+        seen.answer.set()
+        [reply] = fake_slack.state.wait_for_responses(1)
+    assert "acme-eu" in str(reply)
+
+
+def test_a_replayed_read_is_not_answered(
+    simulator: SimulatorServer,
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+):
+    caplog.set_level(logging.WARNING, logger="bot.slack")
+    seen = DecidedLaterSeenRequests(first=False)
+    with held_record_app(simulator, fake_slack, tmp_path, seen) as url:
+        body = slash_command_body(
+            text="show acme-eu", user_id=USERS["viewer"], response_url=fake_slack.response_url()
+        )
+        assert post_signed(url, SIGNING_SECRET, body, timeout=5).status_code == 200
+        wait_until(lambda: any(c.user == "acme-eu" for c in simulator.state.calls()))
+        seen.answer.set()
+        wait_until(lambda: "refused a replayed request" in caplog.text)
+    assert fake_slack.state.responses == []
+
+
+def test_a_change_waits_for_its_replay_record_before_anything_is_sent(
+    simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
+):
+    seen = DecidedLaterSeenRequests(first=True)
+    with held_record_app(simulator, fake_slack, tmp_path, seen) as url:
+        body = slash_command_body(
+            text="add acme-us 500", user_id=USERS["admin"], response_url=fake_slack.response_url()
+        )
+        assert post_signed(url, SIGNING_SECRET, body, timeout=5).status_code == 200
+        assert seen.asked.wait(10)
+        time.sleep(0.3)
+        assert simulator.state.calls() == []  # neither the read before nor the write
+        seen.answer.set()
+        [reply] = fake_slack.state.wait_for_responses(1)
+    assert "Add done for *acme-us*" in str(reply)
+    assert len(simulator.state.writes()) == 1

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import pytest
+
+from bot.config import ConfigError, Settings, load_settings
 from bot.simulator import DEMO_API_KEY, DEMO_API_USER
+from bot.transports.slack.server import serve_workers
 from tests.fakes.processes import clean_env, serving
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import post_signed, slash_command_body
+from tests.helpers import wait_until
 
 
 def test_console_demo_answers_help_show_and_add():
@@ -234,3 +243,53 @@ def test_console_log_lines_go_to_stderr_not_the_replies(tmp_path, simulator):
     assert "command user=U0VIEWER1 verb=show" in result.stderr
     assert "INFO" not in result.stdout
     assert result.stdout.startswith("acme-eu\n")
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in children.split()]
+
+
+def test_serve_runs_web_concurrency_workers_and_each_command_is_answered_once(simulator, tmp_path):
+    """WEB_CONCURRENCY gunicorn workers (a burst of commands is shared between their
+    GILs); they share the database, so each command is answered once."""
+    secret = "serve-signing-secret"
+    with FakeSlack().running() as slack:
+        env = clean_env(
+            SLACK_BOT_TOKEN="xoxb-serve",
+            SLACK_SIGNING_SECRET=secret,
+            SLACK_API_URL=slack.api_url,
+            SENDGRID_API_USER=DEMO_API_USER,
+            SENDGRID_API_KEY=DEMO_API_KEY,
+            SENDGRID_API_URL=simulator.url,
+            CREDITS_VIEWERS="U0VIEWER1",
+            DATABASE_URL=f"sqlite:///{tmp_path / 'serve.sqlite3'}",
+            WEB_CONCURRENCY="3",
+        )
+        with serving(env) as server:
+            wait_until(lambda: len(_children(server.process.pid)) == 3)
+            events = server.url + "/slack/events"
+
+            def show(i: int) -> int:
+                body = slash_command_body(
+                    text="show globex", user_id="U0VIEWER1", response_url=slack.response_url(str(i))
+                )
+                return post_signed(events, secret, body).status_code
+
+            with ThreadPoolExecutor(max_workers=12) as pool:
+                assert list(pool.map(show, range(12))) == [200] * 12
+            replies = slack.state.wait_for_responses(12)
+            assert sorted(r["_path"] for r in replies) == sorted(
+                f"/response/{i}" for i in range(12)
+            )
+            time.sleep(0.5)
+            assert len(slack.state.responses) == 12  # none twice
+
+
+def test_serve_uses_one_worker_per_cpu_at_most_four_unless_web_concurrency_says():
+    cpus = len(os.sched_getaffinity(0))
+    assert serve_workers(Settings()) == max(1, min(4, cpus))
+    assert serve_workers(Settings(web_concurrency=7)) == 7
+    assert load_settings({"WEB_CONCURRENCY": "2"}).web_concurrency == 2
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY"):
+        load_settings({"WEB_CONCURRENCY": "0"})

@@ -67,6 +67,11 @@ Sleep = Callable[[float], None]
 _MIN_SLEEP = 1e-3
 _MAX_MARGIN = 1.0
 FALLBACK_SHARE = 0.25
+# An ask leases at most this many grants beyond the threads waiting: as many as
+# this limiter handed out in the last `_DEMAND_SECONDS` (a burst's later commands
+# then find a grant here instead of waiting for another budget transaction).
+LEASE_MAX = 25
+_DEMAND_SECONDS = 1.0
 
 
 class Priority(Enum):
@@ -138,6 +143,13 @@ class SlidingWindowLimiter:
     one asks for every thread waiting at that moment (a burst of 50 commands costs
     a few transactions, not 50 in a row), hands the grants out, and a full window
     costs one query per process, not one per waiting thread.
+
+    Leases: while demand is recent (grants handed out in the last second) and the
+    last ask got all it asked for, an ask also takes that many spare grants (at most
+    `LEASE_MAX`), for the callers about to arrive. A spare is used within half the
+    margin of being recorded or dropped, so the budget's `window + margin` still
+    covers its real send; a 429 drops them too. What a lease can waste is bounded
+    by the demand of the second before, and nothing is leased near a full window.
     """
 
     def __init__(
@@ -173,6 +185,9 @@ class SlidingWindowLimiter:
         self._waiting = 0  # threads in acquire()
         self._granted = 0  # grants taken for them and not yet handed out
         self._asking = False  # one thread is asking the budget (or waiting for room)
+        self._fresh_until = 0.0  # grants in `_granted` are dropped after this moment
+        self._handed: deque[float] = deque()  # when grants were handed out (last second)
+        self._room = True  # the last ask got all it asked for: leasing ahead is allowed
         self._logger = logger or logging.getLogger("bot.sendgrid.ratelimit")
         self._own = MemoryRateBudget(clock=clock)  # while the shared budget is unreachable
         self._on_own = False
@@ -183,7 +198,7 @@ class SlidingWindowLimiter:
         started = self._clock()
         with self._state:
             self._waiting += 1
-            while not self._granted and self._asking:
+            while not self._fresh_grants() and self._asking:
                 self._state.wait()
             if self._granted:
                 return self._handed_one(started)
@@ -192,7 +207,9 @@ class SlidingWindowLimiter:
             while True:
                 with self._state:
                     wanted = self._waiting
-                granted, delay = self._take(wanted)
+                    spare = self._lease_size()
+                granted, delay = self._take(wanted + spare)
+                self._room = granted == wanted + spare
                 if granted:
                     break
                 self._logger.debug(
@@ -207,6 +224,7 @@ class SlidingWindowLimiter:
             raise
         with self._state:
             self._granted += granted
+            self._fresh_until = self._clock() + self.margin / 2
             self._asking = False
             self._state.notify_all()
             return self._handed_one(started)
@@ -220,7 +238,24 @@ class SlidingWindowLimiter:
         """Under `_state`: this thread takes one of the grants taken for the waiting."""
         self._granted -= 1
         self._waiting -= 1
-        return self._clock() - started
+        now = self._clock()
+        self._handed.append(now)
+        return now - started
+
+    def _fresh_grants(self) -> bool:
+        """Under `_state`: whether a grant taken earlier may still be handed out; a
+        stale one (older than half the margin) is dropped, never sent late."""
+        if self._granted and self._clock() >= self._fresh_until:
+            self._logger.debug("dropped %d leased grant(s), unused in time", self._granted)
+            self._granted = 0
+        return self._granted > 0
+
+    def _lease_size(self) -> int:
+        """Under `_state`: how many spare grants the next ask may take."""
+        horizon = self._clock() - _DEMAND_SECONDS
+        while self._handed and self._handed[0] <= horizon:
+            self._handed.popleft()
+        return min(LEASE_MAX, len(self._handed)) if self._room else 0
 
     def _take(self, count: int) -> tuple[int, float]:
         window = self.window + self.margin
@@ -246,6 +281,8 @@ class SlidingWindowLimiter:
     def pause_for(self, seconds: float) -> None:
         """Hold every caller on this budget, in every process, for `seconds`."""
         self._logger.info("SendGrid said 429: every process waits %.1f s", seconds)
+        with self._state:
+            self._fresh_until = 0.0  # leased grants are not used past a 429
         self._own.pause(seconds)
         try:
             self._budget.pause(seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -12,16 +13,25 @@ from gunicorn.glogging import Logger as GunicornLogger
 from bot.config import Settings
 from bot.observability.multiprocess import use_multiprocess_dir
 
-# One process, many threads: the Bolt listener executor does the slow work, so
-# gunicorn's threads only hold a request until its ack.
+# Many threads per process: the post-ack pool does the slow work, so gunicorn's
+# threads only hold a request until its ack. One process per CPU (at most 4): every
+# request costs CPU under its process's GIL, and a burst of commands shared between
+# two processes is answered in about half the time (docs/reliability.md, issue 16).
+MAX_DEFAULT_WORKERS = 4
 GUNICORN_OPTIONS = {
-    "workers": 1,
     "worker_class": "gthread",
     "threads": 32,
     "timeout": 60,
     "graceful_timeout": 20,
     "keepalive": 5,
 }
+
+
+def serve_workers(settings: Settings) -> int:
+    """`WEB_CONCURRENCY`, else one worker per CPU this process may run on (at most 4)."""
+    if settings.web_concurrency is not None:
+        return settings.web_concurrency
+    return max(1, min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0))))
 
 
 def worker_exit(server: Any, worker: Any) -> None:
@@ -77,10 +87,15 @@ def serve_with_gunicorn(settings: Settings, *, host: str, port: int) -> None:
 
     options = {
         **GUNICORN_OPTIONS,
+        "workers": serve_workers(settings),
         "bind": f"{host}:{port}",
         "loglevel": settings.log_level.lower(),
         "logger_class": RootHandlersLogger,
         "child_exit": child_exit,
     }
-    logging.getLogger("bot").info("metrics of every worker are kept in %s", directory)
+    logging.getLogger("bot").info(
+        "%d worker process(es); the metrics of every worker are kept in %s",
+        options["workers"],
+        directory,
+    )
     _Gunicorn(settings, options).run()
