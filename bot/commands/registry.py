@@ -57,6 +57,13 @@ class Subcommand:
     parse: Parser
     handle: Handler
     changes_state: bool = False  # refused while a request's replay cannot be checked
+    posts_elsewhere: bool = False  # besides its reply (history's chart in the channel)
+
+    @property
+    def only_replies(self) -> bool:
+        """Its only effect is its reply: it may run while its replay is still being
+        decided, as long as the reply waits for that (`PostAckWork`)."""
+        return not self.changes_state and not self.posts_elsewhere
 
     @property
     def name(self) -> str:
@@ -230,6 +237,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         action=Action.READ_BALANCES,
         parse=grammar.one_user,
         handle=reads.show_history,
+        posts_elsewhere=True,
     ),
 )
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -476,6 +477,11 @@ class AlertWatch:
         )
 
 
+# Seconds between a command's balance reaching the feed and the batch it is in being
+# decided: the rest of a burst's replies go out first (issue 16).
+FEED_SETTLE = 0.5
+
+
 class BackgroundFeed:
     """Balances commands read, handed to `observe` off the reply's path.
 
@@ -483,16 +489,20 @@ class BackgroundFeed:
     digest post, serialized across every command by the watch's lock): the reply
     goes out first, and the balances of every command answered meanwhile are decided
     on together, in one batch, by one thread (started with the first balance, as the
-    post-ack pool's are). A failure is logged; the clock's watch reads the subuser
-    again when it is due."""
+    post-ack pool's are). The batch is taken `settle` seconds after its first balance,
+    so a burst's decision comes after the burst's replies, not among them, in one
+    transaction. A failure is logged; the clock's watch reads the subuser again when
+    it is due."""
 
     def __init__(
         self,
         observe: Callable[[list[tuple[str, Balance]]], None],
         *,
         logger: logging.Logger | None = None,
+        settle: float = FEED_SETTLE,
     ) -> None:
         self._observe = observe
+        self._settle = settle
         self._logger = logger or logging.getLogger("bot.watch")
         self._lock = threading.Lock()
         self._pending: list[tuple[str, Balance]] = []
@@ -512,6 +522,7 @@ class BackgroundFeed:
 
     def _drain(self) -> None:
         while True:
+            time.sleep(self._settle)
             with self._lock:
                 batch, self._pending = self._pending, []
                 if not batch:

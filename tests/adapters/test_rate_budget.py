@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from bot.adapters.sendgrid import Priority, SlidingWindowLimiter
 from bot.adapters.sendgrid.ratelimit import MemoryRateBudget, RateBudget
@@ -146,6 +146,31 @@ def test_pruning_forgets_only_grants_outside_the_window(engines, clock: FakeCloc
         kept = connection.execute(select(func.count()).select_from(rate_grants)).scalar_one()
     assert 5 <= kept < PRUNE_EVERY + 5
     assert budget.take(limit=4, window=1.0) > 0  # the last four are still in the window
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engines", ["postgresql"], indirect=True)
+def test_on_postgresql_a_take_is_one_statement_in_its_own_transaction(engines):
+    """One round trip per take (the server's `credits_take_grants`): in a busy process
+    every further round trip waited for the interpreter lock again (issue 16)."""
+    engine = engines()
+    budget = SqlRateBudget(engine)
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    budget.take(limit=10, window=60.0)  # the first use may look at the connection
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert budget.take_many(3, limit=10, window=60.0) == (3, 0.0)
+        granted, delay = budget.take_many(20, limit=10, window=60.0)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert (granted, delay > 59.0) == (6, False)  # 10 - 1 - 3 left in the window
+    assert len(statements) == 2
+    assert all("credits_take_grants" in s for s in statements)
+    assert budget.take_many(1, limit=10, window=60.0)[0] == 0  # full: a wait, not a grant
 
 
 @pytest.mark.parametrize("engines", SQL, indirect=True)

@@ -372,7 +372,9 @@ def test_a_100_mib_body_is_refused_without_the_worker_growing(
     simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path, headers: dict[str, str]
 ):
     chunked = "Transfer-Encoding" in headers
-    with serving_process(serve_env(simulator, fake_slack, tmp_path)) as server:
+    env = serve_env(simulator, fake_slack, tmp_path)
+    env["WEB_CONCURRENCY"] = "1"  # the one worker that takes the body is the one measured
+    with serving_process(env) as server:
         worker = worker_of(server.process.pid)
         before = peak_rss_kib(worker)
         connection = open_request(server.url + "/slack/events", headers)

@@ -14,12 +14,15 @@ faster by making every reply slower, and a person waits for the reply.)
 
 from __future__ import annotations
 
+import contextvars
+import heapq
+import itertools
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from slack_bolt import Ack, App, BoltContext, Respond
@@ -36,7 +39,7 @@ from bot.commands.form import FieldError, command_from_fields
 from bot.commands.formatting import digest_note
 from bot.commands.grammar import Command, parse_user
 from bot.commands.home import SubuserNames
-from bot.commands.registry import USAGE, Verb, parse
+from bot.commands.registry import BY_VERB, USAGE, Verb, parse
 from bot.commands.replies import ErrorReply, HistoryReply, Reply
 from bot.commands.service import CommandService
 from bot.errors import UserError
@@ -85,14 +88,16 @@ from bot.transports.slack.surfaces import (
     subuser_options,
 )
 
-# Listener threads only parse Slack's payload and ack; work threads wait on
+# Listeners only parse Slack's payload, ack and hand the rest to the work pool, in
+# the thread that took the request (`process_before_response`): gunicorn's 32
+# request threads (`serve`), the Socket Mode client's own. Work threads wait on
 # SendGrid (up to its timeout, plus the rate limiter). Sized for a burst of
 # 50 commands in flight at once, with room: at 48, two commands of every burst
 # of 50 waited a whole SendGrid call for a thread (their replies + 500 ms).
-LISTENER_WORKERS = 16
+LISTENER_WORKERS = 32
 WORK_WORKERS = 64
 # Every thread of a `serve` or `socket` process that may hold a database connection at
-# once: the work pool, Bolt's listeners, and the upkeep timer.
+# once: the work pool, the threads listeners run in, and the upkeep timer.
 DATABASE_THREADS = WORK_WORKERS + LISTENER_WORKERS + 1
 # A /credits answer that takes longer than this is announced first ("Looking up …").
 FEEDBACK_AFTER = 1.0
@@ -121,6 +126,33 @@ REPLAY_CHECKED = "credits_replay_checked"
 
 class Claim(Protocol):
     def claim(self) -> bool | None: ...
+
+
+class _Replayed(Exception):
+    """The request turned out to be a replay: its reply must not leave."""
+
+
+class _ReplyGate:
+    """The replay claim of a task that ran before it was decided: every reply the task
+    posts waits here for the decision, and a replay's never leaves."""
+
+    def __init__(self, decision: Future[bool | None], what: str) -> None:
+        self._decision = decision
+        self._what = what
+        self._warned = False
+
+    def wait(self) -> None:
+        first = self._decision.result()
+        if first is False:
+            raise _Replayed(self._what)
+        if first is None and not self._warned:
+            self._warned = True
+            logger.warning("replay not checked, the database failed: %s", self._what)
+
+
+_reply_gate: contextvars.ContextVar[_ReplyGate | None] = contextvars.ContextVar(
+    "credits_reply_gate", default=None
+)
 
 
 def replay_claim(context: BoltContext) -> Claim | None:
@@ -171,7 +203,10 @@ def create_app(
         client=services.web_client,
         signing_secret=signing_secret.reveal() if signing_secret else "",
         request_verification_enabled=not (socket_mode or verified_upstream),
-        process_before_response=False,
+        # Every listener acks and hands its work to the pool at once, so it runs in the
+        # request's own thread: Bolt's other mode hands each request to a listener
+        # thread and polls for its ack every 10 ms (acks p50 -30% in bench/ack_latency).
+        process_before_response=True,
         listener_executor=ContextExecutor(
             max_workers=listener_workers, thread_name_prefix="bolt-listener"
         ),
@@ -214,18 +249,31 @@ class PostAckWork:
         self._idle = threading.Condition()
         self._metrics = metrics
         self._replies = replies or ResponseUrls()
+        # Decides the claims of tasks that run early: one thread, as `SeenRequests`
+        # records every claim in line in one transaction anyway.
+        self._claims = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-claims")
 
     def reply_to(self, respond: Respond) -> Callable[..., Any]:
-        """Bolt's `respond`, posting through this process's pooled connections."""
+        """Bolt's `respond`, posting through this process's pooled connections. In a
+        task that runs before its replay claim is decided (`submit(early=True)`),
+        each reply first waits for the decision (from any thread, e.g. a timer's)."""
         url = respond.response_url
-        if url is None:
-            return respond
+        gate = _reply_gate.get()
         replies = self._replies
-        return lambda **message: replies.post(url, message)
+
+        def post(**message: Any) -> Any:
+            if gate is not None:
+                gate.wait()
+            if url is None:
+                return respond(**message)
+            return replies.post(url, message)
+
+        return post
 
     def close(self) -> None:
         """Close the pooled reply connections (the pool's threads end with the process)."""
         self._replies.close()
+        self._claims.shutdown(wait=False)
 
     def submit(
         self,
@@ -234,17 +282,21 @@ class PostAckWork:
         claim: Claim | None = None,
         *,
         answers: bool = True,
+        early: bool = False,
     ) -> None:
         """Run `task(replay_checked)` now, in the pool; a failure to deliver the answer
         is logged, never lost silently.
 
         With a `claim`, the request is first recorded as seen: a replay runs nothing;
         if the database cannot say, `task` runs with `replay_checked=False` (it may
-        answer reads, and refuses changes). `answers=False`: housekeeping that follows an
-        answer (a Home redraw), not counted or logged as a reply."""
+        answer reads, and refuses changes). `early=True`, for a task whose only effect
+        is its reply (a read): it runs at once while the claim is recorded beside it,
+        and its replies (through `reply_to`) wait for the decision; a replay's reply
+        never leaves. `answers=False`: housekeeping that follows an answer (a Home
+        redraw), not counted or logged as a reply."""
         with self._idle:
             self._in_flight += 1
-        self._pool.submit(self._run, task, what, claim, answers)
+        self._pool.submit(self._run, task, what, claim, answers, early)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no task is queued or running (True), or `timeout` seconds (False)."""
@@ -258,17 +310,31 @@ class PostAckWork:
         return True
 
     def _run(
-        self, task: Callable[[bool], object], what: str, claim: Claim | None, answers: bool
+        self,
+        task: Callable[[bool], object],
+        what: str,
+        claim: Claim | None,
+        answers: bool,
+        early: bool,
     ) -> None:
+        token = None
         try:
-            first = claim.claim() if claim is not None else True
-            if first is False:
-                logger.warning("refused a replayed request: %s", what)
-                return
-            if first is None:
-                logger.warning("replay not checked, the database failed: %s", what)
+            if claim is not None and early:
+                gate = _ReplyGate(self._claims.submit(claim.claim), what)
+                token = _reply_gate.set(gate)
+                first: bool | None = True  # for a read, moot: its replies wait at the gate
+            else:
+                first = claim.claim() if claim is not None else True
+                if first is False:
+                    logger.warning("refused a replayed request: %s", what)
+                    return
+                if first is None:
+                    logger.warning("replay not checked, the database failed: %s", what)
             try:
                 task(first is True)
+            except _Replayed:
+                logger.warning("refused a replayed request: %s", what)
+                return
             except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
                 logger.exception("could not deliver the answer to %s", what)
                 return
@@ -277,6 +343,8 @@ class PostAckWork:
                 self._metrics.replied(request.elapsed())
                 logger.info("answered %s in %.0f ms", what, request.elapsed() * 1000)
         finally:
+            if token is not None:
+                _reply_gate.reset(token)
             with self._idle:
                 self._in_flight -= 1
                 if not self._in_flight:
@@ -326,10 +394,10 @@ def credits_command(
         ack()
         actor = Actor(user_id=command["user_id"])
         text = command.get("text") or ""
+        parsed = _parsed(text)
 
         def answer(checked: bool) -> None:
             reply_to = work.reply_to(respond)
-            parsed = _parsed(text)
             slow = parsed is not None and parsed.verb in SENDGRID_VERBS
             with SlowFeedback(reply_to, parsed, after=feedback_after if slow else None) as shown:
                 reply = service.handle(actor, text, replay_checked=checked)
@@ -344,7 +412,9 @@ def credits_command(
             if home is not None and parsed is not None and _changed(parsed, reply):
                 work.submit(lambda _c: home.refresh_recent(), "a Home refresh", answers=False)
 
-        work.submit(answer, f"/credits from {actor.user_id}", replay_claim(context))
+        # A read (or a usage error) only replies: it runs while its replay is decided.
+        early = parsed is None or BY_VERB[parsed.verb].only_replies
+        work.submit(answer, f"/credits from {actor.user_id}", replay_claim(context), early=early)
 
     return handle_credits
 
@@ -378,13 +448,10 @@ class SlowFeedback:
         self._lock = threading.Lock()
         self._done = False
         self.posted = False
-        self._timer: threading.Timer | None = None
 
     def __enter__(self) -> SlowFeedback:
         if self._after is not None:
-            self._timer = threading.Timer(self._after, self._notice)
-            self._timer.daemon = True
-            self._timer.start()
+            _NOTICES.call_later(self._after, self._notice, wanted=lambda: not self._done)
         return self
 
     def _notice(self) -> None:
@@ -393,6 +460,8 @@ class SlowFeedback:
                 return
             try:
                 deliver(self._respond, response_type="ephemeral", text=self._text)
+            except _Replayed:
+                return  # its work logs the replay
             except (SlackApiError, SlackRequestError, OSError, _ReplyNotTaken):
                 logger.warning("the 'looking up' notice was not delivered")
                 return
@@ -400,9 +469,46 @@ class SlowFeedback:
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
-            self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
+            self._done = True  # a notice not yet posted never will be
+
+
+class _Deadlines:
+    """One thread for every command's "Looking up…" deadline (a `threading.Timer`
+    each started a thread per command). A deadline that passes runs its callback on
+    a thread of its own if it is still `wanted` (few are: only commands still waiting
+    on SendGrid); the callback itself checks again under its own lock."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Callable[[], None], Callable[[], bool]]] = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def call_later(
+        self, seconds: float, callback: Callable[[], None], *, wanted: Callable[[], bool]
+    ) -> None:
+        with self._changed:
+            due = (time.monotonic() + seconds, next(self._order), callback, wanted)
+            heapq.heappush(self._due, due)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="credits-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    timeout = self._due[0][0] - time.monotonic() if self._due else None
+                    self._changed.wait(timeout)
+                _, _, callback, wanted = heapq.heappop(self._due)
+            if wanted():
+                threading.Thread(target=callback, name="credits-notice", daemon=True).start()
+
+
+_NOTICES = _Deadlines()
 
 
 def button_answered_to_clicker(
