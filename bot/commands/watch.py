@@ -295,9 +295,11 @@ class AlertWatch:
 
     def observe(self, reads: Iterable[tuple[str, Balance]]) -> None:
         """Balances a command read anyway: decide on them now (an alert or a recovery
-        with no extra SendGrid call), store them and post what changed."""
+        with no extra SendGrid call), store them and post what changed. A subuser read
+        several times (a burst of `show`s) is decided on its latest balance."""
         now = self._clock()
-        balances = [(user, balance, now) for user, balance in reads]
+        latest = dict(reads)  # the last read of each subuser wins
+        balances = [(user, balance, now) for user, balance in latest.items()]
         if not balances:
             return
         with self._deciding:

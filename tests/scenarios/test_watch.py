@@ -304,3 +304,24 @@ def test_a_reset_to_an_allowance_below_the_line_is_alerted_just_after_it(slack, 
     assert "daily" in digest["text"]
     assert [c.at for c in state.traffic.crossings] == [15 * 3600]  # the reset, at 00:00
     assert SqlAlertStore(store).states(["daily"])["daily"].announced is AlertLevel.LOW
+
+
+def test_a_burst_of_shows_of_one_new_subuser_is_decided_on_its_latest_balance(
+    traffic_sim, slack, store, clock, caplog
+):
+    """50 `show`s of the same subuser reach the watch in one batch: it decides on the
+    latest balance once (the batch used to insert the same new state 50 times and
+    lose every read of it to the unique key)."""
+    backend = backend_client(traffic_sim, "v2", timeout=5)
+    watch = make_watch(backend, slack, store, clock, horizon=timedelta(0))
+    caplog.set_level(logging.WARNING)
+    try:
+        first = backend.get_balance("steady")
+        traffic_sim.state.subusers["steady"].credit_remain = 400  # below the 1,000 line
+        latest = backend.get_balance("steady")
+        watch.observe([("steady", first)] * 25 + [("steady", latest)] * 25)
+    finally:
+        watch.close()
+    state = SqlAlertStore(store).states(["steady"])["steady"]
+    assert state.level is AlertLevel.LOW
+    assert "IntegrityError" not in caplog.text
