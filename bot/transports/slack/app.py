@@ -46,6 +46,7 @@ from bot.errors import UserError
 from bot.observability.context import ContextExecutor, current_request
 from bot.observability.metrics import NO_METRICS, Metrics
 from bot.services import Services
+from bot.transports.slack.acks import AcksInFlight
 from bot.transports.slack.alerts import (
     ADD_ACTION,
     ADD_REASON_BLOCK,
@@ -242,8 +243,12 @@ class PostAckWork:
         replies: ResponseUrls | None = None,
         *,
         threads: int | None = None,
+        acks: AcksInFlight | None = None,
     ) -> None:
         self.threads = threads  # how many tasks run at once (None: the pool's own)
+        # The acks this process is making (counted by the WSGI app): a task starts
+        # once they are done, briefly (bot/transports/slack/acks.py).
+        self.acks = acks or AcksInFlight()
         self._pool = pool
         self._in_flight = 0
         self._idle = threading.Condition()
@@ -318,6 +323,7 @@ class PostAckWork:
         early: bool,
     ) -> None:
         token = None
+        self.acks.wait_for_quiet()
         try:
             if claim is not None and early:
                 gate = _ReplyGate(self._claims.submit(claim.claim), what)

@@ -47,6 +47,7 @@ from bot.observability.prometheus import PrometheusMetrics
 from bot.observability.readiness import Readiness, database_check, sendgrid_check, slack_check
 from bot.services import Services, build_services
 from bot.transports.assembly import Upkeep, stop_gracefully
+from bot.transports.slack.acks import AcksInFlight
 from bot.transports.slack.app import (
     DATABASE_THREADS,
     REPLAY_CHECKED,
@@ -261,13 +262,14 @@ def create_wsgi_app(
     gate: SlackGate,
     metrics: PrometheusMetrics | None = None,
     readiness: Readiness | None = None,
+    acks: AcksInFlight | None = None,
 ) -> WSGIApplication:
     """Wrap a Bolt app: requests `gate` admits go to Bolt; `/healthz`, `/readyz` and
     `/metrics` answer here.
 
     `bolt_app` must not verify signatures itself (the gate did, on the raw body).
-    Each Slack request gets a
-    request id (logged from its ack to its answer).
+    Each Slack request gets a request id (logged from its ack to its answer), and is
+    counted in `acks` while it is being acknowledged (the work pool waits for them).
     """
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -291,7 +293,11 @@ def create_wsgi_app(
                 statuses.append(status)
                 return start_response(status, headers, *exc_info)
 
-            answer = slack_events(environ, recording_start_response)
+            if acks is None:
+                answer = slack_events(environ, recording_start_response)
+            else:
+                with acks.acking():
+                    answer = slack_events(environ, recording_start_response)
             if metrics is not None:
                 metrics.acknowledged(request.elapsed())
             logger.info(
@@ -440,7 +446,9 @@ def build_wsgi_app(
     gate = SlackGate(
         signing_secret=secret, seen=SeenRequests(services.database.engine), clock=clock
     )
-    application = create_wsgi_app(app, gate=gate, metrics=metrics, readiness=readiness)
+    application = create_wsgi_app(
+        app, gate=gate, metrics=metrics, readiness=readiness, acks=work.acks
+    )
     upkeep = Upkeep(services.database, services.changes).start()
     return ServedApp(application, services=services, work=work, upkeep=upkeep)
 
