@@ -253,7 +253,9 @@ def test_a_paused_peer_never_sends_a_write_after_its_actor_was_told_to_verify(
     """
     url = f"sqlite:///{tmp_path / 'paused.sqlite3'}"
     simulator.state.add_fault(FaultRule(kind="ratelimit", arg="20", task="increment", times=1))
-    env = env_for(simulator, slack, url, "v2", SENDGRID_TIMEOUT="30")
+    # One worker: SIGSTOP pauses the whole host, and on SQLite a second worker paused
+    # mid-heartbeat would hold the file's write lock against the peer (and this test).
+    env = env_for(simulator, slack, url, "v2", SENDGRID_TIMEOUT="30", WEB_CONCURRENCY="1")
     paused = ServeProcess(env, on_another_host("node-a"))
     try:
         paused.wait_healthy()
