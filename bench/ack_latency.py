@@ -4,7 +4,8 @@ Bursts of 50 concurrent signed `/credits show` commands against credits-bot
 as production runs it (`python -m bot serve`, the Procfile's `web:`: gunicorn,
 one worker per CPU, at most 4, unless WEB_CONCURRENCY), with the SendGrid simulator
 answering every call after 500 ms and the bot at SendGrid's real rate limit
-(600/min, the fleet budget in its own scratch SQLite database); then the same
+(600/min, the fleet budget in a PostgreSQL database each run creates and drops, or
+a scratch SQLite file with --sqlite); then the same
 against a bare Bolt app that only acks, under the same gunicorn settings (workers,
 threads), in the same run. Two load shapes:
 
@@ -111,7 +112,7 @@ def start_gunicorn(
         except requests.RequestException:
             time.sleep(0.1)
     process.kill()
-    raise SystemExit(f"{factory} did not start")
+    raise SystemExit(f"{factory or 'credits-bot serve'} did not start")
 
 
 def gunicorn_flags() -> list[str]:

@@ -414,9 +414,11 @@ def test_a_100_mib_body_is_refused_without_the_worker_growing(
 
 
 class HeldSeenRequests:
-    """A replay record whose database answers only when the test says so."""
+    """A replay record whose database answers only when the test says so: `first`
+    (True: the request is new, False: a replay)."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: bool = True) -> None:
+        self.first = first
         self.asked = threading.Event()
         self.answer = threading.Event()
 
@@ -426,43 +428,6 @@ class HeldSeenRequests:
     def outcome(self, queued: str) -> bool:
         self.asked.set()
         assert self.answer.wait(10)
-        return True
-
-
-def test_the_ack_does_not_wait_for_the_replay_record(
-    simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
-):
-    settings = bot_settings(simulator, fake_slack, f"sqlite:///{tmp_path / 'bot.sqlite3'}")
-    services = build_services(settings)
-    work = post_ack_work()
-    app = create_app(services, work=work, verified_upstream=True)
-    seen = HeldSeenRequests()
-    gate = SlackGate(signing_secret=SIGNING_SECRET, seen=seen)  # type: ignore[arg-type]
-    with serving(create_wsgi_app(app, gate=gate)) as url:
-        body = slash_command_body(
-            text="show acme-eu", user_id=USERS["viewer"], response_url=fake_slack.response_url()
-        )
-        acked = post_signed(url + "/slack/events", SIGNING_SECRET, body, timeout=5)
-        assert acked.status_code == 200
-        assert not seen.answer.is_set()  # acknowledged while the record was still pending
-        assert fake_slack.state.responses == []  # and the work waits for the record
-        seen.answer.set()
-        [reply] = fake_slack.state.wait_for_responses(1)
-    assert "acme-eu" in str(reply)
-    work.wait_idle(5)
-    work.close()
-    services.close()
-
-
-class DecidedLaterSeenRequests(HeldSeenRequests):
-    """A replay record that answers `first` (True: new, False: a replay) when released."""
-
-    def __init__(self, first: bool) -> None:
-        super().__init__()
-        self.first = first
-
-    def outcome(self, queued: str) -> bool:
-        super().outcome(queued)
         return self.first
 
 
@@ -470,6 +435,7 @@ class DecidedLaterSeenRequests(HeldSeenRequests):
 def held_record_app(
     simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path, seen: HeldSeenRequests
 ) -> Iterator[str]:
+    """The bot's WSGI app with `seen` as its replay record; yields /slack/events' URL."""
     settings = bot_settings(simulator, fake_slack, f"sqlite:///{tmp_path / 'bot.sqlite3'}")
     services = build_services(settings)
     work = post_ack_work()
@@ -485,17 +451,34 @@ def held_record_app(
         services.close()
 
 
+def send(url: str, fake_slack: FakeSlack, text: str, user: str) -> None:
+    body = slash_command_body(
+        text=text, user_id=USERS[user], response_url=fake_slack.response_url()
+    )
+    assert post_signed(url, SIGNING_SECRET, body, timeout=5).status_code == 200
+
+
+def test_the_ack_does_not_wait_for_the_replay_record(
+    simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
+):
+    seen = HeldSeenRequests()
+    with held_record_app(simulator, fake_slack, tmp_path, seen) as url:
+        send(url, fake_slack, "show acme-eu", "viewer")
+        assert not seen.answer.is_set()  # acknowledged while the record was still pending
+        assert fake_slack.state.responses == []  # and the work waits for the record
+        seen.answer.set()
+        [reply] = fake_slack.state.wait_for_responses(1)
+    assert "acme-eu" in str(reply)
+
+
 def test_a_read_asks_sendgrid_while_its_replay_record_is_made_and_answers_after(
     simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
 ):
     """A read's only effect is its reply: its SendGrid call goes out at once, beside
     the replay record, and the reply waits for the record (issue 16)."""
-    seen = DecidedLaterSeenRequests(first=True)
+    seen = HeldSeenRequests(first=True)
     with held_record_app(simulator, fake_slack, tmp_path, seen) as url:
-        body = slash_command_body(
-            text="show acme-eu", user_id=USERS["viewer"], response_url=fake_slack.response_url()
-        )
-        assert post_signed(url, SIGNING_SECRET, body, timeout=5).status_code == 200
+        send(url, fake_slack, "show acme-eu", "viewer")
         wait_until(lambda: any(c.user == "acme-eu" for c in simulator.state.calls()))
         assert not seen.answer.is_set()
         time.sleep(0.2)
@@ -512,12 +495,9 @@ def test_a_replayed_read_is_not_answered(
     caplog: pytest.LogCaptureFixture,
 ):
     caplog.set_level(logging.WARNING, logger="bot.slack")
-    seen = DecidedLaterSeenRequests(first=False)
+    seen = HeldSeenRequests(first=False)
     with held_record_app(simulator, fake_slack, tmp_path, seen) as url:
-        body = slash_command_body(
-            text="show acme-eu", user_id=USERS["viewer"], response_url=fake_slack.response_url()
-        )
-        assert post_signed(url, SIGNING_SECRET, body, timeout=5).status_code == 200
+        send(url, fake_slack, "show acme-eu", "viewer")
         wait_until(lambda: any(c.user == "acme-eu" for c in simulator.state.calls()))
         seen.answer.set()
         wait_until(lambda: "refused a replayed request" in caplog.text)
@@ -527,12 +507,9 @@ def test_a_replayed_read_is_not_answered(
 def test_a_change_waits_for_its_replay_record_before_anything_is_sent(
     simulator: SimulatorServer, fake_slack: FakeSlack, tmp_path: Path
 ):
-    seen = DecidedLaterSeenRequests(first=True)
+    seen = HeldSeenRequests(first=True)
     with held_record_app(simulator, fake_slack, tmp_path, seen) as url:
-        body = slash_command_body(
-            text="add acme-us 500", user_id=USERS["admin"], response_url=fake_slack.response_url()
-        )
-        assert post_signed(url, SIGNING_SECRET, body, timeout=5).status_code == 200
+        send(url, fake_slack, "add acme-us 500", "admin")
         assert seen.asked.wait(10)
         time.sleep(0.3)
         assert simulator.state.calls() == []  # neither the read before nor the write

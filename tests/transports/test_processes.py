@@ -63,19 +63,28 @@ def test_console_without_a_role_only_helps(tmp_path):
     assert "needs the viewer role; you have no role" in result.stdout
 
 
+SERVE_SECRET = "serve-signing-secret"
+
+
+def serve_env(simulator, slack: FakeSlack, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """`serve`'s environment: the fake Slack, the simulator, a viewer, a SQLite file."""
+    return clean_env(
+        SLACK_BOT_TOKEN="xoxb-serve",
+        SLACK_SIGNING_SECRET=SERVE_SECRET,
+        SLACK_API_URL=slack.api_url,
+        SENDGRID_API_USER=DEMO_API_USER,
+        SENDGRID_API_KEY=DEMO_API_KEY,
+        SENDGRID_API_URL=simulator.url,
+        CREDITS_VIEWERS="U0VIEWER1",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'serve.sqlite3'}",
+        **extra,
+    )
+
+
 def test_serve_runs_the_app_under_gunicorn(simulator, tmp_path):
-    secret = "serve-signing-secret"
+    secret = SERVE_SECRET
     with FakeSlack().running() as slack:
-        env = clean_env(
-            SLACK_BOT_TOKEN="xoxb-serve",
-            SLACK_SIGNING_SECRET=secret,
-            SLACK_API_URL=slack.api_url,
-            SENDGRID_API_USER=DEMO_API_USER,
-            SENDGRID_API_KEY=DEMO_API_KEY,
-            SENDGRID_API_URL=simulator.url,
-            CREDITS_VIEWERS="U0VIEWER1",
-            DATABASE_URL=f"sqlite:///{tmp_path / 'serve.sqlite3'}",
-        )
+        env = serve_env(simulator, slack, tmp_path)
         with serving(env) as server:
             body = slash_command_body(
                 text="show globex", user_id="U0VIEWER1", response_url=slack.response_url()
@@ -253,19 +262,9 @@ def _children(pid: int) -> list[int]:
 def test_serve_runs_web_concurrency_workers_and_each_command_is_answered_once(simulator, tmp_path):
     """WEB_CONCURRENCY gunicorn workers (a burst of commands is shared between their
     GILs); they share the database, so each command is answered once."""
-    secret = "serve-signing-secret"
+    secret = SERVE_SECRET
     with FakeSlack().running() as slack:
-        env = clean_env(
-            SLACK_BOT_TOKEN="xoxb-serve",
-            SLACK_SIGNING_SECRET=secret,
-            SLACK_API_URL=slack.api_url,
-            SENDGRID_API_USER=DEMO_API_USER,
-            SENDGRID_API_KEY=DEMO_API_KEY,
-            SENDGRID_API_URL=simulator.url,
-            CREDITS_VIEWERS="U0VIEWER1",
-            DATABASE_URL=f"sqlite:///{tmp_path / 'serve.sqlite3'}",
-            WEB_CONCURRENCY="3",
-        )
+        env = serve_env(simulator, slack, tmp_path, WEB_CONCURRENCY="3")
         with serving(env) as server:
             wait_until(lambda: len(_children(server.process.pid)) == 3)
             events = server.url + "/slack/events"

@@ -11,10 +11,11 @@ SendGrid's half second anyway.
 So a task of the work pool starts once no ack is in flight in this process and
 none ended in the last `quiet` seconds (the next request of a burst is usually
 being read by then), and never later than `hold` seconds after it was ready.
-Measured in `bench/ack_latency.py` (docs/reliability.md, issue 16): a burst's ack
-p99 from 2.3-2.5 × a bare Bolt app's to 1.1-1.6 ×; the reply p50 from SendGrid +
-58 to + 78 ms, inside the + 100 ms target. The hold-back this replaces held work up
-to 250 ms whenever any request was mid-ack.
+Measured with `bench/ack_latency.py --shape burst` (3 runs each, docs/reliability.md,
+issue 16): a burst's ack p99 went from 2.31-2.50 × a bare Bolt app's to 1.05-1.68 ×,
+and the reply p50 from SendGrid + 57-59 ms to + 80-85 ms. Unlike the hold-back removed
+in the first pass (up to 250 ms whenever any request was mid-ack), the wait is short
+and what it costs replies is measured.
 """
 
 from __future__ import annotations
